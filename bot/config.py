@@ -1,0 +1,200 @@
+"""Settings: the process's (environment) and the repository's (``.github/docgen.yml``).
+
+One :class:`Settings` object serves ``serve``, ``worker`` and ``review`` alike: the same
+environment variables mean the same thing everywhere and CLI flags override them.
+:class:`RepoConfig` is the per-repository part; a broken file never crashes anything,
+it becomes messages for the summary and the defaults are used.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.models import Style
+
+DEFAULT_MODEL = "gpt-4o-mini"
+DEFAULT_TOKEN_BUDGET = 20_000
+
+
+class Price(BaseModel):
+    """US dollars per million tokens."""
+
+    model_config = ConfigDict(frozen=True)
+
+    prompt: float
+    completion: float
+
+
+# Public list prices (USD per 1M tokens), https://openai.com/api/pricing/ .
+# Longest matching prefix wins, so dated snapshots ("gpt-4o-2024-08-06") are priced too.
+DEFAULT_PRICES: dict[str, Price] = {
+    "gpt-4o-mini": Price(prompt=0.15, completion=0.60),
+    "gpt-4o": Price(prompt=2.50, completion=10.00),
+    "gpt-4.1-nano": Price(prompt=0.10, completion=0.40),
+    "gpt-4.1-mini": Price(prompt=0.40, completion=1.60),
+    "gpt-4.1": Price(prompt=2.00, completion=8.00),
+    "gpt-4-turbo": Price(prompt=10.00, completion=30.00),
+    "gpt-4": Price(prompt=30.00, completion=60.00),
+    "gpt-3.5-turbo": Price(prompt=0.50, completion=1.50),
+    "o4-mini": Price(prompt=1.10, completion=4.40),
+    "o3-mini": Price(prompt=1.10, completion=4.40),
+    "o3": Price(prompt=2.00, completion=8.00),
+    "offline": Price(prompt=0.0, completion=0.0),
+}
+
+
+def price_for(model: str, prices: dict[str, Price] | None = None) -> Price | None:
+    """The price of ``model`` by longest matching prefix, or None when unknown."""
+    table = DEFAULT_PRICES if prices is None else prices
+    best = None
+    for name in table:
+        if model.startswith(name) and (best is None or len(name) > len(best)):
+            best = name
+    return table[best] if best is not None else None
+
+
+class Settings(BaseSettings):
+    """Process settings, from the environment (and a ``.env`` file if present).
+
+    Secrets are ``SecretStr``: they print as ``**********`` in reprs and logs.
+    """
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    docgen_model: str = DEFAULT_MODEL
+    azure_openai_endpoint: str | None = None
+    azure_openai_api_key: SecretStr | None = None
+    azure_openai_deployment: str | None = None
+    openai_api_version: str = "2024-10-21"
+    docgen_token_budget: int = Field(default=DEFAULT_TOKEN_BUDGET, gt=0)
+    docgen_encoding: str | None = None  # force a tiktoken encoding (o200k_base / cl100k_base)
+    docgen_data_dir: Path | None = None
+    docgen_timeout: float = Field(default=60.0, gt=0)  # seconds per LLM call
+    docgen_max_retries: int = Field(default=3, ge=0, le=10)
+    docgen_provider: Literal["auto", "openai", "azure", "offline"] = "auto"
+    log_level: str = "INFO"
+
+    def provider_kind(self) -> str:
+        """Which provider these settings select: azure, openai or offline."""
+        if self.docgen_provider != "auto":
+            return self.docgen_provider
+        if self.azure_openai_endpoint and self.azure_openai_api_key:
+            return "azure"
+        if self.openai_api_key:
+            return "openai"
+        return "offline"
+
+    def model_name(self) -> str:
+        """The model name used for pricing, caching and token counting."""
+        kind = self.provider_kind()
+        if kind == "offline":
+            return "offline"
+        if kind == "azure" and self.azure_openai_deployment and not self.docgen_model:
+            return self.azure_openai_deployment
+        return self.docgen_model
+
+
+class RepoConfig(BaseModel):
+    """The repository's ``.github/docgen.yml``. Unknown keys are errors (typos matter)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    style: Literal["auto", "google", "numpy", "sphinx", "plain"] = "auto"
+    budget: int | None = Field(default=None, gt=0)  # tokens per PR; None: the process's
+    include: tuple[str, ...] = ("*.py",)
+    exclude: tuple[str, ...] = ()
+    skip_private: bool = True
+    skip_dunder: bool = True
+    skip_tests: bool = True
+    skip_trivial: bool = True
+    update_stale: bool = True
+    auto_run: bool = True
+    coverage_threshold: float | None = Field(default=None, ge=0, le=100)
+    language: str = "English"
+    max_file_bytes: int = Field(default=1_000_000, gt=0)
+    max_functions: int = Field(default=100, gt=0)
+
+    @field_validator("include", "exclude", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
+
+    def forced_style(self) -> Style | None:
+        return None if self.style == "auto" else Style(self.style)
+
+    def wants(self, path: str) -> bool:
+        """Whether ``path`` is in scope under include/exclude (fnmatch on the full path).
+
+        ``*`` matches across ``/`` as in fnmatch, so ``*.py`` means every Python file
+        and ``tests/*`` everything under ``tests/``.
+        """
+        if not any(fnmatch.fnmatchcase(path, pat) for pat in self.include):
+            return False
+        return not any(fnmatch.fnmatchcase(path, pat) for pat in self.exclude)
+
+
+@dataclass(frozen=True)
+class LoadedRepoConfig:
+    config: RepoConfig
+    errors: tuple[str, ...] = ()
+    source: str = "defaults"
+
+
+def load_repo_config(text: str | bytes | None, source: str = ".github/docgen.yml") -> LoadedRepoConfig:
+    """Parse a ``docgen.yml``; anything wrong yields messages and the defaults.
+
+    Never raises on bad input: the messages go to the summary so the maintainer can
+    fix the file, and the run goes on with defaults.
+    """
+    if text is None:
+        return LoadedRepoConfig(RepoConfig())
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        return LoadedRepoConfig(
+            RepoConfig(), (f"{source}: invalid YAML{where}; using defaults",), "defaults"
+        )
+    if data is None:
+        return LoadedRepoConfig(RepoConfig(), (), source)
+    if not isinstance(data, dict):
+        return LoadedRepoConfig(
+            RepoConfig(), (f"{source}: expected a mapping at the top level; using defaults",)
+        )
+    try:
+        return LoadedRepoConfig(RepoConfig.model_validate(data), (), source)
+    except ValidationError as exc:
+        errors = []
+        good = dict(data)
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "(top)"
+            field_name = str(err["loc"][0]) if err["loc"] else None
+            default = RepoConfig.model_fields.get(field_name) if field_name else None
+            used = f"; using default {default.default!r}" if default is not None else "; ignored"
+            errors.append(f"{source}: {loc}: {err['msg']}{used}")
+            if field_name is not None:
+                good.pop(field_name, None)
+        try:
+            config = RepoConfig.model_validate(good)
+        except ValidationError:  # pragma: no cover - dropping every bad key always validates
+            config = RepoConfig()
+        return LoadedRepoConfig(config, tuple(errors), source)
+
+
+def read_repo_config_file(root: Path) -> LoadedRepoConfig:
+    """Load ``.github/docgen.yml`` (or ``.yaml``) from a checkout, if present."""
+    for name in ("docgen.yml", "docgen.yaml"):
+        path = root / ".github" / name
+        if path.is_file():
+            return load_repo_config(path.read_bytes(), f".github/{name}")
+    return LoadedRepoConfig(RepoConfig())
