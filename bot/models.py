@@ -88,6 +88,17 @@ class FileDiff:
         return None
 
 
+@dataclass(frozen=True)
+class FileChange:
+    """One changed file of a PR: GitHub's ``pulls/{n}/files`` entry plus head content."""
+
+    path: str
+    status: str
+    patch: str | None
+    head: bytes | None  # None when removed or unreadable
+    previous_path: str | None = None
+
+
 # ------------------------------------------------------------------------ extract
 
 

@@ -1,0 +1,140 @@
+"""Read a pull request's worth of changes from a local git checkout (for ``docgen review``).
+
+This stands in for ``github.fetch_pr``: it yields the same :class:`FileChange` values,
+with each file's patch in GitHub's shape (hunks only, no file headers), so everything
+downstream runs exactly as in the App.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from bot.models import FileChange
+
+
+class GitError(Exception):
+    """A clear, one-line problem with the repository or the refs given."""
+
+
+@dataclass(frozen=True)
+class LocalChanges:
+    root: Path
+    base_sha: str
+    head_sha: str | None  # None: the working tree
+    changes: tuple[FileChange, ...]
+
+
+def _open(path: Path) -> git.Repo:
+    try:
+        return git.Repo(path, search_parent_directories=True)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError):
+        raise GitError(f"{path} is not inside a git repository") from None
+
+
+def _commit(repo: git.Repo, ref: str) -> git.Commit:
+    try:
+        return repo.commit(ref)
+    except (git.BadName, ValueError, git.GitCommandError):
+        raise GitError(f"unknown git ref {ref!r}") from None
+
+
+def _status(d: git.Diff) -> str:
+    if d.new_file:
+        return "added"
+    if d.deleted_file:
+        return "removed"
+    if d.renamed_file:
+        return "renamed"
+    return "modified"
+
+
+def _patch(d: git.Diff) -> str | None:
+    raw = d.diff if isinstance(d.diff, bytes) else (d.diff or "").encode()
+    if raw.startswith(b"Binary files"):
+        return None
+    return raw.decode("utf-8", errors="replace")
+
+
+def read_changes(path: Path, base: str, head: str | None = None) -> LocalChanges:
+    """The files changed between the merge base of ``base`` and ``head`` and ``head``.
+
+    Like a pull request, the comparison starts at the merge base (three-dot diff), so
+    commits on ``base`` since the branch forked are not shown as changes.  ``head``
+    None means the working tree, including untracked files that git does not ignore.
+    """
+    repo = _open(path)
+    root = Path(repo.working_tree_dir or path)
+    base_commit = _commit(repo, base)
+    if head is None:
+        try:
+            tip = repo.head.commit
+        except ValueError:
+            raise GitError("the repository has no commits yet") from None
+        head_commit = None
+    else:
+        tip = head_commit = _commit(repo, head)
+    bases = repo.merge_base(base_commit, tip)
+    if not bases:
+        raise GitError(f"{base!r} and {head or 'HEAD'!r} have no common history")
+    merge_base = bases[0]
+    other = head_commit if head_commit is not None else None
+    diffs = merge_base.diff(other, create_patch=True, M=True)
+    changes = list(_to_changes(repo, root, diffs, head_commit))
+    if head_commit is None:
+        seen = {c.path for c in changes}
+        for rel in repo.untracked_files:
+            if rel not in seen:
+                content = _worktree_bytes(root, rel)
+                changes.append(
+                    FileChange(rel, "added", _added_patch(content), content, previous_path=None)
+                )
+    changes.sort(key=lambda c: c.path)
+    return LocalChanges(
+        root=root,
+        base_sha=merge_base.hexsha,
+        head_sha=head_commit.hexsha if head_commit is not None else None,
+        changes=tuple(changes),
+    )
+
+
+def _worktree_bytes(root: Path, rel: str) -> bytes | None:
+    p = root / rel
+    try:
+        return p.read_bytes() if p.is_file() else None
+    except OSError:
+        return None
+
+
+def _to_changes(
+    repo: git.Repo, root: Path, diffs: git.DiffIndex, head_commit: git.Commit | None
+) -> Iterator[FileChange]:
+    for d in diffs:
+        status = _status(d)
+        path = d.b_path if d.b_path is not None else d.a_path
+        previous = d.a_path if status == "renamed" else None
+        if status == "removed":
+            content = None
+        elif head_commit is None:
+            content = _worktree_bytes(root, path)
+        else:
+            try:
+                content = (head_commit.tree / path).data_stream.read()
+            except KeyError:
+                content = None
+        yield FileChange(path, status, _patch(d), content, previous_path=previous)
+
+
+def _added_patch(content: bytes | None) -> str | None:
+    """The patch GitHub would show for a new file: one hunk of added lines."""
+    if content is None or b"\0" in content:
+        return None
+    text = content.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if not lines:
+        return ""
+    body = "".join(f"+{line}\n" for line in lines)
+    return f"@@ -0,0 +1,{len(lines)} @@\n{body}"
