@@ -1,0 +1,238 @@
+"""The docstring cache: keys, the in-memory and SQLite stores, and "a hit costs nothing"."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+import httpx2
+import openai
+import pytest
+
+from bot import cache as cache_mod
+from bot.cache import (
+    DocstringCache,
+    MemoryCache,
+    SqliteCache,
+    cache_key,
+    parts_from_json,
+    parts_to_json,
+)
+from bot.generate import GenerationItem, GenerationRequest, OpenAIProvider
+from bot.models import DocParts, Param, Style, Target
+from tests.fake_openai import API_KEY, recorded
+
+SOURCE = 'def add(a: int, b: int = 1) -> int:\n    """Old."""\n    return a + b\n'
+
+
+def make_target(source: str = SOURCE, qualname: str = "add", path: str = "m.py") -> Target:
+    return Target(
+        path=path,
+        qualname=qualname,
+        kind="function",
+        is_async=False,
+        start=1,
+        def_line=1,
+        header_end=1,
+        body_start=2,
+        end=source.count("\n"),
+        indent="",
+        body_indent="    ",
+        params=(Param("a", "positional", "int"), Param("b", "positional", "int", "1")),
+        returns="int",
+        returns_value=True,
+        source=source,
+    )
+
+
+PARTS = DocParts(
+    summary="Sum two integers — «ünïcode» ok.",
+    description="Line one.\n\nLine\ttwo.",
+    params=(("a", "First."), ("b", "Second.")),
+    returns="The sum.",
+    raises=(("ValueError", "Never, really."),),
+)
+
+
+# --------------------------------------------------------------------------- keys
+
+
+def test_key_is_stable_hex() -> None:
+    key = cache_key(make_target(), Style.GOOGLE, "gpt-4o-mini", "English")
+    assert key == cache_key(make_target(), Style.GOOGLE, "gpt-4o-mini", "English")
+    assert len(key) == 64 and int(key, 16) >= 0
+
+
+def test_key_ignores_line_endings_indentation_and_path() -> None:
+    base = cache_key(make_target(), Style.GOOGLE, "m", "English")
+    crlf = make_target(SOURCE.replace("\n", "\r\n"))
+    indented = make_target("".join("    " + line for line in SOURCE.splitlines(keepends=True)))
+    moved = make_target(path="other/place.py")
+    for t in (crlf, indented, moved):
+        assert cache_key(t, Style.GOOGLE, "m", "English") == base
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"style": Style.NUMPY},
+        {"model": "gpt-4o"},
+        {"language": "French"},
+        {"target": make_target(SOURCE.replace("a + b", "b + a"))},
+        {"target": make_target(qualname="Calc.add")},
+        {"target": make_target(SOURCE.replace("Old.", "Older."))},
+    ],
+)
+def test_key_changes_with_what_matters(change: dict[str, object]) -> None:
+    args: dict[str, object] = {
+        "target": make_target(),
+        "style": Style.GOOGLE,
+        "model": "gpt-4o-mini",
+        "language": "English",
+    }
+    base = cache_key(**args)  # type: ignore[arg-type]
+    assert cache_key(**(args | change)) != base  # type: ignore[arg-type]
+
+
+def test_key_changes_with_the_prompt_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    base = cache_key(make_target(), Style.GOOGLE, "m", "English")
+    monkeypatch.setattr(cache_mod, "PROMPT_VERSION", "next")
+    assert cache_key(make_target(), Style.GOOGLE, "m", "English") != base
+
+
+# ------------------------------------------------------------------- serialisation
+
+
+def test_parts_round_trip() -> None:
+    assert parts_from_json(parts_to_json(PARTS)) == PARTS
+    assert parts_from_json(parts_to_json(DocParts("Only."))) == DocParts("Only.")
+
+
+@pytest.mark.parametrize(
+    "bad", ["[]", '{"summary": 3}', '{"summary": "x", "params": [["a"]]}', '{"params": "a"}', "{"]
+)
+def test_parts_from_bad_json(bad: str) -> None:
+    with pytest.raises(ValueError):
+        parts_from_json(bad)
+
+
+# ------------------------------------------------------------------------- stores
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> DocstringCache:
+    if request.param == "memory":
+        return MemoryCache()
+    return SqliteCache(tmp_path / "cache.sqlite3")
+
+
+def test_store_get_put(store: DocstringCache) -> None:
+    assert isinstance(store, DocstringCache)
+    assert store.get("k") is None
+    store.put("k", PARTS)
+    assert store.get("k") == PARTS
+    store.put("k", replace(PARTS, summary="Replaced."))
+    assert store.get("k").summary == "Replaced."  # type: ignore[union-attr]
+
+
+def test_memory_cache_is_lru_bounded() -> None:
+    c = MemoryCache(max_entries=2)
+    c.put("a", PARTS)
+    c.put("b", PARTS)
+    assert c.get("a") == PARTS  # a is now the most recent
+    c.put("c", PARTS)
+    assert c.get("b") is None and c.get("a") == PARTS and len(c) == 2
+
+
+def test_sqlite_cache_persists_across_instances(tmp_path: Path) -> None:
+    path = tmp_path / "data" / "cache.sqlite3"
+    path.parent.mkdir()
+    SqliteCache(path).put("k", PARTS)
+    again = SqliteCache(path)
+    assert again.get("k") == PARTS
+    assert len(again) == 1
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(docstrings)")]
+    assert columns == ["key", "value", "created_at"]
+
+
+def test_sqlite_cache_treats_a_corrupt_row_as_a_miss(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    c = SqliteCache(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO docstrings VALUES ('bad', 'not json', 0)")
+    assert c.get("bad") is None
+
+
+def test_sqlite_cache_is_safe_across_threads(tmp_path: Path) -> None:
+    c = SqliteCache(tmp_path / "cache.sqlite3")
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            for i in range(20):
+                key = f"{n}-{i}"
+                c.put(key, replace(PARTS, summary=f"Item {key}."))
+                assert c.get(key).summary == f"Item {key}."  # type: ignore[union-attr]
+        except BaseException as exc:  # collected for the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(c) == 160
+
+
+# ---------------------------------------------------------- a hit costs no tokens
+
+
+def test_cache_hit_makes_no_call(tmp_path: Path) -> None:
+    """Two runs over the same function: the second is served from the cache.
+
+    This is the pipeline's pattern (look up, generate the misses, store): the fake API
+    must see exactly one request, and a changed function must miss again.
+    """
+    changed = make_target(SOURCE.replace("a + b", "a + b + 0"))
+    db = tmp_path / "cache.sqlite3"
+
+    async def one_run(target: Target, origin: str, sent: list[httpx2.Request]) -> DocParts:
+        store = SqliteCache(db)  # a fresh instance each run: persistence matters
+        key = cache_key(target, Style.GOOGLE, "gpt-4o-mini", "English")
+        hit = store.get(key)
+        if hit is not None:
+            return hit
+        client = openai.AsyncOpenAI(api_key=API_KEY, base_url=origin + "/v1", max_retries=0)
+
+        async def count(request: httpx2.Request) -> None:
+            sent.append(request)
+
+        client._client.event_hooks["request"].append(count)
+        try:
+            provider = OpenAIProvider(client, "gpt-4o-mini", timeout=10)
+            request = GenerationRequest((GenerationItem(target),), Style.GOOGLE, "English", 300)
+            result = await provider.generate(request)
+        finally:
+            await client.close()
+        parts = result.parts[target.id]
+        store.put(key, parts)
+        return parts
+
+    with recorded("cache_hit") as rec:
+        sent: list[httpx2.Request] = []
+        first = asyncio.run(one_run(make_target(), rec.origin, sent))
+        second = asyncio.run(one_run(make_target(), rec.origin, sent))
+        assert first == second
+        assert len(sent) == 1
+        asyncio.run(one_run(changed, rec.origin, sent))
+        assert len(sent) == 2
+        if rec.live:
+            assert len(rec.fake.requests) == 2  # type: ignore[union-attr]
+        else:
+            assert rec.cassette.all_played and rec.cassette.play_count == 2
