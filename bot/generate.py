@@ -771,7 +771,7 @@ def _summary_for(target: Target) -> str:
 
 
 def _safe_fact(text: str | None, limit: int = 40) -> str | None:
-    # Annotations and defaults are source text: keep them only when short, one line
+    # A default is source text: keep it only when short, on one line
     # and unable to close a docstring literal.
     if not text or len(text) > limit or "\n" in text or "\\" in text:
         return None
@@ -780,13 +780,13 @@ def _safe_fact(text: str | None, limit: int = 40) -> str | None:
     return text
 
 
-def _param_text(name: str, kind: str, annotation: str | None, default: str | None) -> str:
+def _param_text(name: str, kind: str, default: str | None) -> str:
+    # No annotation in the text: every style but plain already renders the type.
     if kind == "vararg":
         return "Additional positional arguments."
     if kind == "varkw":
         return "Additional keyword arguments."
-    ann = _safe_fact(annotation)
-    text = f"The {' '.join(_words(name)) or name}" + (f" ({ann})." if ann else ".")
+    text = f"The {' '.join(_words(name)) or name}."
     value = _safe_fact(default)
     if value is not None:
         text += f" Defaults to {value}."
@@ -796,15 +796,13 @@ def _param_text(name: str, kind: str, annotation: str | None, default: str | Non
 def offline_parts(target: Target) -> DocParts:
     """A deterministic skeleton from the signature alone (the no-key fallback)."""
     params = tuple(
-        (p.name, _param_text(p.name, p.kind, p.annotation, p.default))
-        for p in target.documentable_params
+        (p.name, _param_text(p.name, p.kind, p.default)) for p in target.documentable_params
     )
     if target.kind == "class":
         return DocParts(summary=_summary_for(target), params=params)
-    ann = _safe_fact(target.returns)
     returns = ""
     if target.returns_value and not target.yields and not target.is_property:
-        returns = f"The result ({ann})." if ann else "The result."
+        returns = "The result."
     yields = "The yielded values." if target.yields else ""
     raises = tuple((name, "Raised on error.") for name in target.raises)
     return DocParts(

@@ -388,8 +388,8 @@ def test_parse_response_never_raises_on_json(value: Any, ids: set[str]) -> None:
 def test_offline_parts_from_signatures() -> None:
     assert offline_parts(LOAD) == DocParts(
         summary="Load.",
-        params=(("path", "The path (str)."), ("strict", "The strict (bool). Defaults to True.")),
-        returns="The result (dict[str, Any]).",
+        params=(("path", "The path."), ("strict", "The strict. Defaults to True.")),
+        returns="The result.",
         raises=(("FileNotFoundError", "Raised on error."),),
     )
     assert offline_parts(ITEMS) == DocParts(summary="Items.", yields="The yielded values.")
