@@ -246,8 +246,8 @@ class TokenBudget:
     reserved: int = 0
     slack: int = 0
     overruns: list[tuple[int, int]] = field(default_factory=list)  # (reserved, actual)
-    _open: dict[int, int] = field(default_factory=dict, repr=False)
-    _next_id: int = field(default=1, repr=False)
+    _open: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _next_id: int = field(default=1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.limit < 0 or self.spent < 0:
