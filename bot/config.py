@@ -149,7 +149,9 @@ class LoadedRepoConfig:
     source: str = "defaults"
 
 
-def load_repo_config(text: str | bytes | None, source: str = ".github/docgen.yml") -> LoadedRepoConfig:
+def load_repo_config(
+    text: str | bytes | None, source: str = ".github/docgen.yml"
+) -> LoadedRepoConfig:
     """Parse a ``docgen.yml``; anything wrong yields messages and the defaults.
 
     Never raises on bad input: the messages go to the summary so the maintainer can

@@ -32,6 +32,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import docstring_parser
+
 from bot.models import DocParts, Style, Target, Usage
 
 if TYPE_CHECKING:  # openai takes ~1 s to import: only the online path pays for it.
@@ -793,20 +795,56 @@ def _param_text(name: str, kind: str, default: str | None) -> str:
     return text
 
 
+def _existing(target: Target) -> docstring_parser.Docstring | None:
+    if not target.docstring:
+        return None
+    try:
+        return docstring_parser.parse(target.docstring)
+    except (docstring_parser.ParseError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def offline_parts(target: Target) -> DocParts:
-    """A deterministic skeleton from the signature alone (the no-key fallback)."""
+    """A deterministic skeleton from the signature alone (the no-key fallback).
+
+    When the definition already has a (stale) docstring, what the maintainer wrote is
+    kept: its summary, description and the descriptions of parameters, returns and
+    exceptions that still exist; only what the signature added is filled in.
+    """
+    old = _existing(target)
+    known = {p.arg_name.lstrip("*"): p.description or "" for p in old.params} if old else {}
     params = tuple(
-        (p.name, _param_text(p.name, p.kind, p.default)) for p in target.documentable_params
+        (p.name, known.get(p.name) or _param_text(p.name, p.kind, p.default))
+        for p in target.documentable_params
     )
+    summary = (old.short_description or "").strip() if old else ""
+    if not summary or "\n" in summary:
+        summary = _summary_for(target)
+    description = (old.long_description or "").strip() if old else ""
     if target.kind == "class":
-        return DocParts(summary=_summary_for(target), params=params)
+        return DocParts(summary=summary, description=description, params=params)
     returns = ""
     if target.returns_value and not target.yields and not target.is_property:
-        returns = "The result."
-    yields = "The yielded values." if target.yields else ""
-    raises = tuple((name, "Raised on error.") for name in target.raises)
+        returns = (
+            old.returns.description if old and old.returns and not old.returns.is_generator else ""
+        ) or "The result."
+    yields = ""
+    if target.yields:
+        yields = (
+            old.returns.description if old and old.returns and old.returns.is_generator else ""
+        ) or "The yielded values."
+    old_raises = (
+        {(r.type_name or "").rsplit(".", 1)[-1]: r.description or "" for r in old.raises}
+        if old
+        else {}
+    )
+    raises = tuple(
+        (name, old_raises.get(name.rsplit(".", 1)[-1]) or "Raised on error.")
+        for name in target.raises
+    )
     return DocParts(
-        summary=_summary_for(target),
+        summary=summary,
+        description=description,
         params=params,
         returns=returns,
         yields=yields,

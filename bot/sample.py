@@ -53,7 +53,6 @@ def restock(shelf: dict[str, int], sku: str, count: int) -> None:
     Args:
         shelf: Stock per SKU.
         sku: The product.
-        count: How many to add.
     """
     shelf[sku] = shelf.get(sku, 0) + count
 
@@ -121,7 +120,6 @@ def restock(stock: dict[str, int], sku: str, count: int) -> None:
     Args:
         shelf: Stock per SKU.
         sku: The product.
-        count: How many to add.
     """
     if count < 0:
         raise ValueError("count must not be negative")

@@ -62,6 +62,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "invalid_json": ("invalid_json",),
     "hostile": ("hostile",),
     "wrong_params": ("wrong_params",),
+    "wrong_then_ok": ("wrong_params", "ok"),  # for the repair round
     "missing_ids": ("missing_ids",),
     "length": ("length",),
     "no_usage": ("no_usage",),

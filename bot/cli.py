@@ -1,0 +1,294 @@
+"""The ``docgen`` command line.
+
+``docgen review`` runs the App's pipeline on a local checkout: the same settings, the
+same provider choice (an LLM when a key is set, the offline skeleton writer when not),
+the same checks.  ``docgen demo`` builds a throw-away repository with a sample pull
+request and reviews it, to see docgen work on a fresh machine.
+
+Exit codes: 0 ok; 1 definitions left undocumented (only with ``--strict``); 2 usage or
+configuration error, with a one-line message on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import asyncio
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bot import __version__, render
+from bot.budget import TokenBudget, TokenCounter, encoding_for_model, load_encoding
+from bot.cache import DocstringCache, MemoryCache, SqliteCache
+from bot.config import Settings, read_repo_config_file
+from bot.generate import ConfigError, make_provider
+from bot.localgit import GitError, read_changes
+from bot.models import Action, Decision, Style
+from bot.pipeline import Context, RunResult, run
+
+EXIT_OK, EXIT_UNDOCUMENTED, EXIT_USAGE = 0, 1, 2
+MAX_STYLE_SAMPLE_FILES = 150
+
+
+class UsageError(Exception):
+    """A problem the user can fix; printed as one line, exit code 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="docgen",
+        description="Write missing Python docstrings for the functions a change touches.",
+    )
+    parser.add_argument("--version", action="version", version=f"docgen {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    review = sub.add_parser(
+        "review",
+        help="review a local git checkout like a pull request",
+        description="Document the functions changed between the merge base of --base and "
+        "--head (default: the working tree).",
+    )
+    review.add_argument("path", nargs="?", default=".", help="repository path (default: .)")
+    _add_review_options(review)
+    review.add_argument("--base", required=True, help="the branch or commit the change is based on")
+    review.add_argument(
+        "--head", default=None, help="the commit to review (default: the working tree)"
+    )
+    review.add_argument(
+        "--apply", action="store_true", help="write the docstrings into the working tree"
+    )
+
+    demo = sub.add_parser("demo", help="review a bundled sample pull request in a temporary repo")
+    _add_review_options(demo)
+    return parser
+
+
+def _add_review_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
+    p.add_argument(
+        "--style", choices=[s.value for s in Style], default=None, help="force a docstring style"
+    )
+    p.add_argument("--model", default=None, help="LLM model or Azure deployment (env DOCGEN_MODEL)")
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="token budget for the run (env DOCGEN_TOKEN_BUDGET)",
+    )
+    p.add_argument(
+        "--offline",
+        action="store_true",
+        help="never call an LLM: write signature-derived skeletons",
+    )
+    p.add_argument("--no-diff", action="store_true", help="do not print the suggested changes")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit 1 when changed definitions are left without a docstring (for CI)",
+    )
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = str(err["loc"][0]).upper() if err["loc"] else "settings"
+        raise UsageError(f"invalid environment variable {name}: {err['msg']}") from None
+    update: dict[str, object] = {}
+    if args.model:
+        update["docgen_model"] = args.model
+    if args.budget is not None:
+        if args.budget <= 0:
+            raise UsageError("--budget must be a positive number of tokens")
+        update["docgen_token_budget"] = args.budget
+    if args.offline:
+        update["docgen_provider"] = "offline"
+    return settings.model_copy(update=update)
+
+
+def _cache(settings: Settings) -> DocstringCache:
+    if settings.docgen_data_dir is None:
+        return MemoryCache()
+    try:
+        settings.docgen_data_dir.mkdir(parents=True, exist_ok=True)
+        return SqliteCache(settings.docgen_data_dir / "cache.sqlite3")
+    except OSError as exc:
+        raise UsageError(f"DOCGEN_DATA_DIR is not writable: {exc.strerror}") from None
+
+
+def repo_docstrings(
+    root: Path, changed: Sequence[str], limit: int = MAX_STYLE_SAMPLE_FILES
+) -> list[str]:
+    """A sample of the repository's docstrings, for detecting its style.
+
+    Files next to the changed ones come first; the rest of the tree fills up to
+    ``limit`` files.  Unparseable files are passed over.
+    """
+    dirs = {str(Path(p).parent) for p in changed}
+    files: list[Path] = []
+    for d in sorted(dirs):
+        files += sorted((root / d).glob("*.py"))
+    if len(files) < limit:
+        skip = {".git", ".venv", "venv", "node_modules", "build", "dist", "site-packages"}
+        for p in sorted(root.rglob("*.py")):
+            if len(files) >= limit * 3:
+                break
+            if not skip.intersection(p.relative_to(root).parts):
+                files.append(p)
+    out: list[str] = []
+    seen: set[Path] = set()
+    for p in files:
+        if p in seen or len(seen) >= limit:
+            continue
+        seen.add(p)
+        try:
+            if p.stat().st_size > 1_000_000:
+                continue
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(p.read_bytes())
+        except (OSError, SyntaxError, ValueError, RecursionError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
+                doc = ast.get_docstring(node)
+                if doc:
+                    out.append(doc)
+    return out
+
+
+def review(
+    path: Path, base: str, head: str | None, args: argparse.Namespace, out=sys.stdout
+) -> int:
+    settings = _settings(args)
+    try:
+        provider = make_provider(settings)
+    except ConfigError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        local = read_changes(path, base, head)
+    except GitError as exc:
+        raise UsageError(str(exc)) from None
+    loaded = read_repo_config_file(local.root)
+    config = loaded.config
+    limit = config.budget or settings.docgen_token_budget
+    if args.budget is not None:
+        limit = args.budget
+    counter = TokenCounter(
+        load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))
+    )
+    ctx = Context(
+        config=config,
+        provider=provider,
+        cache=_cache(settings),
+        counter=counter,
+        budget=TokenBudget(limit),
+        repo_docstrings=repo_docstrings(local.root, [c.path for c in local.changes]),
+        style_override=Style(args.style) if args.style else None,
+        notes=list(loaded.errors),
+    )
+    if provider.offline:
+        ctx.notes.append(
+            "No LLM key configured (OPENAI_API_KEY or AZURE_OPENAI_*): docstrings are "
+            "signature-derived skeletons from the offline provider. Edit them before committing."
+        )
+    result = asyncio.run(run(local.changes, ctx))
+    _print(result, args, out)
+    if getattr(args, "apply", False):
+        _apply(local.root, local.head_sha, result, out)
+    if args.strict and _left_undocumented(result):
+        return EXIT_UNDOCUMENTED
+    return EXIT_OK
+
+
+def _left_undocumented(result: RunResult) -> bool:
+    # Out-of-scope definitions (private, tests, ...) carry Decision.SKIP; anything that
+    # needed a docstring and did not get one is what --strict reports.
+    return any(
+        o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE)
+        for o in result.report.outcomes
+    )
+
+
+def _print(result: RunResult, args: argparse.Namespace, out) -> None:
+    report = result.report
+    if args.format == "json":
+        data = render.json_report(report)
+        json.dump(data, out, indent=2, sort_keys=False)
+        out.write("\n")
+        return
+    if args.format == "markdown":
+        out.write(render.markdown_report(report))
+        out.write("\n")
+    else:
+        out.write(render.text_report(report))
+        out.write("\n")
+    if not args.no_diff:
+        for path in sorted(result.new_texts):
+            out.write("\n")
+            out.write(render.unified_diff(path, result.head_texts[path], result.new_texts[path]))
+
+
+def _apply(root: Path, head_sha: str | None, result: RunResult, out) -> None:
+    """Write the proven new texts, but only over files still equal to what was reviewed."""
+    for path, new_text in sorted(result.new_texts.items()):
+        target = root / path
+        try:
+            current = target.read_bytes()
+        except OSError as exc:
+            out.write(f"not applied to {path}: {exc.strerror}\n")
+            continue
+        reviewed = result.head_texts[path]
+        bom = b"\xef\xbb\xbf" if current.startswith(b"\xef\xbb\xbf") else b""
+        if current[len(bom) :] != reviewed.encode("utf-8"):
+            where = "the working tree" if head_sha is None else f"{head_sha[:12]}"
+            out.write(f"not applied to {path}: the file differs from {where}\n")
+            continue
+        # newline="" keeps CRLF/CR endings exactly as they are in the text.
+        with open(target, "w", encoding="utf-8", newline="") as fh:
+            if bom:
+                fh.write("\ufeff")
+            fh.write(new_text)
+        out.write(f"applied to {path}\n")
+
+
+def demo(args: argparse.Namespace, out=sys.stdout) -> int:
+    """Create a temporary repository with a sample PR and review it."""
+    import tempfile
+
+    from bot.sample import make_sample_repo
+
+    with tempfile.TemporaryDirectory(prefix="docgen-demo-") as tmp:
+        root = make_sample_repo(Path(tmp))
+        out.write(f"Sample pull request in {root} (branch 'feature' against 'main')\n\n")
+        args.apply = False
+        return review(root, "main", "feature", args, out)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "review":
+            return review(Path(args.path), args.base, args.head, args)
+        if args.command == "demo":
+            return demo(args)
+    except UsageError as exc:
+        print(f"docgen: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+    parser.error(f"unknown command {args.command}")
+    return EXIT_USAGE  # pragma: no cover
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,417 @@
+"""The docstring pipeline: changed files in, a report with suggestions out.
+
+``diff → extract → plan → generate → validate → render``, one function per stage over
+plain data.  This module only wires them together; the App (``github.fetch_pr``) and
+the CLI (``localgit``) feed it :class:`FileChange` values and publish the
+:class:`~bot.models.Report` it returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from bot import budget as budget_mod
+from bot import diff as diff_mod
+from bot import extract as extract_mod
+from bot import style as style_mod
+from bot import validate
+from bot.cache import DocstringCache, cache_key
+from bot.config import RepoConfig
+from bot.generate import (
+    GenerationItem,
+    GenerationRequest,
+    Provider,
+    ProviderError,
+    context_for,
+    estimate_prompt_tokens,
+)
+from bot.models import (
+    Action,
+    Coverage,
+    Decision,
+    DocParts,
+    Edit,
+    ExtractResult,
+    FileChange,
+    FileDiff,
+    Outcome,
+    Report,
+    Skip,
+    Style,
+    Suggestion,
+    Target,
+)
+
+log = logging.getLogger(__name__)
+
+MAX_CONCURRENT_CALLS = 4
+REPAIR_RESERVE_RATIO = 0.15  # of the budget, held back for the one repair round
+
+
+@dataclass
+class Context:
+    """What a run needs besides the changes: config, provider, cache and budget."""
+
+    config: RepoConfig
+    provider: Provider
+    cache: DocstringCache
+    counter: budget_mod.TokenCounter
+    budget: budget_mod.TokenBudget
+    repo_docstrings: Sequence[str] = ()  # sample of the repository's docstrings, for style
+    default_style: Style = Style.GOOGLE
+    style_override: Style | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _File:
+    change: FileChange
+    diff: FileDiff
+    text: str
+    lines: list[str]
+    result: ExtractResult
+    style: Style
+
+
+@dataclass
+class _Candidate:
+    file: _File
+    target: Target
+    parts: DocParts | None = None
+    cached: bool = False
+    violations: list[str] = field(default_factory=list)
+    accepted: validate.Accepted | None = None
+    text: str = ""
+    reason: str = ""
+
+
+@dataclass
+class RunResult:
+    """The report plus what ``--apply`` writes: path → new file text."""
+
+    report: Report
+    new_texts: dict[str, str]
+    head_texts: dict[str, str]
+
+
+def docstring_hash(text: str) -> str:
+    """Short content hash of a docstring, used in markers for idempotency."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
+
+
+def _skip(target: Target, reason: str) -> Outcome:
+    return Outcome(target, Action.SKIPPED, reason)
+
+
+async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
+    """Run the whole pipeline over the changed files of one PR."""
+    started = time.perf_counter()
+    report = Report(
+        budget=ctx.budget.limit,
+        model=ctx.provider.model,
+        provider=ctx.provider.name,
+        notes=list(ctx.notes),
+    )
+    files: list[_File] = []
+    for change in changes:
+        f = _prepare(change, ctx, report)
+        if f is not None:
+            files.append(f)
+
+    candidates: list[_Candidate] = []
+    for f in files:
+        report.coverage_before += f.result.coverage
+        report.skips.extend(f.result.skips)
+        for target in f.result.targets:
+            outcome = _triage(target, f, ctx.config)
+            if outcome is not None:
+                report.outcomes.append(outcome)
+            else:
+                candidates.append(_Candidate(f, target))
+
+    if len(candidates) > ctx.config.max_functions:
+        over = candidates[ctx.config.max_functions :]
+        candidates = candidates[: ctx.config.max_functions]
+        for c in over:
+            report.outcomes.append(
+                _skip(c.target, f"over the limit of {ctx.config.max_functions} functions per run")
+            )
+
+    ledger = budget_mod.Ledger()
+    await _generate_all(candidates, ctx, ledger, report)
+    _validate_all(candidates, ctx)
+    # One repair round: candidates that failed the checks go back with the errors.
+    retry = [c for c in candidates if c.parts is not None and c.accepted is None and c.violations]
+    if retry and not ctx.provider.offline:
+        await _generate_all(retry, ctx, ledger, report, repair=True)
+        _validate_all(retry, ctx)
+
+    new_texts, head_texts = _finish(files, candidates, ctx, report)
+
+    report.usage = ledger.usage
+    report.cost_usd = ledger.cost_usd
+    report.notes.extend(ledger.notes)
+    report.style = files[0].style if files else (ctx.style_override or ctx.default_style)
+    report.coverage_after = report.coverage_before + Coverage(
+        sum(1 for o in report.outcomes if o.action == Action.ADDED), 0
+    )
+    report.outcomes.sort(key=lambda o: (o.target.path, o.target.def_line))
+    report.skips.sort(key=lambda s: (s.path, s.line or 0))
+    report.elapsed_s = time.perf_counter() - started
+    return RunResult(report, new_texts, head_texts)
+
+
+def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
+    """Diff and extract one file; anything wrong becomes a skip with a reason."""
+    path = change.path
+    if not path.endswith(".py"):
+        return None
+    if not ctx.config.wants(path):
+        report.skips.append(Skip(path, "excluded by include/exclude in the config"))
+        return None
+    if change.status == "removed":
+        return None  # nothing to document in a deleted file
+    try:
+        fd = diff_mod.file_diff(path, change.status, change.patch, change.previous_path)
+    except diff_mod.PatchError as exc:
+        report.skips.append(Skip(path, f"unreadable patch: {exc}"))
+        return None
+    if not fd.has_patch:
+        report.skips.append(
+            Skip(path, "no patch from GitHub (binary file or diff too large to show)")
+        )
+        return None
+    if not fd.added_lines:
+        return None  # renamed or only deletions: nothing new to document
+    result = extract_mod.extract(path, change.head, fd, ctx.config)
+    if change.head is None or (result.skips and not result.targets and not result.coverage.total):
+        if not result.skips:
+            report.skips.append(Skip(path, "file content unavailable"))
+        else:
+            report.skips.extend(result.skips)
+        return None
+    text = (
+        change.head.decode("utf-8-sig")
+        if change.head.startswith(b"\xef\xbb\xbf")
+        else change.head.decode("utf-8")
+    )
+    file_docs = [t.docstring for t in result.targets if t.docstring]
+    file_docs += list(getattr(result, "docstrings", ()) or ())
+    style = style_mod.detect_for_file(
+        file_docs,
+        list(ctx.repo_docstrings),
+        ctx.style_override or ctx.config.forced_style(),
+        ctx.default_style,
+    )
+    return _File(change, fd, text, text.splitlines(), result, style)
+
+
+def _triage(target: Target, f: _File, config: RepoConfig) -> Outcome | None:
+    """Decide, before spending tokens, whether a target gets a docstring at all."""
+    if target.decision == Decision.SKIP:
+        return _skip(target, target.reason)
+    if target.decision == Decision.OK:
+        return Outcome(target, Action.UNCHANGED, "documented")
+    if target.decision == Decision.STALE and not config.update_stale:
+        return _skip(target, f"stale docstring ({target.reason}); update_stale is off")
+    region = validate.edit_region(target)
+    if isinstance(region, str):
+        return _skip(target, region)
+    start, end = region
+    if f.diff.hunk_covering(start, end) is None:
+        # GitHub only accepts comments on lines inside one hunk of the diff:
+        # https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request
+        where = f"line {start}" if start == end else f"lines {start}-{end}"
+        return _skip(target, f"outside the diff: {where} not in the PR's changes")
+    return None
+
+
+async def _generate_all(
+    candidates: Sequence[_Candidate],
+    ctx: Context,
+    ledger: budget_mod.Ledger,
+    report: Report,
+    *,
+    repair: bool = False,
+) -> None:
+    """Fill ``parts`` from the cache or the provider, within the token budget.
+
+    The first round holds back part of the budget for the repair round; the repair
+    round (``repair=True``) may use it.  Calls run concurrently, each with its own
+    reservation, so the budget holds whatever order they finish in.
+    """
+    model = ctx.provider.model
+    language = ctx.config.language
+    todo: list[_Candidate] = []
+    for c in candidates:
+        if not repair:
+            hit = ctx.cache.get(cache_key(c.target, c.file.style, model, language))
+            if hit is not None:
+                c.parts, c.cached = hit, True
+                report.cache_hits += 1
+                continue
+        todo.append(c)
+    if not todo:
+        return
+
+    by_id = {c.target.id: c for c in todo}
+    sem = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
+    calls = []
+    # One request speaks one convention: plan per style.
+    for style in sorted({c.file.style for c in todo}):
+        group = [c for c in todo if c.file.style == style]
+        items = {
+            c.target.id: GenerationItem(c.target, context_for(c.target, c.file.text)) for c in group
+        }
+        feedback = {c.target.id: list(c.violations) for c in group} if repair else {}
+        overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter)
+        plan_items = [
+            budget_mod.PlanItem(
+                c.target,
+                _item_tokens(ctx, items[c.target.id], style, feedback, overhead),
+                budget_mod.completion_reserve(c.target),
+            )
+            for c in group
+        ]
+        plan = budget_mod.plan(
+            plan_items,
+            ctx.budget,
+            overhead_tokens=overhead,
+            repair_reserve_ratio=0.0 if repair else REPAIR_RESERVE_RATIO,
+        )
+        for target, reason in plan.deferred:
+            c = by_id[target.id]
+            c.parts, c.reason = None, reason
+        for batch in plan.batches:
+            request = GenerationRequest(
+                tuple(items[t.id] for t in batch.targets),
+                style,
+                language,
+                batch.max_tokens,
+                {t.id: feedback[t.id] for t in batch.targets if t.id in feedback},
+            )
+            calls.append(_call(request, batch, by_id, ctx, ledger, sem))
+    await asyncio.gather(*calls)
+
+
+def _item_tokens(
+    ctx: Context, item: GenerationItem, style: Style, feedback: dict[str, list[str]], overhead: int
+) -> int:
+    """One item's share of a request's prompt: a one-item request minus the overhead."""
+    own = {item.target.id: feedback[item.target.id]} if item.target.id in feedback else {}
+    request = GenerationRequest((item,), style, ctx.config.language, 0, own)
+    return max(0, estimate_prompt_tokens(request, ctx.counter) - overhead)
+
+
+async def _call(
+    request: GenerationRequest,
+    batch: budget_mod.Batch,
+    by_id: dict[str, _Candidate],
+    ctx: Context,
+    ledger: budget_mod.Ledger,
+    sem: asyncio.Semaphore,
+) -> None:
+    ids = [t.id for t in batch.targets]
+    async with sem:
+        try:
+            # Invariant 3: reserve the worst case (prompt estimate + max_tokens) first.
+            reservation = ctx.budget.reserve(batch.tokens)
+        except budget_mod.BudgetExceeded as exc:
+            for i in ids:
+                by_id[i].parts, by_id[i].reason = None, str(exc)
+            return
+        try:
+            result = await ctx.provider.generate(request)
+        except ProviderError as exc:
+            # A failed call is settled as 0: providers do not bill refused requests,
+            # and what a timed-out one cost is unknown to us.
+            ctx.budget.settle(reservation, 0)
+            for i in ids:
+                by_id[i].parts, by_id[i].reason = None, f"model call failed: {exc.reason}"
+            return
+    ctx.budget.settle(reservation, result.usage.total)
+    ledger.record(result.model or ctx.provider.model, result.usage)
+    for note in result.notes:
+        log.info("provider note: %s", note)
+    for i in ids:
+        c = by_id[i]
+        if i in result.parts:
+            c.parts, c.reason = result.parts[i], ""
+        else:
+            c.parts = None
+            c.reason = f"no usable answer: {result.errors.get(i, 'missing from the reply')}"
+
+
+def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
+    for c in candidates:
+        if c.parts is None:
+            continue
+        c.violations = []
+        c.accepted = None
+        violations = validate.check_parts(c.parts, c.target, allow_restated=ctx.provider.offline)
+        text = ""
+        if not violations:
+            text = style_mod.compose(c.parts, c.target, c.file.style)
+            violations = validate.check_text(text, c.target, c.file.style)
+        if violations:
+            c.violations = [str(v) for v in violations]
+            c.reason = "rejected: " + "; ".join(v.message for v in violations)
+            continue
+        try:
+            edit = validate.make_edit(c.target, text, c.file.lines)
+        except ValueError as exc:
+            c.reason = str(exc)
+            continue
+        c.text = text
+        c.accepted = validate.Accepted(c.target, edit)
+
+
+def _finish(
+    files: Sequence[_File], candidates: Sequence[_Candidate], ctx: Context, report: Report
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Prove each file's edits together, then turn them into outcomes and suggestions."""
+    model = ctx.provider.model
+    new_texts: dict[str, str] = {}
+    head_texts: dict[str, str] = {}
+    by_file: dict[str, list[_Candidate]] = {}
+    for c in candidates:
+        by_file.setdefault(c.file.change.path, []).append(c)
+    for f in files:
+        path = f.change.path
+        group = by_file.get(path, [])
+        accepted = [c.accepted for c in group if c.accepted is not None]
+        new_text, rejected = validate.prove_module(f.text, accepted)
+        bad = {id(a): why for a, why in rejected}
+        for c in group:
+            if c.accepted is not None and id(c.accepted) in bad:
+                c.reason = f"rejected: {bad[id(c.accepted)]}"
+                c.accepted = None
+            if c.accepted is None:
+                report.outcomes.append(_skip(c.target, c.reason or "no docstring produced"))
+                continue
+            if not c.cached:
+                ctx.cache.put(cache_key(c.target, f.style, model, ctx.config.language), c.parts)
+            action = Action.UPDATED if c.target.decision == Decision.STALE else Action.ADDED
+            report.outcomes.append(
+                Outcome(
+                    c.target,
+                    action,
+                    c.target.reason if action == Action.UPDATED else "",
+                    c.text,
+                    _suggestion(path, c.accepted.edit, c.target, c.text),
+                    offline=ctx.provider.offline,
+                )
+            )
+        if new_text != f.text:
+            new_texts[path] = new_text
+            head_texts[path] = f.text
+    return new_texts, head_texts
+
+
+def _suggestion(path: str, edit: Edit, target: Target, text: str) -> Suggestion:
+    return Suggestion(path, edit.start, edit.end, edit.lines, target.id, docstring_hash(text))

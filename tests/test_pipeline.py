@@ -1,0 +1,275 @@
+"""The whole pipeline on a real-looking PR: offline, through the fake LLM, and on bad input.
+
+These are the end-to-end checks of DESIGN.md's invariants 1 (a suggestion never changes
+code), 2 (only lines GitHub accepts), 3 (the budget), 4 (idempotent with the cache),
+7 (bad input never crashes) and 9 (no secrets in the report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import openai
+import pytest
+
+from bot import diff, render
+from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.cache import MemoryCache, SqliteCache
+from bot.config import RepoConfig
+from bot.generate import OfflineProvider, OpenAIProvider, RetryPolicy
+from bot.localgit import read_changes
+from bot.models import Action, FileChange, Style
+from bot.pipeline import Context, RunResult, run
+from bot.sample import make_sample_repo
+from bot.validate import apply_edits, same_code
+from tests.fake_openai import API_KEY, recorded
+
+
+@pytest.fixture(scope="module")
+def sample_changes(tmp_path_factory):
+    root = make_sample_repo(tmp_path_factory.mktemp("sample"))
+    return read_changes(root, "main", "feature").changes
+
+
+def context(provider=None, *, budget=20_000, cache=None, config=None) -> Context:
+    return Context(
+        config=config or RepoConfig(),
+        provider=provider or OfflineProvider(),
+        cache=cache if cache is not None else MemoryCache(),
+        counter=TokenCounter(load_encoding("o200k_base")),
+        budget=TokenBudget(budget),
+    )
+
+
+def go(changes, ctx) -> RunResult:
+    return asyncio.run(run(changes, ctx))
+
+
+def actions(result: RunResult) -> dict[str, str]:
+    return {o.target.qualname: o.action.value for o in result.report.outcomes}
+
+
+def assert_invariants(changes, result: RunResult) -> None:
+    """Invariants 1 and 2 for every suggestion of a run."""
+    by_path = {c.path: c for c in changes}
+    for outcome in result.report.outcomes:
+        s = outcome.suggestion
+        if s is None:
+            continue
+        change = by_path[s.path]
+        head = change.head.decode()
+        # 1: applied alone to the head file, the suggestion changes no code.
+        from bot.models import Edit
+
+        new = apply_edits(head, [Edit(s.start, s.end, s.body_lines)])
+        assert same_code(head, new), outcome.target.qualname
+        # 2: the lines it replaces are RIGHT-side lines of one hunk of the PR's patch.
+        hunks = diff.parse_patch(change.patch)
+        assert any(h.covers(s.start, s.end) for h in hunks), outcome.target.qualname
+
+
+class TestOffline:
+    def test_sample_pr(self, sample_changes):
+        result = go(sample_changes, context())
+        assert actions(result) == {
+            "restock": "updated",
+            "report": "unchanged",
+            "cheapest": "added",
+            "low_stock": "added",
+            "Basket": "added",
+            "Basket.__init__": "skipped",
+            "Basket.add": "added",
+            "Basket.checkout": "added",
+            "_cents": "skipped",
+        }
+        report = result.report
+        assert report.coverage_after.documented - report.coverage_before.documented == 5
+        assert report.usage.total == 0 and report.cost_usd == 0
+        assert all(o.offline for o in report.outcomes if o.suggestion)
+        assert_invariants(sample_changes, result)
+        # Everything applied together still changes no code.
+        path = "shop/inventory.py"
+        assert same_code(result.head_texts[path], result.new_texts[path])
+
+    def test_stale_update_keeps_what_the_maintainer_wrote(self, sample_changes):
+        result = go(sample_changes, context())
+        restock = next(o for o in result.report.outcomes if o.target.qualname == "restock")
+        assert restock.docstring.startswith("Put items back on the shelf.")
+        assert "sku (str): The product." in restock.docstring
+        assert "shelf" not in restock.docstring.split("Args:")[1]
+
+    def test_style_is_the_repository_s(self, sample_changes):
+        result = go(sample_changes, context())
+        assert result.report.style == Style.GOOGLE
+        forced = context()
+        forced.style_override = Style.NUMPY
+        out = go(sample_changes, forced)
+        cheapest = next(o for o in out.report.outcomes if o.target.qualname == "cheapest")
+        assert "Parameters\n----------" in cheapest.docstring
+
+    def test_header_outside_the_diff_is_reported_not_commented(self):
+        head = "def old(a, b):\n" + "".join(f"    x{i} = {i}\n" for i in range(20)) + "    return a\n"
+        patch = "@@ -19,3 +19,4 @@ def old(a, b):\n     x17 = 17\n     x18 = 18\n+    x19 = 19\n     return a\n"
+        change = FileChange("m.py", "modified", patch, head.encode())
+        result = go([change], context())
+        [outcome] = result.report.outcomes
+        assert outcome.action == Action.SKIPPED
+        assert outcome.reason.startswith(render.OUTSIDE_DIFF)
+        assert outcome.suggestion is None
+        assert render.annotations(result.report)[0]["start_line"] == 1
+
+    def test_exclusions_and_private_definitions(self, sample_changes):
+        result = go(sample_changes, context(config=RepoConfig(exclude=("shop/*",))))
+        assert result.report.outcomes == []
+        assert [s.reason for s in result.report.skips] == ["excluded by include/exclude in the config"]
+        result = go(sample_changes, context(config=RepoConfig(skip_private=False)))
+        assert actions(result)["_cents"] == "added"
+
+
+def _added(text: str) -> str:
+    lines = text.splitlines()
+    return f"@@ -0,0 +1,{len(lines)} @@\n" + "".join(f"+{line}\n" for line in lines)
+
+
+BAD_INPUTS = [
+    ("syntax.py", "added", b"def broken(:\n    pass\n", "does not parse"),
+    ("latin.py", "added", b"# -*- coding: latin-1 -*-\ndef f(x):\n    return '\xe9'\n", "encoding"),
+    ("undeclared.py", "added", b"def f(x):\n    return '\xff\xfe'\n", "UTF-8"),
+    ("nul.py", "added", b"def f(x):\n    return 1\x00\n", "binary"),
+    ("huge.py", "added", b"x = 1\n" * 200_000, "too large"),
+    ("gen_pb2.py", "added", b"def f(x):\n    return x\n", "generated"),
+    ("gen.py", "added", b"# @generated by tool\ndef f(x):\n    return x\n", "generated"),
+]
+
+
+class TestBadInputNeverCrashes:
+    @pytest.mark.parametrize(("path", "status", "content", "why"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+    def test_each_bad_file_is_a_skip_with_a_reason(self, path, status, content, why):
+        text = content.decode("latin-1")
+        change = FileChange(path, status, _added(text), content)
+        src = "def fine(a):\n    b = a * 2\n    return b\n"
+        good = FileChange("ok.py", "added", _added(src), src.encode())
+        result = go([change, good], context())
+        assert [s.path for s in result.report.skips] == [path]
+        assert why.lower() in result.report.skips[0].reason.lower()
+        assert actions(result) == {"fine": "added"}  # the good file is not lost
+        assert render.markdown_report(result.report)
+
+    def test_binary_or_missing_patch(self):
+        change = FileChange("blob.py", "modified", None, b"def f():\n    return 1\n")
+        result = go([change], context())
+        assert "no patch" in result.report.skips[0].reason
+
+    def test_malformed_patch(self):
+        change = FileChange("m.py", "modified", "@@ garbage @@\n+x\n", b"x\n")
+        result = go([change], context())
+        assert "unreadable patch" in result.report.skips[0].reason
+
+    def test_deleted_renamed_empty_and_non_python(self):
+        changes = [
+            FileChange("gone.py", "removed", "@@ -1,2 +0,0 @@\n-def f():\n-    pass\n", None),
+            FileChange("new_name.py", "renamed", None, b"def f():\n    return 1\n", "old_name.py"),
+            FileChange("README.md", "modified", "@@ -1 +1 @@\n-a\n+b\n", b"b\n"),
+        ]
+        for batch in (changes, []):
+            result = go(batch, context())
+            assert result.report.outcomes == []
+            assert render.markdown_report(result.report)
+
+    def test_crlf_tabs_and_encoding_line_survive(self):
+        text = "# -*- coding: utf-8 -*-\r\nclass K:\r\n\tdef m(self, a):\r\n\t\tb = a\r\n\t\treturn b\r\n"
+        change = FileChange("k.py", "added", _added(text), text.encode())
+        result = go([change], context())
+        new = result.new_texts["k.py"]
+        assert new.startswith("# -*- coding: utf-8 -*-\r\n")
+        assert "\n" not in new.replace("\r\n", "")
+        assert '\r\n\t"""K."""\r\n' in new
+        assert '\r\n\t\t"""M.\r\n\r\n\t\tArgs:\r\n\t\t    a: The a.\r\n' in new
+        assert same_code(text, new)
+
+
+# ----------------------------------------------------------------- through the LLM
+
+
+def llm_provider(origin: str, scenario: str, *, sleep=None) -> tuple[OpenAIProvider, openai.AsyncOpenAI]:
+    client = openai.AsyncOpenAI(
+        api_key=API_KEY,
+        base_url=origin + "/v1",
+        max_retries=0,
+        default_headers={"x-fake-scenario": scenario, "x-fake-run": f"pipeline-{scenario}"},
+    )
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    provider = OpenAIProvider(client, "gpt-4o-mini", timeout=5, retry=RetryPolicy(), sleep=sleep or no_sleep)
+    return provider, client
+
+
+def run_llm(changes, scenario: str, cassette: str, **ctx_kw) -> tuple[RunResult, int]:
+    with recorded(cassette) as rec:
+        provider, client = llm_provider(rec.origin, scenario)
+
+        async def main():
+            try:
+                return await run(changes, context(provider, **ctx_kw))
+            finally:
+                await client.close()
+
+        result = asyncio.run(main())
+        calls = len(rec.fake.requests) if rec.live else rec.cassette.play_count
+    return result, calls
+
+
+class TestThroughTheModel:
+    def test_normal(self, sample_changes):
+        result, calls = run_llm(sample_changes, "normal", "pipeline_normal")
+        report = result.report
+        assert actions(result)["cheapest"] == "added"
+        assert calls == 1  # six definitions, one batch
+        assert report.usage.prompt_tokens > 0 and report.usage.completion_tokens > 0
+        assert report.cost_usd > 0
+        assert report.usage.total <= report.budget
+        assert_invariants(sample_changes, result)
+
+    def test_hostile_output_never_becomes_a_suggestion(self, sample_changes):
+        result, calls = run_llm(sample_changes, "hostile", "pipeline_hostile")
+        assert calls == 2  # the repair round asked again, and got the same again
+        for o in result.report.outcomes:
+            assert o.suggestion is None
+        rejected = [o for o in result.report.outcomes if "triple quote" in o.reason]
+        assert len(rejected) == 6
+        assert "os.system" not in render.markdown_report(result.report)
+
+    def test_wrong_parameter_names_are_repaired_once(self, sample_changes):
+        result, calls = run_llm(sample_changes, "wrong_then_ok", "pipeline_repair")
+        assert calls == 2
+        assert actions(result)["cheapest"] == "added"
+        assert_invariants(sample_changes, result)
+
+    def test_budget_is_never_exceeded(self, sample_changes):
+        result, _ = run_llm(sample_changes, "normal", "pipeline_small_budget", budget=2_500)
+        report = result.report
+        assert report.usage.total <= 2_500
+        deferred = [o for o in report.outcomes if "budget" in o.reason]
+        assert deferred, "a 2,500-token budget cannot cover six definitions"
+        assert any(o.action == Action.ADDED for o in report.outcomes)
+
+    def test_second_run_costs_nothing_and_suggests_the_same(self, sample_changes, tmp_path):
+        cache = SqliteCache(tmp_path / "cache.sqlite3")
+        first, calls1 = run_llm(sample_changes, "normal", "pipeline_normal", cache=cache)
+        second, calls2 = run_llm(sample_changes, "normal", "pipeline_cache_second", cache=cache)
+        assert calls1 == 1 and calls2 == 0
+        assert second.report.usage.total == 0 and second.report.cache_hits == 6
+        hashes = lambda r: sorted((o.suggestion.target_id, o.suggestion.docstring_hash) for o in r.report.outcomes if o.suggestion)  # noqa: E731
+        assert hashes(first) == hashes(second)
+
+    def test_auth_failure_is_a_reason_without_the_key(self, sample_changes, caplog):
+        caplog.set_level(logging.DEBUG)
+        result, _ = run_llm(sample_changes, "unauthorized", "pipeline_unauthorized")
+        reasons = {o.reason for o in result.report.outcomes if o.action == Action.SKIPPED and o.target.decision.value != "skip"}
+        assert reasons == {"model call failed: authentication failed (401)"}
+        summary = render.markdown_report(result.report)
+        assert API_KEY not in summary and API_KEY[-8:] not in summary
+        assert API_KEY not in caplog.text and API_KEY[-8:] not in caplog.text
