@@ -20,6 +20,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TextIO
 
 from pydantic import ValidationError
 
@@ -165,8 +166,10 @@ def repo_docstrings(
 
 
 def review(
-    path: Path, base: str, head: str | None, args: argparse.Namespace, out=sys.stdout
+    path: Path, base: str, head: str | None, args: argparse.Namespace, out: TextIO | None = None
 ) -> int:
+    """Run the pipeline on a checkout and print (and maybe apply) the result."""
+    out = out or sys.stdout
     settings = _settings(args)
     try:
         provider = make_provider(settings)
@@ -217,7 +220,7 @@ def _left_undocumented(result: RunResult) -> bool:
     )
 
 
-def _print(result: RunResult, args: argparse.Namespace, out) -> None:
+def _print(result: RunResult, args: argparse.Namespace, out: TextIO) -> None:
     report = result.report
     if args.format == "json":
         data = render.json_report(report)
@@ -236,7 +239,7 @@ def _print(result: RunResult, args: argparse.Namespace, out) -> None:
             out.write(render.unified_diff(path, result.head_texts[path], result.new_texts[path]))
 
 
-def _apply(root: Path, head_sha: str | None, result: RunResult, out) -> None:
+def _apply(root: Path, head_sha: str | None, result: RunResult, out: TextIO) -> None:
     """Write the proven new texts, but only over files still equal to what was reviewed."""
     for path, new_text in sorted(result.new_texts.items()):
         target = root / path
@@ -259,8 +262,9 @@ def _apply(root: Path, head_sha: str | None, result: RunResult, out) -> None:
         out.write(f"applied to {path}\n")
 
 
-def demo(args: argparse.Namespace, out=sys.stdout) -> int:
+def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Create a temporary repository with a sample PR and review it."""
+    out = out or sys.stdout
     import tempfile
 
     from bot.sample import make_sample_repo

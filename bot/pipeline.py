@@ -269,6 +269,14 @@ async def _generate_all(
             c.target.id: GenerationItem(c.target, context_for(c.target, c.file.text)) for c in group
         }
         feedback = {c.target.id: list(c.violations) for c in group} if repair else {}
+        if ctx.provider.offline:
+            # Signature-derived skeletons cost no tokens: nothing to plan or reserve.
+            request = GenerationRequest(tuple(items.values()), style, language)
+            result = await ctx.provider.generate(request)
+            for c in group:
+                c.parts = result.parts.get(c.target.id)
+                c.reason = "" if c.parts else result.errors.get(c.target.id, "no skeleton")
+            continue
         overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter)
         plan_items = [
             budget_mod.PlanItem(

@@ -109,7 +109,9 @@ class TestOffline:
         assert "Parameters\n----------" in cheapest.docstring
 
     def test_header_outside_the_diff_is_reported_not_commented(self):
-        head = "def old(a, b):\n" + "".join(f"    x{i} = {i}\n" for i in range(20)) + "    return a\n"
+        head = (
+            "def old(a, b):\n" + "".join(f"    x{i} = {i}\n" for i in range(20)) + "    return a\n"
+        )
         patch = "@@ -19,3 +19,4 @@ def old(a, b):\n     x17 = 17\n     x18 = 18\n+    x19 = 19\n     return a\n"
         change = FileChange("m.py", "modified", patch, head.encode())
         result = go([change], context())
@@ -122,7 +124,9 @@ class TestOffline:
     def test_exclusions_and_private_definitions(self, sample_changes):
         result = go(sample_changes, context(config=RepoConfig(exclude=("shop/*",))))
         assert result.report.outcomes == []
-        assert [s.reason for s in result.report.skips] == ["excluded by include/exclude in the config"]
+        assert [s.reason for s in result.report.skips] == [
+            "excluded by include/exclude in the config"
+        ]
         result = go(sample_changes, context(config=RepoConfig(skip_private=False)))
         assert actions(result)["_cents"] == "added"
 
@@ -144,7 +148,9 @@ BAD_INPUTS = [
 
 
 class TestBadInputNeverCrashes:
-    @pytest.mark.parametrize(("path", "status", "content", "why"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+    @pytest.mark.parametrize(
+        ("path", "status", "content", "why"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS]
+    )
     def test_each_bad_file_is_a_skip_with_a_reason(self, path, status, content, why):
         text = content.decode("latin-1")
         change = FileChange(path, status, _added(text), content)
@@ -192,7 +198,9 @@ class TestBadInputNeverCrashes:
 # ----------------------------------------------------------------- through the LLM
 
 
-def llm_provider(origin: str, scenario: str, *, sleep=None) -> tuple[OpenAIProvider, openai.AsyncOpenAI]:
+def llm_provider(
+    origin: str, scenario: str, *, sleep=None
+) -> tuple[OpenAIProvider, openai.AsyncOpenAI]:
     client = openai.AsyncOpenAI(
         api_key=API_KEY,
         base_url=origin + "/v1",
@@ -203,7 +211,9 @@ def llm_provider(origin: str, scenario: str, *, sleep=None) -> tuple[OpenAIProvi
     async def no_sleep(_: float) -> None:
         return None
 
-    provider = OpenAIProvider(client, "gpt-4o-mini", timeout=5, retry=RetryPolicy(), sleep=sleep or no_sleep)
+    provider = OpenAIProvider(
+        client, "gpt-4o-mini", timeout=5, retry=RetryPolicy(), sleep=sleep or no_sleep
+    )
     return provider, client
 
 
@@ -262,13 +272,21 @@ class TestThroughTheModel:
         second, calls2 = run_llm(sample_changes, "normal", "pipeline_cache_second", cache=cache)
         assert calls1 == 1 and calls2 == 0
         assert second.report.usage.total == 0 and second.report.cache_hits == 6
-        hashes = lambda r: sorted((o.suggestion.target_id, o.suggestion.docstring_hash) for o in r.report.outcomes if o.suggestion)  # noqa: E731
+        hashes = lambda r: sorted(
+            (o.suggestion.target_id, o.suggestion.docstring_hash)
+            for o in r.report.outcomes
+            if o.suggestion
+        )  # noqa: E731
         assert hashes(first) == hashes(second)
 
     def test_auth_failure_is_a_reason_without_the_key(self, sample_changes, caplog):
         caplog.set_level(logging.DEBUG)
         result, _ = run_llm(sample_changes, "unauthorized", "pipeline_unauthorized")
-        reasons = {o.reason for o in result.report.outcomes if o.action == Action.SKIPPED and o.target.decision.value != "skip"}
+        reasons = {
+            o.reason
+            for o in result.report.outcomes
+            if o.action == Action.SKIPPED and o.target.decision.value != "skip"
+        }
         assert reasons == {"model call failed: authentication failed (401)"}
         summary = render.markdown_report(result.report)
         assert API_KEY not in summary and API_KEY[-8:] not in summary

@@ -1,0 +1,183 @@
+"""``docgen review`` / ``docgen demo``: output formats, --apply, exit codes."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import git
+import pytest
+
+from bot import cli
+from bot.sample import HEAD, make_sample_repo
+from bot.validate import same_code
+
+
+@pytest.fixture(autouse=True)
+def offline_env(monkeypatch, tmp_path):
+    for name in (
+        "OPENAI_API_KEY",
+        "OPENAI_BASE_URL",
+        "AZURE_OPENAI_ENDPOINT",
+        "AZURE_OPENAI_API_KEY",
+        "AZURE_OPENAI_DEPLOYMENT",
+        "DOCGEN_PROVIDER",
+        "DOCGEN_TOKEN_BUDGET",
+        "DOCGEN_DATA_DIR",
+        "DOCGEN_MODEL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def sample(tmp_path):
+    return make_sample_repo(tmp_path / "repo")
+
+
+def call(*argv: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = cli.main(list(argv))
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_text_report_and_diff(sample):
+    code, out, err = call("review", str(sample), "--base", "main", "--head", "feature")
+    assert code == 0, err
+    assert "cheapest" in out and "added" in out
+    assert "Docstring coverage" in out
+    assert "--- a/shop/inventory.py" in out and '+    """' in out
+    assert "offline" in out
+
+
+def test_json_report(sample):
+    code, out, _ = call(
+        "review", str(sample), "--base", "main", "--head", "feature", "--format", "json"
+    )
+    assert code == 0
+    data = json.loads(out)
+    names = {o["qualname"]: o["action"] for o in data["outcomes"]}
+    assert names["cheapest"] == "added" and names["_cents"] == "skipped"
+    assert data["suggestions"] and all("body_lines" in s for s in data["suggestions"])
+
+
+def test_markdown_report(sample):
+    code, out, _ = call(
+        "review",
+        str(sample),
+        "--base",
+        "main",
+        "--head",
+        "feature",
+        "--format",
+        "markdown",
+        "--no-diff",
+    )
+    assert code == 0
+    assert "| function |" in out or "|" in out.splitlines()[3]
+    assert "--- a/" not in out
+
+
+def test_apply_writes_only_proven_docstrings(sample):
+    repo = git.Repo(sample)
+    assert repo.active_branch.name == "feature"
+    code, out, _ = call("review", str(sample), "--base", "main", "--apply", "--no-diff")
+    assert code == 0
+    assert "applied to shop/inventory.py" in out
+    new = (sample / "shop" / "inventory.py").read_text()
+    assert new != HEAD and same_code(HEAD, new)
+    # Idempotent: a second run finds nothing left to add.
+    code, out, _ = call("review", str(sample), "--base", "main", "--apply", "--format", "json")
+    data = json.loads(out)
+    assert not [o for o in data["outcomes"] if o["action"] in ("added", "updated")]
+
+
+def test_apply_refuses_a_file_that_changed_since(sample):
+    code, out, _ = call("review", str(sample), "--base", "main", "--head", "main~0", "--apply")
+    assert code == 0  # main vs main: nothing to do, nothing written
+    target = sample / "shop" / "inventory.py"
+    target.write_text(HEAD + "\n# local edit\n")
+    code, out, _ = call("review", str(sample), "--base", "main", "--head", "feature", "--apply")
+    assert "not applied to shop/inventory.py" in out
+    assert target.read_text() == HEAD + "\n# local edit\n"
+
+
+def test_strict_exit_code(sample):
+    code, _, _ = call("review", str(sample), "--base", "main", "--head", "feature", "--strict")
+    assert code == 0  # everything that needed a docstring got one
+    code, _, _ = call(
+        "review", str(sample), "--base", "main", "--head", "feature", "--strict", "--budget", "1"
+    )
+    assert code == 0  # offline spends no tokens: the budget does not bite
+    # An undocumented function whose header is outside the diff cannot get a
+    # suggestion: it is left undocumented, and --strict says so.
+    repo = git.Repo(sample)
+    long_fn = (
+        "def long_one(a):\n" + "".join(f"    a += {i}\n" for i in range(12)) + "    return a\n"
+    )
+    (sample / "shop" / "long.py").write_text(long_fn)
+    repo.index.add(["shop/long.py"])
+    repo.index.commit("long function")
+    base = repo.head.commit.hexsha
+    (sample / "shop" / "long.py").write_text(long_fn.replace("a += 11", "a += 12"))
+    repo.index.add(["shop/long.py"])
+    repo.index.commit("tweak")
+    code, out, _ = call(
+        "review", str(sample), "--base", base, "--head", "HEAD", "--strict", "--no-diff"
+    )
+    assert code == 1, out
+    assert "outside the diff" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("review", "--base", "nope"), "unknown git ref 'nope'"),
+        (("review", "/definitely/not/here", "--base", "main"), "not inside a git repository"),
+        (("review", "--base", "main", "--budget", "0"), "--budget must be a positive"),
+    ],
+    ids=["bad-ref", "not-a-repo", "bad-budget"],
+)
+def test_usage_errors_exit_2_with_one_line(sample, monkeypatch, argv, message):
+    monkeypatch.chdir(sample)
+    code, out, err = call(*argv)
+    assert code == 2
+    assert message in err and err.count("\n") == 1 and out == ""
+
+
+def test_bad_environment_names_the_variable_not_the_value(sample, monkeypatch):
+    monkeypatch.chdir(sample)
+    monkeypatch.setenv("DOCGEN_TOKEN_BUDGET", "lots")
+    code, _, err = call("review", "--base", "main")
+    assert code == 2 and "DOCGEN_TOKEN_BUDGET" in err
+
+
+def test_partial_azure_config_is_a_usage_error(sample, monkeypatch):
+    monkeypatch.chdir(sample)
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", "https://example.openai.azure.com")
+    code, _, err = call("review", "--base", "main")
+    assert code == 2 and "AZURE_OPENAI_API_KEY" in err
+
+
+def test_bad_repo_config_is_reported_not_fatal(sample):
+    (sample / ".github").mkdir()
+    (sample / ".github" / "docgen.yml").write_text("style: fancy\n")
+    code, out, _ = call("review", str(sample), "--base", "main", "--head", "feature")
+    assert code == 0
+    assert "style" in out and "using default" in out
+
+
+def test_demo_and_console_script():
+    code, out, _ = call("demo", "--no-diff")
+    assert code == 0 and "Sample pull request" in out and "cheapest" in out
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "--version"], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0 and proc.stdout.startswith("docgen ")
