@@ -875,6 +875,8 @@ def extract(
         return ExtractResult(path, skips=(Skip(path, "too deeply nested to analyse"),))
 
 
+MAX_STYLE_SAMPLE = 200  # docstrings per file handed to style detection
+
 # GitHub omits ``patch`` for binary files and diffs too large to show, and also for
 # pure renames/copies (nothing changed, nothing to report).
 # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
@@ -909,4 +911,12 @@ def _extract_tree(
 
     builder = _Builder(path, source, defs, reasons)
     targets = tuple(builder.target(defs[i]) for i in chosen)
-    return ExtractResult(path, targets=targets, skips=skips, coverage=coverage)
+    # Raw docstrings of the whole file, for detecting its style (a sample is enough).
+    docstrings = tuple(
+        record.node.body[0].value.value  # type: ignore[attr-defined]
+        for record in defs
+        if _has_docstring(record.node)
+    )[:MAX_STYLE_SAMPLE]
+    return ExtractResult(
+        path, targets=targets, skips=skips, coverage=coverage, docstrings=docstrings
+    )

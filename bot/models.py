@@ -171,15 +171,19 @@ class Target:
 
     @property
     def documentable_params(self) -> tuple[Param, ...]:
-        """Parameters a docstring should describe: all but a leading self/cls."""
+        """Parameters a docstring should describe: all but the bound first one.
+
+        A method's first parameter (``self``, a classmethod's ``cls`` whatever it is
+        called) is not documented; a staticmethod has none.
+        """
         params = self.params
-        if (
-            self.kind == "method"
-            and params
-            and params[0].kind in ("posonly", "positional")
-            and params[0].name in ("self", "cls", "mcs", "metacls")
-        ):
-            params = params[1:]
+        if self.kind != "method" or not params or params[0].kind not in ("posonly", "positional"):
+            return params
+        names = {d.rsplit(".", 1)[-1].split("(", 1)[0] for d in self.decorators}
+        if "staticmethod" in names:
+            return params
+        if "classmethod" in names or params[0].name in ("self", "cls", "mcs", "metacls"):
+            return params[1:]
         return params
 
 
@@ -216,6 +220,7 @@ class ExtractResult:
     targets: tuple[Target, ...] = ()
     skips: tuple[Skip, ...] = ()
     coverage: Coverage = Coverage(0, 0)
+    docstrings: tuple[str, ...] = ()  # raw docstrings found in the file, for style detection
 
 
 # ------------------------------------------------------------------- generate

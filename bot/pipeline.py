@@ -76,6 +76,7 @@ class _File:
     lines: list[str]
     result: ExtractResult
     style: Style
+    types: bool = False  # write annotations into the docstring (x (int): ...)
 
 
 @dataclass
@@ -200,15 +201,14 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
         if change.head.startswith(b"\xef\xbb\xbf")
         else change.head.decode("utf-8")
     )
-    file_docs = [t.docstring for t in result.targets if t.docstring]
-    file_docs += list(getattr(result, "docstrings", ()) or ())
     style = style_mod.detect_for_file(
-        file_docs,
-        list(ctx.repo_docstrings),
+        result.docstrings,
+        ctx.repo_docstrings,
         ctx.style_override or ctx.config.forced_style(),
         ctx.default_style,
     )
-    return _File(change, fd, text, text.splitlines(), result, style)
+    types = style_mod.detect_types_for_file(result.docstrings, ctx.repo_docstrings, style)
+    return _File(change, fd, text, text.splitlines(), result, style, types)
 
 
 def _triage(target: Target, f: _File, config: RepoConfig) -> Outcome | None:
@@ -364,7 +364,7 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
         violations = validate.check_parts(c.parts, c.target, allow_restated=ctx.provider.offline)
         text = ""
         if not violations:
-            text = style_mod.compose(c.parts, c.target, c.file.style)
+            text = style_mod.compose(c.parts, c.target, c.file.style, types=c.file.types)
             violations = validate.check_text(text, c.target, c.file.style)
         if violations:
             c.violations = [str(v) for v in violations]

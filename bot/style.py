@@ -20,7 +20,7 @@ import inspect
 import re
 import textwrap
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from bot.models import DocParts, Param, Style, Target
 
@@ -137,6 +137,72 @@ def detect_for_file(
     if forced is not None:
         return forced
     return _evidence(file_docstrings) or _evidence(repo_docstrings) or default
+
+
+_GOOGLE_TYPED_ENTRY = re.compile(r"^[ \t]+\*{0,2}\w+ \([^)\n]+\)\s*:", re.MULTILINE)
+_GOOGLE_BARE_ENTRY = re.compile(r"^[ \t]+\*{0,2}\w+\s*:(?:\s|$)", re.MULTILINE)
+_GOOGLE_ARGS = re.compile(r"^[ \t]*(?:Args|Arguments|Parameters|Params)\s*:\s*$", re.MULTILINE)
+_SPHINX_PARAM = re.compile(r"^[ \t]*:param\b", re.MULTILINE)
+_SPHINX_TYPE = re.compile(r"^[ \t]*:(?:type|rtype)\b", re.MULTILINE)
+_NUMPY_PARAMS = re.compile(
+    r"^[ \t]*Parameters\s*\n[ \t]*-{3,}\s*\n((?:.*\n?)*?)(?:\n\s*\n|\Z)", re.MULTILINE
+)
+_NUMPY_TYPED = re.compile(r"^\*{0,2}\w+\s+:\s*\S", re.MULTILINE)
+
+
+def _types_vote(doc: str, style: Style) -> bool | None:
+    """Whether one docstring writes parameter types (None: it does not say)."""
+    doc = inspect.cleandoc(doc)
+    if style == Style.GOOGLE:
+        m = _GOOGLE_ARGS.search(doc)
+        if m is None:
+            return None
+        block = doc[m.end() :]
+        typed = len(_GOOGLE_TYPED_ENTRY.findall(block))
+        bare = len(_GOOGLE_BARE_ENTRY.findall(block))
+        if typed == bare == 0:
+            return None
+        return typed >= bare
+    if style == Style.SPHINX:
+        if not _SPHINX_PARAM.search(doc):
+            return None
+        return bool(_SPHINX_TYPE.search(doc))
+    if style == Style.NUMPY:
+        m = _NUMPY_PARAMS.search(doc + "\n")
+        if m is None:
+            return None
+        entries = [ln for ln in m.group(1).splitlines() if ln and not ln[0].isspace()]
+        if not entries:
+            return None
+        return sum(bool(_NUMPY_TYPED.match(e)) for e in entries) * 2 >= len(entries)
+    return None
+
+
+def detect_types(docstrings: Iterable[str], style: Style) -> bool:
+    """Whether docstrings in ``style`` repeat parameter types (``x (int): …``).
+
+    Majority of the docstrings that show parameters.  Without evidence: NumPy writes
+    types (numpydoc's convention); Google and Sphinx do not, since the annotations
+    already carry them (Google's style guide asks for types only where the code has
+    no annotation).
+    """
+    votes = _types_votes(docstrings, style)
+    if not votes:
+        return style == Style.NUMPY
+    return sum(votes) * 2 >= len(votes)
+
+
+def _types_votes(docstrings: Iterable[str], style: Style) -> list[bool]:
+    return [v for v in (_types_vote(d, style) for d in docstrings if d) if v is not None]
+
+
+def detect_types_for_file(
+    file_docstrings: Sequence[str], repo_docstrings: Sequence[str], style: Style
+) -> bool:
+    """:func:`detect_types` on the file's own docstrings if they say, else the repo's."""
+    if _types_votes(file_docstrings, style):
+        return detect_types(file_docstrings, style)
+    return detect_types(repo_docstrings, style)
 
 
 # ----------------------------------------------------------------------- compose
@@ -302,18 +368,18 @@ def _described_params(parts: DocParts, target: Target) -> list[tuple[Param, str]
     return [(p, given[p.name]) for p in target.documentable_params if p.name in given]
 
 
-def _compose_google(parts: DocParts, target: Target, width: int) -> list[str]:
+def _compose_google(parts: DocParts, target: Target, width: int, types: bool) -> list[str]:
     lines: list[str] = []
     params = _described_params(parts, target)
     if params:
         lines += ["", "Args:"]
         for param, desc in params:
-            annotation = _clean_annotation(param.annotation)
+            annotation = _clean_annotation(param.annotation) if types else None
             head = f"{param.display_name} ({annotation})" if annotation else param.display_name
             lines += _fill(desc, width, f"    {head}: ", " " * 8)
     for title, desc, annotation in (
-        ("Returns", parts.returns, _return_type(target)),
-        ("Yields", parts.yields, _yield_type(target)),
+        ("Returns", parts.returns, _return_type(target) if types else None),
+        ("Yields", parts.yields, _yield_type(target) if types else None),
     ):
         if desc.strip():
             # One block, not a list of entries: continuation lines align with the
@@ -338,13 +404,13 @@ def _numpy_entry(head: str, desc: str, width: int) -> list[str]:
     return lines
 
 
-def _compose_numpy(parts: DocParts, target: Target, width: int) -> list[str]:
+def _compose_numpy(parts: DocParts, target: Target, width: int, types: bool) -> list[str]:
     lines: list[str] = []
     params = _described_params(parts, target)
     if params:
         lines += _numpy_section("Parameters")
         for param, desc in params:
-            annotation = _clean_annotation(param.annotation)
+            annotation = _clean_annotation(param.annotation) if types else None
             head = f"{param.display_name} : {annotation}" if annotation else param.display_name
             lines += _numpy_entry(head, desc, width)
     for title, desc, annotation in (
@@ -361,16 +427,16 @@ def _compose_numpy(parts: DocParts, target: Target, width: int) -> list[str]:
     return lines
 
 
-def _compose_sphinx(parts: DocParts, target: Target, width: int) -> list[str]:
+def _compose_sphinx(parts: DocParts, target: Target, width: int, types: bool) -> list[str]:
     fields: list[str] = []
     for param, desc in _described_params(parts, target):
         fields += _fill(desc, width, f":param {param.display_name}: ", "    ")
-        annotation = _clean_annotation(param.annotation)
+        annotation = _clean_annotation(param.annotation) if types else None
         if annotation:
             fields.append(f":type {param.display_name}: {annotation}")
     if parts.returns.strip():
         fields += _fill(parts.returns, width, ":returns: ", "    ")
-        annotation = _return_type(target)
+        annotation = _return_type(target) if types else None
         if annotation:
             fields.append(f":rtype: {annotation}")
     if parts.yields.strip():
@@ -380,7 +446,7 @@ def _compose_sphinx(parts: DocParts, target: Target, width: int) -> list[str]:
     return ["", *fields] if fields else []
 
 
-def _compose_plain(parts: DocParts, target: Target, width: int) -> list[str]:
+def _compose_plain(parts: DocParts, target: Target, width: int, types: bool) -> list[str]:
     lines: list[str] = []
     for param, desc in _described_params(parts, target):
         if desc.strip():
@@ -410,7 +476,9 @@ def text_width(target: Target, width: int = 88) -> int:
     return max(width - len(target.body_indent.expandtabs(4)), _MIN_TEXT_WIDTH)
 
 
-def compose(parts: DocParts, target: Target, style: Style, width: int = 88) -> str:
+def compose(
+    parts: DocParts, target: Target, style: Style, width: int = 88, *, types: bool = True
+) -> str:
     """Write ``parts`` as the content of a docstring for ``target`` in ``style``.
 
     The result has no quotes and no indentation; lines are joined with ``"\\n"`` and
@@ -418,7 +486,9 @@ def compose(parts: DocParts, target: Target, style: Style, width: int = 88) -> s
     appear in signature order; those the target does not have are dropped and those
     not described get no entry.  Prose is wrapped so that, once indented to
     ``target.body_indent``, lines fit in ``width`` columns (continuation lines are
-    indented as the style wants); words are never broken.
+    indented as the style wants); words are never broken.  ``types`` writes the
+    annotations into the docstring (``x (int): …``) for repositories that do so
+    (:func:`detect_types`); NumPy's Returns/Yields keep their type line regardless.
 
     compose does not sanitize: text containing ``\"\"\"`` or backslashes is written
     as given — the inserter decides on raw strings and the validator rejects what
@@ -428,5 +498,5 @@ def compose(parts: DocParts, target: Target, style: Style, width: int = 88) -> s
     lines = [_summary(parts.summary)]
     if parts.description.strip():
         lines += ["", *_fill(parts.description, columns, "", "")]
-    lines += _COMPOSERS[style](parts, target, columns)
+    lines += _COMPOSERS[style](parts, target, columns, types)
     return "\n".join(lines)

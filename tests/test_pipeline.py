@@ -96,7 +96,7 @@ class TestOffline:
         result = go(sample_changes, context())
         restock = next(o for o in result.report.outcomes if o.target.qualname == "restock")
         assert restock.docstring.startswith("Put items back on the shelf.")
-        assert "sku (str): The product." in restock.docstring
+        assert "    sku: The product." in restock.docstring  # no types, like the file
         assert "shelf" not in restock.docstring.split("Args:")[1]
 
     def test_style_is_the_repository_s(self, sample_changes):
@@ -107,6 +107,17 @@ class TestOffline:
         out = go(sample_changes, forced)
         cheapest = next(o for o in out.report.outcomes if o.target.qualname == "cheapest")
         assert "Parameters\n----------" in cheapest.docstring
+
+    def test_types_follow_the_file(self):
+        documented = 'def a(x: int) -> int:\n    """Halve.\n\n    Args:\n        x (int): N.\n\n    Returns:\n        int: Half.\n    """\n    return x // 2\n'
+        new = "\n\ndef b(y: str) -> str:\n    z = y * 2\n    return z\n"
+        head = documented + new
+        patch = "@@ -10,0 +11,5 @@\n" + "".join(f"+{line}\n" for line in new.splitlines())
+        result = go([FileChange("t.py", "modified", patch, head.encode())], context())
+        [added] = [o for o in result.report.outcomes if o.action == Action.ADDED]
+        assert (
+            "    y (str): The y." in added.docstring and "    str: The result." in added.docstring
+        )
 
     def test_header_outside_the_diff_is_reported_not_commented(self):
         head = (
@@ -232,6 +243,14 @@ def run_llm(changes, scenario: str, cassette: str, **ctx_kw) -> tuple[RunResult,
     return result, calls
 
 
+def suggestion_hashes(result: RunResult) -> list[tuple[str, str]]:
+    return sorted(
+        (o.suggestion.target_id, o.suggestion.docstring_hash)
+        for o in result.report.outcomes
+        if o.suggestion
+    )
+
+
 class TestThroughTheModel:
     def test_normal(self, sample_changes):
         result, calls = run_llm(sample_changes, "normal", "pipeline_normal")
@@ -272,12 +291,7 @@ class TestThroughTheModel:
         second, calls2 = run_llm(sample_changes, "normal", "pipeline_cache_second", cache=cache)
         assert calls1 == 1 and calls2 == 0
         assert second.report.usage.total == 0 and second.report.cache_hits == 6
-        hashes = lambda r: sorted(
-            (o.suggestion.target_id, o.suggestion.docstring_hash)
-            for o in r.report.outcomes
-            if o.suggestion
-        )  # noqa: E731
-        assert hashes(first) == hashes(second)
+        assert suggestion_hashes(first) == suggestion_hashes(second)
 
     def test_auth_failure_is_a_reason_without_the_key(self, sample_changes, caplog):
         caplog.set_level(logging.DEBUG)

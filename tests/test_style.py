@@ -13,6 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot import style as style_mod
 from bot.models import DocParts, Param, Style, Target
 from bot.style import classify, compose, detect_for_file, detect_style, text_width
 
@@ -531,3 +532,71 @@ def test_fixture_sources_are_real() -> None:
     # The classify fixtures are docstrings of installed packages, not toy strings.
     assert {case["style"] for case in REAL} == {"google", "numpy", "sphinx", None}
     assert all(re.search(r"\(.+\)$", case["source"]) for case in REAL)
+
+
+class TestDetectTypes:
+    GOOGLE_TYPED = "Do it.\n\nArgs:\n    x (int): The x.\n    y (str): The y.\n"
+    GOOGLE_BARE = "Do it.\n\nArgs:\n    x: The x.\n    y: The y.\n"
+    NUMPY_TYPED = "Do it.\n\nParameters\n----------\nx : int\n    The x.\n"
+    NUMPY_BARE = "Do it.\n\nParameters\n----------\nx\n    The x.\n"
+    SPHINX_TYPED = "Do it.\n\n:param x: The x.\n:type x: int\n"
+    SPHINX_BARE = "Do it.\n\n:param x: The x.\n"
+
+    @pytest.mark.parametrize(
+        ("docs", "style", "expected"),
+        [
+            ([GOOGLE_TYPED, GOOGLE_TYPED, GOOGLE_BARE], Style.GOOGLE, True),
+            ([GOOGLE_BARE, GOOGLE_BARE, GOOGLE_TYPED], Style.GOOGLE, False),
+            ([NUMPY_TYPED], Style.NUMPY, True),
+            ([NUMPY_BARE, NUMPY_BARE], Style.NUMPY, False),
+            ([SPHINX_TYPED], Style.SPHINX, True),
+            ([SPHINX_BARE], Style.SPHINX, False),
+            (["One line only."], Style.GOOGLE, False),
+            (["One line only."], Style.NUMPY, True),
+        ],
+        ids=[
+            "google-typed",
+            "google-bare",
+            "numpy-typed",
+            "numpy-bare",
+            "sphinx-typed",
+            "sphinx-bare",
+            "google-default",
+            "numpy-default",
+        ],
+    )
+    def test_majority_of_documented_parameters(self, docs, style, expected):
+        assert style_mod.detect_types(docs, style) is expected
+
+    def test_file_evidence_wins_over_the_repo(self):
+        assert style_mod.detect_types_for_file(
+            [self.GOOGLE_TYPED], [self.GOOGLE_BARE] * 5, Style.GOOGLE
+        )
+        assert not style_mod.detect_types_for_file(["No params."], [self.GOOGLE_BARE], Style.GOOGLE)
+
+    def test_compose_without_types(self):
+        t = Target(
+            path="m.py",
+            qualname="f",
+            kind="function",
+            is_async=False,
+            start=1,
+            def_line=1,
+            header_end=1,
+            body_start=2,
+            end=2,
+            indent="",
+            body_indent="    ",
+            params=(Param("x", "positional", "int"),),
+            returns="int",
+            returns_value=True,
+        )
+        parts = DocParts("Double it.", params=(("x", "The x."),), returns="Twice x.")
+        assert style_mod.compose(parts, t, Style.GOOGLE, types=False) == (
+            "Double it.\n\nArgs:\n    x: The x.\n\nReturns:\n    Twice x."
+        )
+        assert style_mod.compose(parts, t, Style.SPHINX, types=False) == (
+            "Double it.\n\n:param x: The x.\n:returns: Twice x."
+        )
+        assert "x : int" not in style_mod.compose(parts, t, Style.NUMPY, types=False)
+        assert "x (int): The x." in style_mod.compose(parts, t, Style.GOOGLE)
