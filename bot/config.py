@@ -83,6 +83,32 @@ class Settings(BaseSettings):
     docgen_provider: Literal["auto", "openai", "azure", "offline"] = "auto"
     log_level: str = "INFO"
 
+    # The GitHub App (``docgen serve`` / ``docgen worker``).
+    github_app_id: int | None = None
+    github_private_key: SecretStr | None = None  # PEM text
+    github_private_key_path: Path | None = None
+    github_webhook_secret: SecretStr | None = None
+    github_api_url: str = "https://api.github.com"  # GHES: https://HOST/api/v3 (no trailing /)
+    sentry_dsn: SecretStr | None = None
+    port: int = Field(default=8000, ge=1, le=65535)
+    docgen_workers: int = Field(default=2, ge=1, le=64)  # in-process job workers
+    docgen_run_drafts: bool = False
+    docgen_skip_forks: bool = False
+
+    @field_validator("github_api_url")
+    @classmethod
+    def _no_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    def private_key_pem(self) -> str | None:
+        """The App's private key from ``GITHUB_PRIVATE_KEY`` or the file it names."""
+        if self.github_private_key is not None:
+            # Env vars often carry the PEM with literal \n (one line): restore them.
+            return self.github_private_key.get_secret_value().replace("\\n", "\n")
+        if self.github_private_key_path is not None:
+            return self.github_private_key_path.read_text()
+        return None
+
     def provider_kind(self) -> str:
         """Which provider these settings select: azure, openai or offline."""
         if self.docgen_provider != "auto":
