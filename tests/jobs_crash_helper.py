@@ -1,0 +1,42 @@
+"""Child process for the kill -9 test in ``tests/test_jobs.py``.
+
+Does what ``docgen serve`` does with one webhook: records the delivery and enqueues its
+job in one commit, then runs a :class:`~bot.jobs.WorkerPool` whose handler opens a
+"check run" (saves ``check_run_id`` 123), prints ``blocked`` and waits for ever — until
+the test kills the process with SIGKILL.
+
+Usage: ``python tests/jobs_crash_helper.py JOURNAL_PATH``
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from bot.jobs import Job, JobContext, Journal, WorkerPool
+
+DELIVERY_ID = "crash-delivery-1"
+KEY = "octo/hello#7"
+CHECK_RUN_ID = 123
+
+
+async def handler(job: Job, ctx: JobContext) -> None:
+    ctx.save_data({"check_run_id": CHECK_RUN_ID})
+    print("blocked", flush=True)
+    await asyncio.Event().wait()
+
+
+async def main(path: Path) -> None:
+    journal = Journal(path)
+    with journal.atomic():
+        if journal.record_delivery(DELIVERY_ID, "pull_request", "opened", outcome="run"):
+            payload = {"installation_id": 1, "head_sha": "a" * 40, "delivery_id": DELIVERY_ID}
+            journal.enqueue(KEY, "review", payload, delivery_id=DELIVERY_ID)
+    pool = WorkerPool(journal, handler, concurrency=1, poll_interval=0.05)
+    await pool.start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1])))

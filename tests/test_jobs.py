@@ -1,0 +1,888 @@
+"""The journal and the workers: dedupe, coalescing, claims, retries, crashes, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot.jobs import (
+    JOURNAL_FILENAME,
+    MAX_DEFERRALS,
+    MAX_ERROR_CHARS,
+    SCHEMA_VERSION,
+    Job,
+    JobContext,
+    JobState,
+    Journal,
+    JournalError,
+    PermanentJobError,
+    RetryLater,
+    WorkerPool,
+    backoff_delay,
+)
+from tests import jobs_crash_helper as crash
+
+KEY = "octo/hello#1"
+DAY = 24 * 3600.0
+
+
+class Clock:
+    """A wall clock that moves only when told to."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    return tmp_path / JOURNAL_FILENAME
+
+
+@pytest.fixture
+def journal(path: Path, clock: Clock) -> Iterator[Journal]:
+    # rng=1.0: the backoff is the full exponential step, so waits are exact.
+    with Journal(path, clock=clock, rng=lambda: 1.0) as j:
+        yield j
+
+
+def payload(head: str = "a", **more: Any) -> dict[str, Any]:
+    return {"installation_id": 42, "head_sha": head * 40, "trigger": "synchronize", **more}
+
+
+def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
+    async def bounded() -> Any:
+        return await asyncio.wait_for(coro, timeout)
+
+    return asyncio.run(bounded())
+
+
+async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+# --------------------------------------------------------------------------- the file
+
+
+def test_schema_is_versioned_and_the_file_is_in_wal_mode(path: Path) -> None:
+    with Journal(path) as journal:
+        conn = journal._conn()
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
+    with Journal(path, synchronous="full") as journal:
+        assert journal._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+
+
+def test_a_journal_from_a_newer_docgen_is_refused(path: Path) -> None:
+    Journal(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    conn.close()
+    with pytest.raises(JournalError, match="schema version"):
+        Journal(path)
+
+
+def test_synchronous_off_is_not_an_option(path: Path) -> None:
+    with pytest.raises(ValueError, match="NORMAL or FULL"):
+        Journal(path, synchronous="OFF")
+
+
+def test_in_dir_creates_the_data_directory(tmp_path: Path) -> None:
+    with Journal.in_dir(tmp_path / "data" / "docgen") as journal:
+        assert journal.path == tmp_path / "data" / "docgen" / JOURNAL_FILENAME
+        assert journal.path.exists()
+
+
+def test_a_closed_journal_is_not_writable(path: Path) -> None:
+    journal = Journal(path)
+    assert journal.writable()
+    journal.close()
+    assert not journal.writable()
+    with pytest.raises(JournalError, match="closed"):
+        journal.claim("w")
+
+
+# --------------------------------------------------------------------------- deliveries
+
+
+def test_the_same_delivery_is_recorded_once_even_across_a_reopen(path: Path) -> None:
+    with Journal(path) as journal:
+        assert journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        assert not journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        assert journal.record_delivery("d-2", "ping", None, outcome="ignore")
+    with Journal(path) as journal:
+        assert journal.delivery_seen("d-1")
+        assert not journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        assert not journal.delivery_seen("d-3")
+
+
+def test_deliveries_are_kept_for_a_week_then_pruned(journal: Journal, clock: Clock) -> None:
+    journal.record_delivery("old", "pull_request", "opened", outcome="run")
+    clock.advance(6.9 * DAY)
+    journal.record_delivery("recent", "pull_request", "opened", outcome="run")
+    assert journal.prune() == (0, 0)
+    assert journal.delivery_seen("old")
+    clock.advance(0.2 * DAY)
+    assert journal.prune() == (1, 0)
+    assert not journal.delivery_seen("old")
+    assert journal.delivery_seen("recent")
+
+
+def test_finished_jobs_are_pruned_but_queued_ones_are_kept(journal: Journal, clock: Clock) -> None:
+    journal.enqueue("o/r#1", "review", payload())
+    journal.enqueue("o/r#2", "review", payload())
+    done = journal.claim("w")
+    assert done is not None
+    journal.complete(done.id)
+    clock.advance(15 * DAY)
+    assert journal.prune() == (0, 1)
+    assert journal.get(done.id) is None
+    assert journal.counts()["queued"] == 1
+
+
+def test_a_delivery_and_its_job_commit_together_or_not_at_all(journal: Journal) -> None:
+    with pytest.raises(RuntimeError), journal.atomic():
+        assert journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        journal.enqueue(KEY, "review", payload(), delivery_id="d-1")
+        raise RuntimeError("crash between the two writes")
+    assert not journal.delivery_seen("d-1")
+    assert journal.history(KEY) == []
+    with journal.atomic():
+        assert journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        journal.enqueue(KEY, "review", payload(), delivery_id="d-1")
+    assert journal.delivery_seen("d-1")
+    assert [job.delivery_id for job in journal.history(KEY)] == ["d-1"]
+
+
+# --------------------------------------------------------------------------- coalescing
+
+
+def test_enqueues_while_queued_leave_one_job_with_the_newest_payload(journal: Journal) -> None:
+    results = [
+        journal.enqueue(KEY, "review", payload(head), delivery_id=f"d-{head}") for head in "abc"
+    ]
+    assert [r.coalesced for r in results] == [False, True, True]
+    newest = results[-1].job_id
+    history = journal.history(KEY)
+    assert [(j.state, j.superseded_by) for j in history] == [
+        (JobState.SUPERSEDED, results[1].job_id),
+        (JobState.SUPERSEDED, newest),
+        (JobState.QUEUED, None),
+    ]
+    assert journal.counts()["queued"] == 1
+    job = journal.claim("w")
+    assert job is not None
+    assert (job.id, job.payload["head_sha"], job.delivery_id) == (newest, "c" * 40, "d-c")
+    assert journal.claim("w") is None
+
+
+def test_enqueue_while_running_waits_until_the_running_job_ends(journal: Journal) -> None:
+    journal.enqueue(KEY, "review", payload())
+    running = journal.claim("w1")
+    assert running is not None and running.state is JobState.RUNNING
+    assert not journal.is_superseded(running.id)
+
+    second = journal.enqueue(KEY, "review", payload("b"))
+    third = journal.enqueue(KEY, "review", payload("c"))
+    assert (second.coalesced, second.behind) == (False, running.id)
+    assert (third.coalesced, third.behind) == (True, running.id)
+    other = journal.enqueue("octo/other#2", "review", payload())
+
+    # The running job learns it is stale; the new one waits, other PRs do not.
+    assert journal.is_superseded(running.id)
+    claimed = journal.claim("w2")
+    assert claimed is not None and claimed.id == other.job_id
+    assert journal.claim("w2") is None
+
+    assert journal.complete(running.id, worker_id="w1")
+    assert journal.get(running.id).state is JobState.DONE  # type: ignore[union-attr]
+    claimed = journal.claim("w2")
+    assert claimed is not None and claimed.id == third.job_id
+    assert claimed.payload["head_sha"] == "c" * 40
+
+
+def test_a_superseded_running_job_is_not_retried(journal: Journal) -> None:
+    journal.enqueue(KEY, "review", payload())
+    first = journal.claim("w")
+    assert first is not None
+    newer = journal.enqueue(KEY, "review", payload("b"))
+    assert journal.fail(first.id, "GitHub said 502", retry=True) is JobState.SUPERSEDED
+    claimed = journal.claim("w")
+    assert claimed is not None and claimed.id == newer.job_id
+
+
+def test_a_job_finds_the_check_runs_of_the_jobs_it_replaced(journal: Journal) -> None:
+    first = journal.enqueue(KEY, "review", payload("a")).job_id
+    journal.claim("w")
+    journal.save_data(first, {"check_run_id": 1})
+    journal.fail(first, "502", retry=True, delay=0)  # queued again, check run open
+    second = journal.enqueue(KEY, "review", payload("b")).job_id  # replaces it while queued
+    third = journal.enqueue(KEY, "review", payload("c")).job_id  # replaces the second
+    assert journal.superseded_data(third) == [{"check_run_id": 1}]
+    assert journal.superseded_data(second) == [{"check_run_id": 1}]
+    assert journal.superseded_data(first) == []
+
+
+# --------------------------------------------------------------------------- claims
+
+
+@pytest.mark.parametrize("shared", [True, False], ids=["one-journal", "journal-per-thread"])
+def test_no_job_is_claimed_twice_by_concurrent_threads(path: Path, shared: bool) -> None:
+    n_jobs, n_threads = 200, 8
+    with Journal(path) as journal:
+        ids = {journal.enqueue(f"o/r#{i}", "review", payload()).job_id for i in range(n_jobs)}
+        claimed: list[list[int]] = [[] for _ in range(n_threads)]
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(n_threads)
+
+        def worker(n: int) -> None:
+            own = journal if shared else Journal(path)
+            try:
+                barrier.wait()
+                while (job := own.claim(f"w{n}")) is not None:
+                    claimed[n].append(job.id)
+                    assert own.complete(job.id, worker_id=f"w{n}")
+            except BaseException as exc:  # surfaced below
+                errors.append(exc)
+            finally:
+                if not shared:
+                    own.close()
+
+        threads = [threading.Thread(target=worker, args=(n,)) for n in range(n_threads)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert errors == []
+        everything = [job_id for part in claimed for job_id in part]
+        assert len(everything) == n_jobs
+        assert set(everything) == ids
+        assert journal.counts()["done"] == n_jobs
+        assert sum(1 for part in claimed if part) > 1  # the threads really competed
+
+
+def test_claim_takes_the_oldest_due_job_first(journal: Journal, clock: Clock) -> None:
+    first = journal.enqueue("o/r#1", "review", payload()).job_id
+    clock.advance(1)
+    second = journal.enqueue("o/r#2", "review", payload()).job_id
+    job = journal.claim("w")
+    assert job is not None and job.id == first
+    assert (job.attempts, job.worker_id, job.heartbeat) == (1, "w", clock.now)
+    job = journal.claim("w")
+    assert job is not None and job.id == second
+
+
+def test_only_the_owner_can_finish_or_annotate_a_job(journal: Journal) -> None:
+    job_id = journal.enqueue(KEY, "review", payload()).job_id
+    journal.claim("w1")
+    assert journal.save_data(job_id, {"x": 1}, worker_id="w2") is None
+    assert not journal.heartbeat(job_id, worker_id="w2")
+    assert not journal.complete(job_id, worker_id="w2")
+    assert journal.fail(job_id, "boom", retry=True, worker_id="w2") is None
+    assert journal.release(job_id, worker_id="w2") is None
+    assert journal.complete(job_id, worker_id="w1")
+    assert not journal.complete(job_id, worker_id="w1")  # not running any more
+
+
+# --------------------------------------------------------------------------- retries
+
+
+def test_backoff_is_exponential_with_jitter_and_capped() -> None:
+    assert [backoff_delay(n, rng=lambda: 1.0) for n in range(1, 9)] == [
+        5,
+        10,
+        20,
+        40,
+        80,
+        160,
+        320,
+        600,
+    ]
+    assert backoff_delay(1, rng=lambda: 0.0) == 2.5
+    assert backoff_delay(30, rng=lambda: 0.0) == 300
+    assert 2.5 <= backoff_delay(1) <= 5
+
+
+def test_a_failed_job_waits_for_its_backoff(journal: Journal, clock: Clock) -> None:
+    job_id = journal.enqueue(KEY, "review", payload()).job_id
+    for attempt, wait in [(1, 5.0), (2, 10.0), (3, 20.0)]:
+        job = journal.claim("w")
+        assert job is not None and (job.id, job.attempts) == (job_id, attempt)
+        assert journal.fail(job_id, "502 Bad Gateway", retry=True) is JobState.QUEUED
+        queued = journal.get(job_id)
+        assert queued is not None
+        assert (queued.run_after, queued.last_error) == (clock.now + wait, "502 Bad Gateway")
+        clock.advance(wait - 0.01)
+        assert journal.claim("w") is None
+        clock.advance(0.01)
+
+
+def test_an_explicit_delay_overrides_the_backoff(journal: Journal, clock: Clock) -> None:
+    job_id = journal.enqueue(KEY, "review", payload()).job_id
+    journal.claim("w")
+    journal.fail(job_id, "Retry-After: 90", retry=True, delay=90)
+    assert journal.get(job_id).run_after == clock.now + 90  # type: ignore[union-attr]
+
+
+def test_after_max_attempts_the_job_fails_with_its_last_error(path: Path, clock: Clock) -> None:
+    with Journal(path, clock=clock, max_attempts=3) as journal:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        states = []
+        for _ in range(3):
+            clock.advance(700)  # past any backoff
+            assert journal.claim("w") is not None
+            states.append(journal.fail(job_id, f"timeout {len(states) + 1}", retry=True))
+        assert states == [JobState.QUEUED, JobState.QUEUED, JobState.FAILED]
+        job = journal.get(job_id)
+        assert job is not None
+        assert (job.state, job.attempts) == (JobState.FAILED, 3)
+        assert job.last_error == "gave up after 3 attempts: timeout 3"
+        clock.advance(10_000)
+        assert journal.claim("w") is None
+
+
+def test_errors_are_stored_truncated(journal: Journal) -> None:
+    job_id = journal.enqueue(KEY, "review", payload()).job_id
+    journal.claim("w")
+    assert journal.fail(job_id, "x" * 100_000, retry=False) is JobState.FAILED
+    error = journal.get(job_id).last_error  # type: ignore[union-attr]
+    assert error is not None and len(error) == MAX_ERROR_CHARS and error.endswith("…")
+
+
+def test_deferrals_do_not_spend_attempts_but_are_bounded(path: Path, clock: Clock) -> None:
+    with Journal(path, clock=clock, max_attempts=2) as journal:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        for _ in range(MAX_DEFERRALS):
+            assert journal.claim("w") is not None
+            state = journal.fail(job_id, "rate limited", retry=True, delay=0, count_attempt=False)
+            assert state is JobState.QUEUED
+        job = journal.get(job_id)
+        assert job is not None and (job.attempts, job.deferrals) == (0, MAX_DEFERRALS)
+        journal.claim("w")
+        state = journal.fail(job_id, "rate limited", retry=True, delay=0, count_attempt=False)
+        assert state is JobState.FAILED
+
+
+# --------------------------------------------------------------------------- data, crashes
+
+
+def test_data_is_merged_and_survives_a_reopen(path: Path) -> None:
+    with Journal(path) as journal:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        journal.claim("w")
+        assert journal.save_data(job_id, {"check_run_id": 123}, worker_id="w") == {
+            "check_run_id": 123
+        }
+        assert journal.save_data(job_id, {"review_id": 9}, worker_id="w") == {
+            "check_run_id": 123,
+            "review_id": 9,
+        }
+    with Journal(path) as journal:
+        assert journal.get(job_id).data == {"check_run_id": 123, "review_id": 9}  # type: ignore[union-attr]
+
+
+def test_recover_requeues_jobs_of_a_dead_process_with_their_data(path: Path, clock: Clock) -> None:
+    with Journal(path, clock=clock) as journal:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        other = journal.enqueue("octo/other#2", "review", payload()).job_id
+        journal.claim("dead:1")
+        journal.save_data(job_id, {"check_run_id": 123})
+        journal.claim("dead:2")
+        journal.complete(other)
+    # The process "died" here: the job is still marked running in the file.
+    with Journal(path, clock=clock) as journal:
+        assert journal.get(job_id).state is JobState.RUNNING  # type: ignore[union-attr]
+        assert journal.recover() == 1
+        job = journal.get(job_id)
+        assert job is not None
+        assert (job.state, job.attempts, job.data) == (JobState.QUEUED, 1, {"check_run_id": 123})
+        assert job.last_error == "worker dead:1 lost during attempt 1"
+        assert journal.get(other).state is JobState.DONE  # type: ignore[union-attr]
+        again = journal.claim("new:1")
+        assert again is not None
+        assert (again.id, again.attempts, again.data) == (job_id, 2, {"check_run_id": 123})
+
+
+def test_a_job_that_keeps_killing_its_process_ends_failed(path: Path, clock: Clock) -> None:
+    with Journal(path, clock=clock, max_attempts=2) as journal:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        for _ in range(2):
+            assert journal.claim("w") is not None
+            journal.recover()
+        job = journal.get(job_id)
+        assert job is not None and job.state is JobState.FAILED
+        assert job.last_error == "gave up after 2 attempts: worker w lost during attempt 2"
+
+
+def test_a_superseded_job_lost_in_a_crash_stays_superseded(journal: Journal) -> None:
+    first = journal.enqueue(KEY, "review", payload()).job_id
+    journal.claim("w")
+    newer = journal.enqueue(KEY, "review", payload("b")).job_id
+    assert journal.recover() == 1
+    assert journal.get(first).state is JobState.SUPERSEDED  # type: ignore[union-attr]
+    claimed = journal.claim("w")
+    assert claimed is not None and claimed.id == newer
+
+
+def test_only_jobs_with_a_stale_heartbeat_are_requeued(journal: Journal, clock: Clock) -> None:
+    hung = journal.enqueue("o/r#1", "review", payload()).job_id
+    alive = journal.enqueue("o/r#2", "review", payload()).job_id
+    journal.claim("w1")
+    journal.claim("w2")
+    clock.advance(200)
+    assert journal.heartbeat(alive, worker_id="w2")
+    clock.advance(150)
+    assert journal.requeue_stale(300) == 1
+    assert journal.get(hung).state is JobState.QUEUED  # type: ignore[union-attr]
+    assert journal.get(alive).state is JobState.RUNNING  # type: ignore[union-attr]
+    # The hung worker wakes up later: its outcome is ignored, the job is not its any more.
+    assert not journal.complete(hung, worker_id="w1")
+
+
+def test_counts_and_the_age_of_the_oldest_queued_job(journal: Journal, clock: Clock) -> None:
+    assert journal.counts() == dict.fromkeys(
+        ("queued", "running", "done", "failed", "superseded"), 0
+    )
+    assert journal.oldest_queued_age() is None
+    journal.enqueue("o/r#1", "review", payload())
+    clock.advance(30)
+    journal.enqueue("o/r#2", "review", payload())
+    journal.enqueue("o/r#2", "review", payload("b"))
+    clock.advance(12)
+    assert journal.oldest_queued_age() == 42
+    job = journal.claim("w")
+    assert job is not None
+    assert journal.oldest_queued_age() == 12
+    assert journal.counts() == {
+        "queued": 1,
+        "running": 1,
+        "done": 0,
+        "failed": 0,
+        "superseded": 1,
+    }
+
+
+# --------------------------------------------------------------------------- workers
+
+
+def test_the_pool_runs_every_job_with_bounded_concurrency(journal: Journal) -> None:
+    active, peak, seen = 0, 0, []
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.02)
+        seen.append(job.key)
+        active -= 1
+
+    async def scenario() -> None:
+        for i in range(12):
+            journal.enqueue(f"o/r#{i}", "review", payload())
+        pool = WorkerPool(journal, handler, concurrency=3, poll_interval=0.01)
+        await pool.start()
+        await wait_until(lambda: journal.counts()["done"] == 12)
+        await pool.stop()
+
+    run(scenario())
+    assert sorted(seen) == sorted(f"o/r#{i}" for i in range(12))
+    assert peak == 3
+
+
+def test_jobs_for_one_pr_never_run_at_the_same_time(journal: Journal) -> None:
+    spans: list[tuple[str, float, float]] = []
+    first_started = asyncio.Event()
+    superseded_seen: list[bool] = []
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        start = time.monotonic()
+        if job.payload["head_sha"].startswith("a"):
+            first_started.set()
+            await asyncio.sleep(0.1)
+            superseded_seen.append(ctx.is_superseded())
+        spans.append((job.payload["head_sha"][0], start, time.monotonic()))
+
+    async def scenario() -> None:
+        journal.enqueue(KEY, "review", payload("a"))
+        async with WorkerPool(journal, handler, concurrency=4, poll_interval=0.01) as pool:
+            await first_started.wait()
+            journal.enqueue(KEY, "review", payload("b"))
+            pool.wake()
+            await wait_until(lambda: journal.counts()["done"] == 2)
+
+    run(scenario())
+    assert superseded_seen == [True]  # the first run could stop before publishing
+    (a, _, a_end), (b, b_start, _) = spans
+    assert (a, b) == ("a", "b")
+    assert b_start >= a_end
+
+
+def test_a_permanent_error_fails_the_job_without_retry(journal: Journal) -> None:
+    calls = 0
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        nonlocal calls
+        calls += 1
+        raise PermanentJobError("pull request 1 no longer exists")
+
+    async def scenario() -> None:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(journal, handler, poll_interval=0.01):
+            await wait_until(lambda: journal.counts()["failed"] == 1)
+        return journal.get(job_id)
+
+    job = run(scenario())
+    assert calls == 1
+    assert (job.state, job.attempts) == (JobState.FAILED, 1)
+    assert job.last_error == "PermanentJobError: pull request 1 no longer exists"
+
+
+def test_retry_later_is_honoured_and_spends_no_attempt(journal: Journal, clock: Clock) -> None:
+    calls: list[int] = []
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        calls.append(job.attempts)
+        if len(calls) == 1:
+            raise RetryLater(clock() + 100, "secondary rate limit")
+
+    async def scenario() -> None:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(journal, handler, poll_interval=0.01) as pool:
+            await wait_until(lambda: len(calls) == 1 and pool.active == 0)
+            job = journal.get(job_id)
+            assert job is not None
+            assert (job.state, job.attempts, job.deferrals) == (JobState.QUEUED, 0, 1)
+            assert job.run_after == clock.now + 100
+            assert job.last_error == "RetryLater: secondary rate limit"
+            await asyncio.sleep(0.05)
+            assert len(calls) == 1  # not before retry_at
+            clock.advance(100)
+            pool.wake()
+            await wait_until(lambda: journal.counts()["done"] == 1)
+
+    run(scenario())
+    assert calls == [1, 1]
+
+
+def test_other_errors_are_retried_with_backoff(journal: Journal, clock: Clock) -> None:
+    calls = 0
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ValueError("boom")
+
+    async def scenario() -> Job | None:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(journal, handler, poll_interval=0.01) as pool:
+            await wait_until(lambda: calls == 1 and pool.active == 0)
+            job = journal.get(job_id)
+            assert job is not None
+            assert (job.state, job.run_after) == (JobState.QUEUED, clock.now + 5)
+            assert job.last_error == "ValueError: boom"
+            clock.advance(5)
+            await wait_until(lambda: journal.counts()["done"] == 1)
+        return journal.get(job_id)
+
+    job = run(scenario())
+    assert job is not None and job.attempts == 2
+
+
+def test_a_job_that_outlives_its_timeout_is_retried(journal: Journal) -> None:
+    async def handler(job: Job, ctx: JobContext) -> None:
+        await asyncio.sleep(60)
+
+    async def scenario() -> Job | None:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(journal, handler, poll_interval=0.01, job_timeout=0.05):
+            await wait_until(lambda: journal.get(job_id).last_error is not None)  # type: ignore[union-attr]
+        return journal.get(job_id)
+
+    job = run(scenario())
+    assert job is not None and job.state is JobState.QUEUED
+    assert job.last_error == "timed out after 0.05 s"
+
+
+def test_stop_lets_running_jobs_finish(journal: Journal) -> None:
+    async def handler(job: Job, ctx: JobContext) -> None:
+        await asyncio.sleep(0.1)
+
+    async def scenario() -> None:
+        journal.enqueue(KEY, "review", payload())
+        pool = WorkerPool(journal, handler, poll_interval=0.01)
+        await pool.start()
+        await wait_until(lambda: pool.active == 1)
+        await pool.stop(timeout=5)
+        assert pool.active == 0
+
+    run(scenario())
+    assert journal.counts()["done"] == 1
+
+
+def test_stop_hands_back_jobs_that_outlive_the_timeout(journal: Journal) -> None:
+    claimed_after_stop = False
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        nonlocal claimed_after_stop
+        if job.key != KEY:
+            claimed_after_stop = True
+        ctx.save_data(check_run_id=7)
+        await asyncio.Event().wait()
+
+    async def scenario() -> int:
+        job_id = journal.enqueue(KEY, "review", payload()).job_id
+        pool = WorkerPool(journal, handler, poll_interval=0.01)
+        await pool.start()
+        await wait_until(lambda: journal.get(job_id).data == {"check_run_id": 7})  # type: ignore[union-attr]
+        await pool.stop(timeout=0.05)
+        journal.enqueue("octo/later#2", "review", payload())
+        pool.wake()
+        await asyncio.sleep(0.05)
+        return job_id
+
+    job_id = run(scenario())
+    job = journal.get(job_id)
+    assert job is not None
+    # Queued again, attempt refunded, check run kept for the next start.
+    assert (job.state, job.attempts, job.data) == (JobState.QUEUED, 0, {"check_run_id": 7})
+    assert journal.counts()["running"] == 0
+    assert not claimed_after_stop
+
+
+def test_wake_skips_the_poll_wait(journal: Journal) -> None:
+    async def handler(job: Job, ctx: JobContext) -> None:
+        return None
+
+    async def scenario() -> float:
+        async with WorkerPool(journal, handler, poll_interval=60) as pool:
+            await asyncio.sleep(0.05)  # both workers are idle now
+            started = time.monotonic()
+            journal.enqueue(KEY, "review", payload())
+            pool.wake()
+            await wait_until(lambda: journal.counts()["done"] == 1, timeout=5)
+            return time.monotonic() - started
+
+    assert run(scenario()) < 1.0
+
+
+def test_the_pool_waits_with_the_injected_sleep(journal: Journal) -> None:
+    asked: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        asked.append(seconds)
+        await asyncio.sleep(0.001)
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        return None
+
+    async def scenario() -> None:
+        pool = WorkerPool(
+            journal, handler, poll_interval=7, heartbeat_interval=13, sleep=fake_sleep
+        )
+        async with pool:
+            await wait_until(lambda: 7 in asked and 13 in asked)
+            journal.enqueue(KEY, "review", payload())  # no wake(): found by polling
+            await wait_until(lambda: journal.counts()["done"] == 1)
+
+    run(scenario())
+    assert set(asked) == {7, 13}
+
+
+def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(journal: Journal, clock: Clock) -> None:
+    ghost = journal.enqueue("o/ghost#1", "review", payload()).job_id
+    journal.claim("other-host:999:0")  # a worker elsewhere that died
+    clock.advance(400)
+    mine: list[int] = []
+    release = asyncio.Event()
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        mine.append(job.id)
+        if job.id != ghost:
+            await release.wait()
+
+    async def scenario() -> None:
+        own = journal.enqueue("o/mine#2", "review", payload()).job_id
+        pool = WorkerPool(
+            journal,
+            handler,
+            poll_interval=0.01,
+            heartbeat_interval=0.01,
+            stale_after=300,
+            recover_on_start=False,
+        )
+        async with pool:
+            await wait_until(lambda: pool.active == 1)
+            claimed_at = journal.get(own).heartbeat  # type: ignore[union-attr]
+            clock.advance(350)  # our job is older than stale_after too: it is renewed first
+            await wait_until(lambda: journal.counts()["done"] == 1)  # the ghost's job
+            assert journal.get(own).heartbeat > claimed_at  # type: ignore[union-attr, operator]
+            assert journal.get(own).state is JobState.RUNNING  # type: ignore[union-attr]
+            release.set()
+            await wait_until(lambda: journal.counts()["done"] == 2)
+
+    run(scenario())
+    assert sorted(mine) == sorted(set(mine))  # each ran once
+    ghost_job = journal.get(ghost)
+    assert ghost_job is not None and ghost_job.attempts == 2
+
+
+def test_every_job_log_line_carries_the_delivery_and_the_pr(
+    journal: Journal, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def handler(job: Job, ctx: JobContext) -> None:
+        if job.attempts == 1:
+            raise ValueError("first try fails")
+
+    async def scenario() -> None:
+        journal.enqueue(KEY, "review", payload(secret="do-not-log"), delivery_id="d-77")
+        journal.enqueue(KEY, "review", payload("b", secret="do-not-log"), delivery_id="d-78")
+        async with WorkerPool(journal, handler, poll_interval=0.01, recover_on_start=False):
+            await wait_until(lambda: journal.history(KEY)[-1].last_error is not None)
+
+    with caplog.at_level(logging.INFO, logger="bot.jobs"):
+        run(scenario())
+    job_lines = [r for r in caplog.records if "workers" not in r.getMessage()]  # not pool-wide
+    assert len(job_lines) >= 3  # supersede, start, failure
+    for record in job_lines:
+        assert record.job_key == KEY  # type: ignore[attr-defined]
+        assert record.delivery_id == "d-78"  # type: ignore[attr-defined]
+    assert "do-not-log" not in caplog.text
+
+
+# --------------------------------------------------------------------------- kill -9
+
+
+HELPER = Path(__file__).with_name("jobs_crash_helper.py")
+
+
+def test_a_job_killed_mid_run_resumes_with_the_check_run_it_started(path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")]),
+    }
+    child = subprocess.Popen(
+        [sys.executable, str(HELPER), str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert child.stdout is not None and child.stderr is not None
+        line = child.stdout.readline()
+        assert line.strip() == "blocked", child.stderr.read()
+        with Journal(path) as watcher:
+            (job,) = watcher.history(crash.KEY)
+            assert job.state is JobState.RUNNING
+            assert job.data == {"check_run_id": crash.CHECK_RUN_ID}
+        os.kill(child.pid, signal.SIGKILL)
+        assert child.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for stream in (child.stdout, child.stderr):
+            if stream is not None:
+                stream.close()
+
+    seen: list[Any] = []
+    opened: list[int] = []
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        seen.append(ctx.data.get("check_run_id"))
+        if "check_run_id" not in ctx.data:  # what the review handler would do
+            opened.append(job.id)
+            ctx.save_data(check_run_id=999)
+
+    with Journal(path) as journal:
+        # The acknowledged delivery survived the kill: a redelivery is recognised.
+        assert not journal.record_delivery(
+            crash.DELIVERY_ID, "pull_request", "opened", outcome="run"
+        )
+        assert journal.recover() == 1
+
+        async def scenario() -> None:
+            async with WorkerPool(journal, handler, poll_interval=0.01):
+                await wait_until(lambda: journal.counts()["done"] == 1)
+
+        run(scenario())
+        (job,) = journal.history(crash.KEY)
+    assert seen == [crash.CHECK_RUN_ID]
+    assert opened == []  # the same check run is finished, no second one
+    assert (job.state, job.attempts, job.data) == (
+        JobState.DONE,
+        2,
+        {"check_run_id": crash.CHECK_RUN_ID},
+    )
+
+
+# --------------------------------------------------------------------------- speed
+
+
+def _p(values: list[float], q: float) -> float:
+    return (
+        statistics.quantiles(values, n=100, method="inclusive")[q - 1] if q < 100 else max(values)
+    )
+
+
+def test_recording_a_delivery_and_enqueueing_is_fast(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lines = []
+    p99s = {}
+    for synchronous in ("NORMAL", "FULL"):
+        for together in (False, True):
+            with Journal(
+                tmp_path / f"{synchronous}-{together}.sqlite3", synchronous=synchronous
+            ) as journal:
+                timings = []
+                for i in range(1000):
+                    started = time.perf_counter()
+                    with journal.atomic() if together else contextlib.nullcontext():
+                        if journal.record_delivery(
+                            f"d-{i}", "pull_request", "synchronize", outcome="run"
+                        ):
+                            journal.enqueue(
+                                f"o/r#{i % 100}", "review", payload(), delivery_id=f"d-{i}"
+                            )
+                    timings.append((time.perf_counter() - started) * 1000)
+            label = f"{synchronous:6} {'one commit ' if together else 'two commits'}"
+            p99s[(synchronous, together)] = _p(timings, 99)
+            lines.append(
+                f"{label}: p50 {_p(timings, 50):.3f} ms  p99 {_p(timings, 99):.3f} ms  "
+                f"max {max(timings):.3f} ms"
+            )
+    with capsys.disabled():
+        print("\nrecord_delivery + enqueue, 1,000 calls:\n  " + "\n  ".join(lines))
+    assert p99s[("NORMAL", True)] < 50  # a sanity bound; typical is far below 1 ms
