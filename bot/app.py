@@ -1,0 +1,189 @@
+"""The web process: ``POST /webhook``, ``GET /healthz``, ``GET /metrics``.
+
+The webhook handler only decides and records: it verifies the signature on the raw
+bytes, parses, routes (:mod:`bot.events`), writes the delivery and the job to the
+journal, wakes a worker and answers — in milliseconds.  All GitHub and LLM work
+happens after the response, in :mod:`bot.worker`.
+
+Errors map to HTTP statuses here, once: 401 bad or missing signature, 400 malformed
+JSON or missing headers, 413 body over 25 MB, 202 queued, 200 ignored or duplicate.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from githubkit.webhooks import verify
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot import events, logs
+from bot.jobs import Journal
+from bot.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# GitHub caps webhook payloads at 25 MB:
+# https://docs.github.com/en/webhooks/webhook-events-and-payloads#payload-cap
+MAX_BODY_BYTES = 25 * 1024 * 1024
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+@dataclass
+class Deps:
+    """What the web process needs; built by ``docgen serve`` (or a test)."""
+
+    webhook_secret: str
+    journal: Journal
+    metrics: Metrics
+    app_id: int | None = None
+    run_drafts: bool = False
+    skip_forks: bool = False
+    reply_to_strangers: bool = False
+    wake: Callable[[], None] = lambda: None  # nudge the workers after an enqueue
+    forget: Callable[[int], None] = lambda installation_id: None  # drop cached tokens
+    lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None
+
+
+def job_payload(decision: events.Run | events.Reply, delivery_id: str) -> dict[str, Any]:
+    """The JSON a job carries: the decision's fields plus the delivery id."""
+    data = dataclasses.asdict(decision)
+    data["type"] = "review" if isinstance(decision, events.Run) else "reply"
+    data["delivery_id"] = delivery_id
+    return data
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status)
+
+
+def create_app(deps: Deps) -> Starlette:
+    """The Starlette application over ``deps``."""
+
+    async def webhook(request: Request) -> Response:
+        started = time.perf_counter()
+        delivery_id = request.headers.get("x-github-delivery", "")
+        event = request.headers.get("x-github-event", "")
+        with logs.bind(delivery_id=delivery_id or None, event=event or None):
+            response, outcome = await _webhook(request, delivery_id, event)
+            deps.metrics.deliveries.labels(event or "unknown", outcome).inc()
+            deps.metrics.ack_seconds.observe(time.perf_counter() - started)
+            log.info(
+                "webhook %s -> %s (%s)",
+                event or "?",
+                response.status_code,
+                outcome,
+                extra={"status": response.status_code, "outcome": outcome},
+            )
+            return response
+
+    async def _webhook(request: Request, delivery_id: str, event: str) -> tuple[Response, str]:
+        try:
+            body = await _read_body(request, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            return _answer(413, "payload larger than 25 MB"), "too_large"
+        # Invariant 5: nothing is read from the body before the signature matches.
+        signature = request.headers.get("x-hub-signature-256", "")
+        if not signature.startswith("sha256="):
+            return _answer(401, "missing X-Hub-Signature-256"), "unsigned"
+        if not verify(deps.webhook_secret, body, signature):
+            return _answer(401, "signature does not match"), "bad_signature"
+        if not event:
+            return _answer(400, "missing X-GitHub-Event header"), "bad_request"
+        if not delivery_id:
+            return _answer(400, "missing X-GitHub-Delivery header"), "bad_request"
+        try:
+            payload = json.loads(body)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            return _answer(
+                400, f"body is not valid JSON: {exc.msg if hasattr(exc, 'msg') else exc}"
+            ), "bad_json"
+        if not isinstance(payload, dict):
+            return _answer(400, "body is not a JSON object"), "bad_json"
+
+        decision = events.decide(
+            event,
+            payload,
+            app_id=deps.app_id,
+            run_drafts=deps.run_drafts,
+            skip_forks=deps.skip_forks,
+            reply_to_strangers=deps.reply_to_strangers,
+        )
+        action = str(payload.get("action") or "")
+        outcome = type(decision).__name__.lower()
+        # Invariant 6: the delivery and its job are in the journal, in one commit,
+        # before we answer; a redelivery of the same id is acted on once (invariant 4).
+        with deps.journal.atomic():
+            if not deps.journal.record_delivery(delivery_id, event, action, outcome=outcome):
+                return _answer(200, "duplicate delivery: already handled"), "duplicate"
+            if isinstance(decision, events.Run | events.Reply):
+                result = deps.journal.enqueue(
+                    decision.key,
+                    "review" if isinstance(decision, events.Run) else "reply",
+                    job_payload(decision, delivery_id),
+                    delivery_id=delivery_id,
+                )
+        if isinstance(decision, events.Ignore):
+            return _answer(200, f"ignored: {decision.reason}"), "ignored"
+        if isinstance(decision, events.Forget):
+            deps.forget(decision.installation_id)
+            return _answer(200, "installation credentials forgotten"), "forgotten"
+        deps.wake()
+        return (
+            _answer(202, "queued", job_id=result.job_id, coalesced=result.coalesced),
+            "queued",
+        )
+
+    async def healthz(request: Request) -> Response:
+        if deps.journal.writable():
+            return JSONResponse({"status": "ok"})
+        return JSONResponse({"status": "journal not writable"}, status_code=503)
+
+    async def metrics(request: Request) -> Response:
+        return Response(deps.metrics.render(), media_type=deps.metrics.content_type)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if deps.lifespan is None:
+            yield
+            return
+        async with deps.lifespan():
+            yield
+
+    return Starlette(
+        routes=[
+            Route("/webhook", webhook, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics, methods=["GET"]),
+        ],
+        lifespan=lifespan,
+    )
+
+
+AsyncHandler = Callable[..., Awaitable[None]]
