@@ -122,6 +122,20 @@ class Job:
 
 
 @dataclass(frozen=True)
+class Spend:
+    """A PR's running LLM total across runs."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    runs: int = 0
+
+    @property
+    def tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
 class EnqueueResult:
     job_id: int
     coalesced: bool  # an older queued job for the key was superseded by this one
@@ -178,6 +192,20 @@ _SCHEMA = [
     "CREATE UNIQUE INDEX jobs_one_queued_per_key ON jobs (key) WHERE state = 'queued'",
     "CREATE UNIQUE INDEX jobs_one_running_per_key ON jobs (key) WHERE state = 'running'",
     "CREATE TABLE health (id INTEGER PRIMARY KEY CHECK (id = 1), written REAL NOT NULL)",
+    # The token ledger per PR: what each run spent, so the per-PR budget holds across
+    # pushes (invariant 3) and the summary can show the PR's running total.
+    """CREATE TABLE ledger (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        key TEXT NOT NULL,
+        job_id INTEGER,
+        head_sha TEXT,
+        model TEXT NOT NULL,
+        prompt_tokens INTEGER NOT NULL,
+        completion_tokens INTEGER NOT NULL,
+        cost_usd REAL NOT NULL,
+        created REAL NOT NULL
+    )""",
+    "CREATE INDEX ledger_key ON ledger (key)",
 ]
 
 _CLAIMABLE = """
@@ -664,6 +692,47 @@ class Journal:
         return len(lost)
 
     # ------------------------------------------------------------------ health, stats
+
+    def add_spend(
+        self,
+        key: str,
+        *,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cost_usd: float,
+        job_id: int | None = None,
+        head_sha: str | None = None,
+    ) -> None:
+        """Record what one run of ``key`` (a PR) spent on the LLM."""
+        with self.atomic() as conn:
+            conn.execute(
+                "INSERT INTO ledger (key, job_id, head_sha, model, prompt_tokens,"
+                " completion_tokens, cost_usd, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    key,
+                    job_id,
+                    head_sha,
+                    model,
+                    prompt_tokens,
+                    completion_tokens,
+                    cost_usd,
+                    self.clock(),
+                ),
+            )
+
+    def spent(self, key: str) -> Spend:
+        """Everything runs of ``key`` (a PR) have spent so far."""
+        row = (
+            self._conn()
+            .execute(
+                "SELECT COALESCE(SUM(prompt_tokens), 0), COALESCE(SUM(completion_tokens), 0),"
+                " COALESCE(SUM(cost_usd), 0), COUNT(*) FROM ledger WHERE key = ?",
+                (key,),
+            )
+            .fetchone()
+        )
+        return Spend(int(row[0]), int(row[1]), float(row[2]), int(row[3]))
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, every state present (for the metrics gauge)."""

@@ -886,3 +886,27 @@ def test_recording_a_delivery_and_enqueueing_is_fast(
     with capsys.disabled():
         print("\nrecord_delivery + enqueue, 1,000 calls:\n  " + "\n  ".join(lines))
     assert p99s[("NORMAL", True)] < 50  # a sanity bound; typical is far below 1 ms
+
+
+def test_ledger_per_pr_survives_reopen(tmp_path):
+    path = tmp_path / "j.sqlite3"
+    with Journal(path) as journal:
+        assert journal.spent("o/r#1").tokens == 0
+        journal.add_spend(
+            "o/r#1",
+            model="gpt-4o-mini",
+            prompt_tokens=900,
+            completion_tokens=100,
+            cost_usd=0.0002,
+            head_sha="a" * 40,
+        )
+        journal.add_spend(
+            "o/r#1", model="gpt-4o-mini", prompt_tokens=50, completion_tokens=10, cost_usd=0.00001
+        )
+        journal.add_spend(
+            "o/r#2", model="gpt-4o-mini", prompt_tokens=7, completion_tokens=3, cost_usd=0.0
+        )
+    with Journal(path) as journal:
+        spent = journal.spent("o/r#1")
+        assert (spent.prompt_tokens, spent.completion_tokens, spent.runs) == (950, 110, 2)
+        assert spent.tokens == 1060 and abs(spent.cost_usd - 0.00021) < 1e-12
