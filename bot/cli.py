@@ -67,6 +67,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="review a bundled sample pull request in a temporary repo")
     _add_review_options(demo)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the GitHub App: webhooks, in-process workers, SQLite journal",
+        description="Run the GitHub App (env: GITHUB_APP_ID, GITHUB_PRIVATE_KEY or "
+        "GITHUB_PRIVATE_KEY_PATH, GITHUB_WEBHOOK_SECRET, DOCGEN_DATA_DIR, ...).",
+    )
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=None, help="port (env PORT, default 8000)")
     return parser
 
 
@@ -95,13 +104,18 @@ def _add_review_options(p: argparse.ArgumentParser) -> None:
     )
 
 
-def _settings(args: argparse.Namespace) -> Settings:
+def load_settings() -> Settings:
+    """Settings from the environment; a bad value is a one-line UsageError naming it."""
     try:
-        settings = Settings()
+        return Settings()
     except ValidationError as exc:
         err = exc.errors()[0]
         name = str(err["loc"][0]).upper() if err["loc"] else "settings"
         raise UsageError(f"invalid environment variable {name}: {err['msg']}") from None
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = load_settings()
     update: dict[str, object] = {}
     if args.model:
         update["docgen_model"] = args.model
@@ -276,6 +290,17 @@ def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return review(root, "main", "feature", args, out)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from bot.server import StartupError, serve
+
+    settings = load_settings()
+    try:
+        serve(settings, args.host, args.port or settings.port)
+    except StartupError as exc:
+        raise UsageError(str(exc)) from None
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -285,6 +310,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return review(Path(args.path), args.base, args.head, args)
         if args.command == "demo":
             return demo(args)
+        if args.command == "serve":
+            return _serve(args)
     except UsageError as exc:
         print(f"docgen: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,366 @@
+"""A job: review one pull request on GitHub, end to end.
+
+``fetch (github) → pipeline → publish (github)``.  The handler is what
+:class:`bot.jobs.WorkerPool` runs for each ``review`` or ``reply`` job.  It keeps the
+check run it started in the job's data, so a job resumed after a crash finishes that
+check run instead of opening a second one (invariant 6); it never posts a suggestion
+that is already on the PR (invariant 4); and whatever goes wrong ends as a line in the
+check run, or as a retry later — never as a silently dropped PR (invariant 7).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+from bot import logs, render
+from bot.budget import TokenBudget, TokenCounter
+from bot.cache import DocstringCache
+from bot.config import RepoConfig, Settings, load_repo_config
+from bot.events import HELP
+from bot.generate import Provider
+from bot.github import (
+    GENERATE_ACTION,
+    GitHubError,
+    GitHubUnavailable,
+    InstallationClients,
+    NotFound,
+    PullRequestAPI,
+    ReviewComment,
+)
+from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
+from bot.metrics import Metrics
+from bot.models import Action, Decision, FileChange, Outcome, Report, Style
+from bot.pipeline import Context, RunResult, run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class WorkerDeps:
+    """Everything a job needs, built once per process."""
+
+    settings: Settings
+    clients: InstallationClients
+    provider: Provider
+    cache: DocstringCache
+    counter: TokenCounter
+    journal: Journal
+    metrics: Metrics
+    clock: Callable[[], float] = time.time
+
+
+def conclusion_for(report: Report, config_errors: bool, config: RepoConfig) -> tuple[str, str]:
+    """The check run's conclusion and title for a finished run.
+
+    failure: the config is broken, or a coverage threshold is set and definitions were
+    left undocumented (budget exhausted, model failures); neutral: nothing to do, or
+    parts were skipped; success: every definition that needed a docstring got one.
+    """
+    title = render.check_title(report)
+    left = [
+        o
+        for o in report.outcomes
+        if o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE)
+    ]
+    if config_errors:
+        return "failure", f"{title} — .github/docgen.yml has errors"
+    if (
+        config.coverage_threshold is not None
+        and report.coverage_after.percent < config.coverage_threshold
+    ):
+        return (
+            "failure",
+            f"{title} — coverage {report.coverage_after.percent:.1f}% is below {config.coverage_threshold:g}%",
+        )
+    suggested = any(o.suggestion is not None for o in report.outcomes)
+    if left or report.skips or not suggested:
+        return "neutral", title
+    return "success", title
+
+
+def _wanted(config: RepoConfig, paths: tuple[str, ...]) -> Callable[[str], bool]:
+    def wanted(path: str) -> bool:
+        if not path.endswith(".py") or not config.wants(path):
+            return False
+        return not paths or any(fnmatch.fnmatchcase(path, p) for p in paths)
+
+    return wanted
+
+
+async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
+    """Run one job (the WorkerPool handler, with ``deps`` bound by ``make_handler``)."""
+    p = job.payload
+    with logs.bind(
+        delivery_id=p.get("delivery_id"),
+        repo=f"{p.get('owner')}/{p.get('repo')}",
+        pr=p.get("number"),
+        job_key=job.key,
+        installation_id=p.get("installation_id"),
+    ):
+        try:
+            api = deps.clients.api(int(p["installation_id"]), p["owner"], p["repo"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PermanentJobError(f"job payload is incomplete: {exc}") from None
+        try:
+            if p.get("type") == "reply":
+                await api.post_issue_comment(int(p["number"]), p.get("body") or HELP)
+                return
+            await review(job, ctx, deps, api)
+        except GitHubUnavailable as exc:
+            retry_at = getattr(exc, "retry_at", None) or deps.clock() + 60
+            raise RetryLater(retry_at, f"GitHub unavailable: {exc}") from None
+        except NotFound as exc:
+            await _fail_check_run(ctx, api, f"Not found on GitHub: {exc}")
+            raise PermanentJobError(f"not found on GitHub: {exc}") from None
+        except Exception as exc:
+            if job.attempts >= deps.journal.max_attempts:
+                # The journal gives up after this attempt: say so where users look.
+                await _fail_check_run(
+                    ctx, api, f"docgen gave up after {job.attempts} attempts: {exc}"
+                )
+            raise
+
+
+async def _fail_check_run(ctx: JobContext, api: PullRequestAPI, reason: str) -> None:
+    """Complete the job's check run as failed with ``reason`` (best effort)."""
+    check_run_id = ctx.data.get("check_run_id")
+    if not check_run_id:
+        return
+    try:
+        await api.complete_check_run(
+            int(check_run_id),
+            conclusion="failure",
+            title="docgen could not finish",
+            summary=logs.REDACTOR(reason)[:2000],
+        )
+    except Exception as exc:  # reporting the failure must not hide the failure
+        log.warning("could not mark the check run as failed: %s", exc)
+
+
+async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI) -> None:
+    p = job.payload
+    number = int(p["number"])
+    options = p.get("options") or {}
+    started = time.perf_counter()
+
+    if p.get("comment_id"):
+        try:
+            await api.add_reaction(int(p["comment_id"]), "eyes")
+        except GitHubError as exc:  # a missing reaction must not stop the run
+            log.warning("could not react to the command: %s", exc)
+
+    pull = await api.get_pull(number)
+    if pull.state != "open":
+        log.info("pull request is %s: nothing to do", pull.state)
+        return
+    head_sha = pull.head_sha
+    raw_config, source = await api.get_config(pull.base_sha, p["owner"])
+    loaded = load_repo_config(raw_config, source)
+    config = loaded.config
+    if options.get("style"):
+        config = config.model_copy(update={"style": options["style"]})
+
+    check_run_id = await _check_run_for(ctx, api, head_sha, job)
+
+    if not config.auto_run and not options.get("force"):
+        await api.complete_check_run(
+            check_run_id,
+            conclusion="neutral",
+            title="docgen is set to run on request",
+            summary="`auto_run` is off in `.github/docgen.yml`. Press **Generate docstrings** "
+            "above, or comment `/docgen` on the pull request.",
+            actions=[GENERATE_ACTION],
+        )
+        return
+
+    fetched = await api.fetch_changes(
+        number, wanted=_wanted(config, tuple(options.get("paths") or ()))
+    )
+    if fetched.pull.head_sha != head_sha:
+        head_sha = fetched.pull.head_sha  # pushed meanwhile: review what is there now
+    changes = _only_wanted(fetched.changes, config, tuple(options.get("paths") or ()))
+
+    spent = deps.journal.spent(job.key)
+    limit = config.budget or deps.settings.docgen_token_budget
+    budget = TokenBudget(limit, spent=min(limit, spent.tokens))
+    context = Context(
+        config=config,
+        provider=deps.provider,
+        cache=deps.cache,
+        counter=deps.counter,
+        budget=budget,
+        repo_docstrings=_repo_docstrings(changes),
+        style_override=Style(options["style"]) if options.get("style") else None,
+        notes=[*loaded.errors, *fetched.notes],
+    )
+    if spent.runs:
+        context.notes.append(
+            f"This PR has used {spent.tokens:,} of its {limit:,}-token budget in {spent.runs} "
+            f"earlier run(s) (${spent.cost_usd:.4f})."
+        )
+    if deps.provider.offline:
+        context.notes.append(
+            "No LLM is configured: suggestions are signature-derived skeletons. Edit them before committing."
+        )
+    result = await run(changes, context)
+    report = result.report
+    if report.usage.total:
+        deps.journal.add_spend(
+            job.key,
+            model=report.model,
+            prompt_tokens=report.usage.prompt_tokens,
+            completion_tokens=report.usage.completion_tokens,
+            cost_usd=report.cost_usd,
+            job_id=job.id,
+            head_sha=head_sha,
+        )
+        deps.metrics.record_usage(report.usage, report.cost_usd)
+
+    if ctx.is_superseded():
+        await _close_superseded(api, check_run_id)
+        return
+
+    rejected = await _publish_review(api, number, head_sha, result)
+    _mark_rejected(report, rejected)
+    for o in report.outcomes:
+        deps.metrics.suggestions.labels(o.action.value).inc()
+    report.elapsed_s = time.perf_counter() - started
+    conclusion, title = conclusion_for(report, bool(loaded.errors), config)
+    await api.complete_check_run(
+        check_run_id,
+        conclusion=conclusion,  # type: ignore[arg-type]
+        title=title,
+        summary=render.markdown_report(report),
+        annotations=render.annotations(report),
+    )
+    log.info(
+        "reviewed: %s",
+        title,
+        extra={"conclusion": conclusion, "tokens": report.usage.total, "cost_usd": report.cost_usd},
+    )
+
+
+async def _check_run_for(ctx: JobContext, api: PullRequestAPI, head_sha: str, job: Job) -> int:
+    """The check run of this job: the one it already started (after a crash), or a new one."""
+    data = ctx.data
+    if data.get("check_run_id") and data.get("check_run_sha") == head_sha:
+        return int(data["check_run_id"])
+    # Runs opened by older jobs for this PR that were superseded before finishing.
+    for old in ctx.superseded_data():
+        if old.get("check_run_id") and old.get("check_run_sha") != head_sha:
+            try:
+                await _close_superseded(api, int(old["check_run_id"]))
+            except GitHubError as exc:
+                log.warning("could not close a superseded check run: %s", exc)
+    check_run_id = await api.create_check_run(head_sha, external_id=job.key)
+    ctx.save_data(check_run_id=check_run_id, check_run_sha=head_sha)
+    return check_run_id
+
+
+async def _close_superseded(api: PullRequestAPI, check_run_id: int) -> None:
+    await api.complete_check_run(
+        check_run_id,
+        conclusion="cancelled",
+        title="Superseded by a newer push",
+        summary="A newer commit was pushed while this run was going; its own check run has the results.",
+    )
+
+
+def _only_wanted(
+    changes: list[FileChange], config: RepoConfig, paths: tuple[str, ...]
+) -> list[FileChange]:
+    """Python files in scope (other files are not ours to report on)."""
+    wanted = _wanted(config, paths)
+    out = []
+    for c in changes:
+        if not c.path.endswith(".py"):
+            continue
+        if paths and not wanted(c.path):
+            continue  # /docgen path … narrowed the run: others are not "skipped"
+        out.append(c)
+    return out
+
+
+def _repo_docstrings(changes: list[FileChange]) -> list[str]:
+    """Docstrings of the fetched files, as the repository's style sample (no clone)."""
+    import ast
+    import warnings
+
+    out: list[str] = []
+    for c in changes:
+        if c.head is None or len(c.head) > 1_000_000:
+            continue
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tree = ast.parse(c.head)
+        except (SyntaxError, ValueError, RecursionError):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
+                doc = ast.get_docstring(node, clean=False)
+                if doc:
+                    out.append(doc)
+    return out
+
+
+async def _publish_review(
+    api: PullRequestAPI, number: int, head_sha: str, result: RunResult
+) -> list[tuple[Outcome, str]]:
+    """Post new suggestions as one review; return the outcomes GitHub refused, with why."""
+    outcomes = [o for o in result.report.outcomes if o.suggestion is not None]
+    if not outcomes:
+        return []
+    existing = await api.existing_markers(number)
+    fresh: list[tuple[Outcome, ReviewComment]] = []
+    for o in outcomes:
+        s = o.suggestion
+        assert s is not None
+        if (s.target_id, s.docstring_hash) in existing:
+            continue  # already on the PR (same function, same text): post nothing new
+        body = render.comment_for(o)
+        if body is None:
+            continue
+        fresh.append((o, ReviewComment.from_suggestion(s, body)))
+    if not fresh:
+        return []
+    posted = await api.create_review(number, head_sha, [c for _, c in fresh])
+    by_comment = {id(c): o for o, c in fresh}
+    return [(by_comment[id(c)], reason) for c, reason in posted.rejected]
+
+
+def _mark_rejected(report: Report, rejected: list[tuple[Outcome, str]]) -> None:
+    if not rejected:
+        return
+    bad = {id(o): why for o, why in rejected}
+    report.outcomes = [
+        replace(
+            o,
+            action=Action.SKIPPED,
+            reason=f"GitHub refused the comment: {bad[id(o)]}",
+            suggestion=None,
+        )
+        if id(o) in bad
+        else o
+        for o in report.outcomes
+    ]
+
+
+def make_handler(deps: WorkerDeps) -> Callable[[Job, JobContext], Any]:
+    async def handler(job: Job, ctx: JobContext) -> None:
+        started = time.perf_counter()
+        try:
+            await handle(job, ctx, deps)
+            deps.metrics.job_results.labels("done").inc()
+        except Exception:
+            deps.metrics.job_results.labels("error").inc()
+            raise
+        finally:
+            deps.metrics.job_seconds.observe(time.perf_counter() - started)
+
+    return handler
