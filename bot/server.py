@@ -87,6 +87,7 @@ def build(
     github_transport: httpx.AsyncBaseTransport | None = None,
     provider=None,
     poll_interval: float = 0.2,
+    write_interval: float = 1.0,
 ) -> Runtime:
     """Assemble web app, journal, workers and clients from ``settings``."""
     check_settings(settings)
@@ -104,7 +105,8 @@ def build(
         provider = provider or make_provider(settings)
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
-    clients = InstallationClients(app_github)
+    # write_interval: GitHub asks for ≥ 1 s between content-creating requests.
+    clients = InstallationClients(app_github, write_interval=write_interval)
     metrics = Metrics()
     counter = TokenCounter(
         load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))

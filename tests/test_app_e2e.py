@@ -1,0 +1,253 @@
+"""The App end to end: signed webhook → journal → worker → fake GitHub.
+
+The web app, the in-process workers and the SQLite journal run as ``docgen serve``
+builds them (:func:`bot.server.build`); GitHub is the in-process fake (its checks
+included: App JWT, installation tokens, review lines inside the diff); the model is
+the offline provider.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import httpx
+import pytest
+from githubkit.webhooks import sign
+from starlette.testclient import TestClient
+
+from bot import render, server
+from bot.config import Settings
+from bot.generate import OfflineProvider
+from bot.sample import BASE, HEAD
+from tests.conftest import OWNER, REPO
+from tests.fake_github import APP_ID
+
+SECRET = "e2e-webhook-secret"
+PATH = "shop/inventory.py"
+
+
+@pytest.fixture
+def app_env(fake_github, private_key_pem, tmp_path, monkeypatch):
+    settings = Settings(
+        github_app_id=APP_ID,
+        github_private_key=private_key_pem,
+        github_webhook_secret=SECRET,
+        github_api_url="https://api.github.com",
+        docgen_data_dir=tmp_path / "data",
+        docgen_workers=2,
+    )
+    runtime = server.build(
+        settings,
+        github_transport=httpx.ASGITransport(app=fake_github.app),
+        provider=OfflineProvider(),
+        poll_interval=0.01,
+        write_interval=0.0,
+    )
+    with TestClient(runtime.app) as client:
+        yield client, runtime, fake_github
+    runtime.journal.close()
+
+
+def payload_for(pull, action="opened"):
+    repo = {"full_name": f"{OWNER}/{REPO}", "name": REPO, "owner": {"login": OWNER}}
+    return {
+        "action": action,
+        "number": pull.number,
+        "pull_request": {
+            "number": pull.number,
+            "state": "open",
+            "draft": False,
+            "head": {"sha": pull.head_sha, "ref": pull.head_ref, "repo": repo},
+            "base": {"sha": pull.base_sha, "ref": pull.base_ref, "repo": repo},
+            "user": {"login": "octocat", "type": "User"},
+        },
+        "repository": repo,
+        "installation": {"id": 1},
+        "sender": {"login": "octocat", "type": "User"},
+    }
+
+
+def deliver(client, event, payload, delivery=None):
+    body = json.dumps(payload).encode()
+    return client.post(
+        "/webhook",
+        content=body,
+        headers={
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
+            "X-Hub-Signature-256": sign(SECRET, body, "sha256"),
+            "Content-Type": "application/json",
+        },
+    )
+
+
+def settle(runtime, timeout=30.0):
+    """Wait until the journal has no queued or running job."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        counts = runtime.journal.counts()
+        if not counts.get("queued") and not counts.get("running"):
+            return counts
+        time.sleep(0.02)
+    raise AssertionError(f"jobs did not finish: {runtime.journal.counts()}")
+
+
+def review_comments(pull):
+    return [c for r in pull.reviews for c in r.get("comments", [])] or pull.comments
+
+
+def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
+    client, runtime, fake = app_env
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    r = deliver(client, "pull_request", payload_for(pull))
+    assert r.status_code == 202
+    counts = settle(runtime)
+    assert counts.get("done") == 1 and not counts.get("failed"), runtime.journal.history(
+        f"{OWNER}/{REPO}#1"
+    )
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    [run] = repo.check_runs.values()
+    assert run.status == "completed" and run.head_sha == pull.head_sha
+    assert run.conclusion in ("success", "neutral")
+    assert "cheapest" in run.summary and "Docstring coverage" in run.summary
+    assert len(pull.reviews) == 1
+    comments = pull.comments
+    assert len(comments) == 6
+    for c in comments:
+        assert "```suggestion" in c["body"] and render.parse_marker(c["body"]) is not None
+        assert c["side"] == "RIGHT"
+
+    # The same head again (a redundant synchronize): nothing new is posted.
+    r = deliver(client, "pull_request", payload_for(pull, "synchronize"))
+    assert r.status_code == 202
+    settle(runtime)
+    assert len(pull.reviews) == 1 and len(pull.comments) == 6
+    assert all(run.status == "completed" for run in repo.check_runs.values())
+
+
+def test_redelivery_is_acted_on_once(app_env, make_pr):
+    client, runtime, fake = app_env
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    assert deliver(client, "pull_request", payload_for(pull), delivery="dup").status_code == 202
+    assert deliver(client, "pull_request", payload_for(pull), delivery="dup").status_code == 200
+    settle(runtime)
+    assert len(fake.repo(f"{OWNER}/{REPO}").check_runs) == 1
+
+
+def test_slash_command_reacts_and_runs(app_env, make_pr, fake_github):
+    client, runtime, fake = app_env
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    comment_id = fake.add_issue_comment(
+        fake.repo(f"{OWNER}/{REPO}"), pull.number, "/docgen --style numpy"
+    )
+    comment = {
+        "action": "created",
+        "issue": {"number": pull.number, "pull_request": {"url": "x"}},
+        "comment": {
+            "id": comment_id,
+            "body": "/docgen --style numpy",
+            "author_association": "MEMBER",
+            "user": {"login": "maintainer", "type": "User"},
+        },
+        "repository": {"full_name": f"{OWNER}/{REPO}"},
+        "installation": {"id": 1},
+    }
+    assert deliver(client, "issue_comment", comment).status_code == 202
+    settle(runtime)
+    assert fake.calls_to("reactions.create"), [c.route for c in fake.calls]
+    assert any("Parameters\n" in c["body"] for c in pull.comments)
+
+
+def test_auto_run_off_offers_a_button_then_runs_on_it(app_env, make_pr):
+    client, runtime, fake = app_env
+    base = {PATH: BASE, ".github/docgen.yml": "auto_run: false\n"}
+    pull = make_pr(base, {PATH: HEAD, ".github/docgen.yml": "auto_run: false\n"})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    [run] = repo.check_runs.values()
+    assert (
+        run.conclusion == "neutral" and run.actions and run.actions[0]["identifier"] == "generate"
+    )
+    assert pull.reviews == []
+    button = {
+        "action": "requested_action",
+        "requested_action": {"identifier": "generate"},
+        "check_run": {
+            "id": run.id,
+            "head_sha": pull.head_sha,
+            "app": {"id": APP_ID},
+            "pull_requests": [{"number": pull.number}],
+        },
+        "repository": {"full_name": f"{OWNER}/{REPO}"},
+        "installation": {"id": 1},
+    }
+    assert deliver(client, "check_run", button).status_code == 202
+    settle(runtime)
+    assert len(pull.reviews) == 1
+
+
+def test_a_pr_cannot_raise_its_own_budget(app_env, make_pr):
+    client, runtime, fake = app_env
+    base = {PATH: BASE, ".github/docgen.yml": "exclude: ['shop/*']\n"}
+    head = {PATH: HEAD, ".github/docgen.yml": "exclude: []\nbudget: 999999\n"}
+    pull = make_pr(base, head)
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert pull.reviews == []  # the base's exclude applies, not the head's
+    assert "excluded" in run.summary
+
+
+def test_broken_config_fails_the_check_and_says_why(app_env, make_pr):
+    client, runtime, fake = app_env
+    pull = make_pr({PATH: BASE, ".github/docgen.yml": "style: [oops\n"}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.conclusion == "failure"
+    assert "invalid YAML" in run.summary
+    assert len(pull.reviews) == 1  # defaults were used: the run still happened
+
+
+def test_resumed_job_finishes_the_check_run_it_started(app_env, make_pr, tmp_path):
+    client, runtime, fake = app_env
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    journal = runtime.journal
+    # A worker of a previous process claimed the job, opened a check run, and died.
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    with journal.atomic():
+        journal.record_delivery("crashed", "pull_request", "opened", outcome="run")
+        from bot.app import job_payload
+        from bot.events import decide
+
+        decision = decide("pull_request", payload_for(pull))
+        journal.enqueue(
+            decision.key, "review", job_payload(decision, "crashed"), delivery_id="crashed"
+        )
+    # Let the running pool not grab it first: claim as the dead worker right away.
+    job = journal.claim("dead-worker")
+    if job is None:  # the live pool was faster: nothing to simulate
+        pytest.skip("the live worker claimed the job first")
+    run_id = fake_check_run(fake, repo, pull.head_sha)
+    journal.save_data(
+        job.id, {"check_run_id": run_id, "check_run_sha": pull.head_sha}, worker_id="dead-worker"
+    )
+    assert journal.recover() == 1
+    runtime.pool.wake()
+    settle(runtime)
+    assert list(repo.check_runs) == [run_id]  # no second check run
+    assert repo.check_runs[run_id].status == "completed"
+    assert len(pull.reviews) == 1
+
+
+def fake_check_run(fake, repo, head_sha):
+    from tests.fake_github import CheckRun
+
+    run_id = 900001
+    repo.check_runs[run_id] = CheckRun(
+        run_id, "docgen", head_sha, "in_progress", None, "x", None, None, None
+    )
+    return run_id
