@@ -213,7 +213,7 @@ def test_broken_config_fails_the_check_and_says_why(app_env, make_pr):
 
 
 def test_resumed_job_finishes_the_check_run_it_started(app_env, make_pr, tmp_path):
-    client, runtime, fake = app_env
+    _, runtime, fake = app_env
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
     journal = runtime.journal
     # A worker of a previous process claimed the job, opened a check run, and died.
