@@ -212,42 +212,54 @@ def test_broken_config_fails_the_check_and_says_why(app_env, make_pr):
     assert len(pull.reviews) == 1  # defaults were used: the run still happened
 
 
-def test_resumed_job_finishes_the_check_run_it_started(app_env, make_pr, tmp_path):
-    _, runtime, fake = app_env
-    pull = make_pr({PATH: BASE}, {PATH: HEAD})
-    journal = runtime.journal
-    # A worker of a previous process claimed the job, opened a check run, and died.
-    repo = fake.repo(f"{OWNER}/{REPO}")
-    with journal.atomic():
-        journal.record_delivery("crashed", "pull_request", "opened", outcome="run")
-        from bot.app import job_payload
-        from bot.events import decide
-
-        decision = decide("pull_request", payload_for(pull))
-        journal.enqueue(
-            decision.key, "review", job_payload(decision, "crashed"), delivery_id="crashed"
-        )
-    # Let the running pool not grab it first: claim as the dead worker right away.
-    job = journal.claim("dead-worker")
-    if job is None:  # the live pool was faster: nothing to simulate
-        pytest.skip("the live worker claimed the job first")
-    run_id = fake_check_run(fake, repo, pull.head_sha)
-    journal.save_data(
-        job.id, {"check_run_id": run_id, "check_run_sha": pull.head_sha}, worker_id="dead-worker"
-    )
-    assert journal.recover() == 1
-    runtime.pool.wake()
-    settle(runtime)
-    assert list(repo.check_runs) == [run_id]  # no second check run
-    assert repo.check_runs[run_id].status == "completed"
-    assert len(pull.reviews) == 1
-
-
-def fake_check_run(fake, repo, head_sha):
+def test_resumed_job_finishes_the_check_run_it_started(
+    fake_github, private_key_pem, make_pr, tmp_path
+):
+    from bot.app import job_payload
+    from bot.events import decide
+    from bot.jobs import Journal
     from tests.fake_github import CheckRun
 
-    run_id = 900001
-    repo.check_runs[run_id] = CheckRun(
-        run_id, "docgen", head_sha, "in_progress", None, "x", None, None, None
+    fake = fake_github
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    settings = Settings(
+        github_app_id=APP_ID,
+        github_private_key=private_key_pem,
+        github_webhook_secret=SECRET,
+        docgen_data_dir=tmp_path / "data",
     )
-    return run_id
+    # The previous process: acknowledged the delivery, claimed the job, opened a
+    # check run on GitHub, saved its id, and was killed before finishing.
+    (tmp_path / "data").mkdir()
+    with Journal.in_dir(tmp_path / "data") as journal:
+        decision = decide("pull_request", payload_for(pull))
+        with journal.atomic():
+            journal.record_delivery("crashed", "pull_request", "opened", outcome="run")
+            journal.enqueue(
+                decision.key, "review", job_payload(decision, "crashed"), delivery_id="crashed"
+            )
+        job = journal.claim("dead-worker")
+        run_id = 900001
+        repo.check_runs[run_id] = CheckRun(
+            run_id, "docgen", pull.head_sha, "in_progress", None, job.key, None, None, None
+        )
+        journal.save_data(
+            job.id,
+            {"check_run_id": run_id, "check_run_sha": pull.head_sha},
+            worker_id="dead-worker",
+        )
+    # The restart: recovery at start-up runs the job again.
+    runtime = server.build(
+        settings,
+        github_transport=httpx.ASGITransport(app=fake.app),
+        provider=OfflineProvider(),
+        poll_interval=0.01,
+        write_interval=0.0,
+    )
+    with TestClient(runtime.app):
+        settle(runtime)
+    runtime.journal.close()
+    assert list(repo.check_runs) == [run_id]  # finished the same check run: no second one
+    assert repo.check_runs[run_id].status == "completed"
+    assert len(pull.reviews) == 1
