@@ -1,0 +1,1258 @@
+"""The only module that talks to GitHub: App auth, pull-request reads, review and check-run writes.
+
+Built on githubkit (async).  What githubkit does for us, and what we add:
+
+* **Auth.** ``AppAuthStrategy`` signs the App's JWT (RS256, ``iat`` back-dated a minute)
+  and ``as_installation(id)`` exchanges it for an installation token, which githubkit
+  caches in the client's cache strategy until one minute before ``expires_at``.  We give
+  every installation client its *own* in-memory cache (githubkit's default is one
+  process-wide cache keyed by app id, which would keep serving a JWT signed with an
+  old key), so :meth:`InstallationClients.forget` drops an installation's token with it.
+* **Retries.** githubkit's ``auto_retry`` sleeps with a real clock and without a cap
+  (a primary rate limit can mean an hour).  We switch it off and retry here: secondary
+  and primary rate limits wait as GitHub asks, 5xx and network errors back off
+  exponentially, and anything that would wait past :attr:`RetryPolicy.max_wait` raises
+  :class:`GitHubUnavailable` with ``retry_at`` for the job queue.
+  https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
+* **Pacing.** githubkit's ``throttler`` hook sees every request; :class:`WritePacer`
+  (one per installation client) lets reads through and runs content-creating requests
+  one at a time, at least a second apart, as GitHub asks.
+  https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#avoid-concurrent-requests
+* **Versions.** Requests pin ``X-GitHub-Api-Version: 2022-11-28`` (githubkit sends its
+  newest, which GitHub Enterprise Server rejects).  Responses are read as plain JSON for
+  the few fields we need rather than through githubkit's full models, which older GHES
+  releases do not always satisfy.
+
+Payloads are built by pure functions (:func:`review_payload`,
+:func:`check_run_create_payload`, :func:`check_run_update_payloads`) and tested with ``==``.
+Exception messages carry the method, route, status and GitHub's message: never a
+token, the JWT or the private key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import contextlib
+import dataclasses
+import email.utils
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, TypeVar
+from urllib.parse import quote
+
+import httpx
+from githubkit import AppAuthStrategy, GitHub
+from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
+from githubkit.config import Config, get_config
+from githubkit.exception import RequestError, RequestFailed
+from githubkit.response import Response
+from githubkit.throttling import BaseThrottler, LocalThrottler
+
+from bot import render
+from bot.config import Settings
+from bot.models import FileChange, Suggestion
+
+__all__ = [
+    "API_VERSION",
+    "CHECK_NAME",
+    "GENERATE_ACTION",
+    "CheckRunAction",
+    "Clock",
+    "FileEntry",
+    "Forbidden",
+    "GitHubError",
+    "GitHubUnavailable",
+    "InstallationClients",
+    "NotFound",
+    "PullChanges",
+    "PullInfo",
+    "PullRequestAPI",
+    "RetryPolicy",
+    "ReviewComment",
+    "ReviewResult",
+    "Unauthorized",
+    "Unprocessable",
+    "WritePacer",
+    "check_run_create_payload",
+    "check_run_output",
+    "check_run_update_payloads",
+    "make_app_github",
+    "review_payload",
+]
+
+log = logging.getLogger(__name__)
+
+# Supported by github.com and by every GitHub Enterprise Server release that has versions:
+# https://docs.github.com/en/rest/about-the-rest-api/api-versions
+API_VERSION = "2022-11-28"
+USER_AGENT = "docgen (+https://github.com/apps/docgen)"
+CHECK_NAME = "docgen"
+# https://docs.github.com/en/rest/checks/runs#update-a-check-run
+MAX_ANNOTATIONS_PER_REQUEST = 50
+OUTPUT_TEXT_LIMIT = render.SUMMARY_LIMIT  # output.summary and output.text, 65,535 each
+MAX_ACTIONS = 3
+# https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
+MAX_PR_FILES = 3_000
+PER_PAGE = 100
+MUTATING_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
+# The "object" media type answers files of 1-100 MB with empty content and encoding
+# "none" (the default media type refuses them):
+# https://docs.github.com/en/rest/repos/contents#get-repository-content
+_OBJECT_MEDIA = "application/vnd.github.object+json"
+_NEXT_LINK = re.compile(r'<([^<>]+)>;\s*rel="next"')
+_TRUNCATED = "\n\n*… truncated (GitHub's size limit)*"
+
+Conclusion = Literal[
+    "success", "neutral", "failure", "action_required", "cancelled", "skipped", "timed_out"
+]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+class GitHubError(Exception):
+    """A GitHub request failed.  ``route`` is the template (``GET /repos/{owner}/…``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        route: str = "",
+        errors: Sequence[str] = (),
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.route = route
+        self.errors = tuple(errors)
+
+
+class NotFound(GitHubError):
+    """404: the resource does not exist, or the installation cannot see it."""
+
+
+class Unauthorized(GitHubError):
+    """401: GitHub rejected the JWT or the installation token (clock skew, revoked)."""
+
+
+class Forbidden(GitHubError):
+    """403 that is not a rate limit: the App lacks a permission, or the resource is locked."""
+
+
+class Unprocessable(GitHubError):
+    """422: GitHub understood the request and refused it; ``errors`` says why."""
+
+    @property
+    def reason(self) -> str:
+        """GitHub's message and its error details, on one line."""
+        return "; ".join(self.errors) if self.errors else str(self)
+
+
+class GitHubUnavailable(GitHubError):
+    """GitHub is rate limiting us or failing; try again at ``retry_at`` (epoch seconds)."""
+
+    def __init__(
+        self, message: str, *, retry_at: float, status: int | None = None, route: str = ""
+    ) -> None:
+        super().__init__(message, status=status, route=route)
+        self.retry_at = retry_at
+
+
+# ----------------------------------------------------------------- clock and pacing
+
+
+class Clock:
+    """Wall time, monotonic time and sleep; tests pass a fake that only pretends to wait."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+class WritePacer(BaseThrottler):
+    """githubkit throttler: content-creating requests run one at a time, ≥ ``interval`` apart.
+
+    GitHub: "If you are making a large number of POST, PATCH, PUT, or DELETE requests
+    for a single user or client ID, wait at least one second between each request."
+    https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#avoid-concurrent-requests
+    Reads only share githubkit's usual concurrency cap.  ``blocked_until`` (epoch
+    seconds) is set when GitHub answers with a rate limit, so that every request of the
+    installation stops until then, not only the one that was refused.
+    """
+
+    def __init__(
+        self, interval: float = 1.0, *, clock: Clock | None = None, max_concurrency: int = 100
+    ) -> None:
+        self.interval = interval
+        self.clock = clock or Clock()
+        self.blocked_until = 0.0
+        self._reads = LocalThrottler(max_concurrency)
+        self._async_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        self._lock = threading.Lock()
+        self._next_at = float("-inf")  # monotonic time before which no write may start
+
+    def block_until(self, epoch: float) -> None:
+        self.blocked_until = max(self.blocked_until, epoch)
+
+    def _writes_lock(self) -> asyncio.Lock:
+        # One lock per event loop: a client may outlive the loop it was first used in.
+        loop = asyncio.get_running_loop()
+        if self._async_lock is None or self._async_lock[0] is not loop:
+            self._async_lock = (loop, asyncio.Lock())
+        return self._async_lock[1]
+
+    @contextlib.contextmanager
+    def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
+        if request.method not in MUTATING_METHODS:
+            with self._reads.acquire(request):
+                yield
+            return
+        with self._lock:
+            delay = self._next_at - self.clock.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            try:
+                yield
+            finally:
+                self._next_at = self.clock.monotonic() + self.interval
+
+    @contextlib.asynccontextmanager
+    async def async_acquire(self, request: httpx.Request) -> AsyncGenerator[None, Any]:
+        if request.method not in MUTATING_METHODS:
+            async with self._reads.async_acquire(request):
+                yield
+            return
+        async with self._writes_lock():
+            delay = self._next_at - self.clock.monotonic()
+            if delay > 0:
+                await self.clock.sleep(delay)
+            try:
+                yield
+            finally:
+                self._next_at = self.clock.monotonic() + self.interval
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How long to keep trying before handing the job back with ``retry_at``.
+
+    ``max_retries`` bounds retries of one request (5xx, network errors, rate limits);
+    ``max_wait`` bounds the seconds one request may spend waiting in total.  5xx and
+    network errors wait ``backoff``, 2×, 4× … seconds.  A rate limit without a
+    ``retry-after`` or reset header waits ``rate_limit_wait`` ("at least one minute").
+    """
+
+    max_retries: int = 3
+    max_wait: float = 60.0
+    backoff: float = 1.0
+    rate_limit_wait: float = 60.0
+
+    def backoff_delay(self, attempt: int) -> float:
+        return self.backoff * 2**attempt
+
+    def rate_limit_delay(
+        self, status: int, headers: httpx.Headers, message: str, now: float
+    ) -> float | None:
+        """Seconds GitHub asks us to wait, or None when the answer is not a rate limit.
+
+        https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#exceeding-the-rate-limit
+        """
+        if status not in (403, 429):
+            return None
+        if "retry-after" in headers:
+            return _retry_after_seconds(headers["retry-after"], now, self.rate_limit_wait)
+        if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
+            try:
+                return max(float(headers["x-ratelimit-reset"]) - now, 0.0) + 1.0
+            except ValueError:
+                return self.rate_limit_wait
+        if status == 429 or "rate limit" in message.lower():
+            return self.rate_limit_wait
+        return None
+
+
+def _retry_after_seconds(value: str, now: float, default: float) -> float:
+    """``Retry-After`` is seconds, or (from proxies) an HTTP date."""
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        return max(email.utils.parsedate_to_datetime(value).timestamp() - now, 0.0)
+    except (TypeError, ValueError):
+        return default
+
+
+# ------------------------------------------------------------------------ clients
+
+
+def _client_config(
+    api_url: str,
+    *,
+    pacer: WritePacer,
+    cache: BaseCacheStrategy,
+    async_transport: httpx.AsyncBaseTransport | None,
+) -> Config:
+    return get_config(
+        base_url=api_url,  # githubkit appends the "/" that GHES's ".../api/v3" lacks
+        user_agent=USER_AGENT,
+        timeout=httpx.Timeout(30.0, connect=10.0),  # githubkit's default is no timeout
+        async_transport=async_transport,
+        cache_strategy=cache,
+        http_cache=False,  # each PR is read once per push: conditional requests buy nothing
+        throttler=pacer,
+        auto_retry=False,  # PullRequestAPI retries, with a cap and an injectable clock
+    )
+
+
+def _check_private_key(pem: str) -> None:
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError):
+        # Never echo the key, not even a part of it.
+        raise ValueError("the GitHub App private key is not a PEM private key") from None
+
+
+def make_app_github(
+    settings: Settings,
+    *,
+    async_transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock | None = None,
+) -> GitHub[AppAuthStrategy]:
+    """A githubkit client authenticated as the App (JWT), for ``settings.github_api_url``.
+
+    Raises:
+        ValueError: the App id or private key is missing, or the key is not a PEM key.
+    """
+    pem = settings.private_key_pem()
+    if settings.github_app_id is None or not pem:
+        raise ValueError(
+            "GITHUB_APP_ID and GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH) must be set"
+        )
+    _check_private_key(pem)
+    config = _client_config(
+        settings.github_api_url,
+        pacer=WritePacer(clock=clock),
+        cache=MemCacheStrategy(),
+        async_transport=async_transport,
+    )
+    return GitHub(AppAuthStrategy(settings.github_app_id, pem), config=config)
+
+
+class InstallationClients:
+    """One githubkit client per installation: its own token cache and write pacer.
+
+    githubkit issues and caches the installation token (until a minute before it
+    expires); keeping the client keeps the token.  Call :meth:`forget` when the
+    installation is deleted or suspended.
+    """
+
+    def __init__(
+        self,
+        app: GitHub[AppAuthStrategy],
+        *,
+        clock: Clock | None = None,
+        retry: RetryPolicy | None = None,
+        write_interval: float = 1.0,
+        cache_factory: Callable[[], BaseCacheStrategy] = MemCacheStrategy,
+    ) -> None:
+        if not isinstance(app.auth, AppAuthStrategy):
+            raise TypeError("InstallationClients needs a client made by make_app_github")
+        self.app = app
+        self.clock = clock or Clock()
+        self.retry = retry or RetryPolicy()
+        self._write_interval = write_interval
+        self._cache_factory = cache_factory
+        self._clients: dict[int, GitHub[Any]] = {}
+
+    def client(self, installation_id: int) -> GitHub[Any]:
+        """The installation's client (created on first use)."""
+        found = self._clients.get(installation_id)
+        if found is None:
+            config = dataclasses.replace(
+                self.app.config,
+                throttler=WritePacer(self._write_interval, clock=self.clock),
+                cache_strategy=self._cache_factory(),
+            )
+            auth = self.app.auth.as_installation(installation_id)
+            found = self._clients[installation_id] = GitHub(auth, config=config)
+        return found
+
+    def api(self, installation_id: int, owner: str, repo: str) -> PullRequestAPI:
+        """A :class:`PullRequestAPI` for one repository of the installation."""
+        return PullRequestAPI(
+            self.client(installation_id), owner, repo, clock=self.clock, retry=self.retry
+        )
+
+    def forget(self, installation_id: int) -> None:
+        """Drop the installation's client, and with it its cached token."""
+        self._clients.pop(installation_id, None)
+
+    def __contains__(self, installation_id: object) -> bool:
+        return installation_id in self._clients
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+
+# --------------------------------------------------------------------------- data
+
+
+@dataclass(frozen=True)
+class PullInfo:
+    """What a run needs to know about a pull request."""
+
+    number: int
+    state: str  # "open" | "closed"
+    draft: bool
+    head_sha: str
+    base_sha: str
+    base_ref: str
+    head_ref: str
+    head_repo_full_name: str | None  # None when the fork was deleted
+    base_repo_full_name: str
+    author_login: str
+    title: str
+    changed_files: int = 0
+
+    @property
+    def is_fork(self) -> bool:
+        return self.head_repo_full_name != self.base_repo_full_name
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """One entry of ``GET /repos/{owner}/{repo}/pulls/{n}/files``."""
+
+    filename: str
+    status: str
+    patch: str | None  # None for binary files and diffs too large to show
+    previous_filename: str | None
+    sha: str | None  # blob sha of the head version
+    additions: int = 0
+    deletions: int = 0
+
+
+@dataclass(frozen=True)
+class PullChanges:
+    """A PR's changed files with head contents, ready for :func:`bot.pipeline.run`."""
+
+    pull: PullInfo
+    changes: list[FileChange]
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ReviewComment:
+    """One comment of a review, on RIGHT-side lines ``start_line``..``line`` of ``path``."""
+
+    path: str
+    body: str
+    line: int
+    start_line: int | None = None
+
+    @classmethod
+    def from_suggestion(cls, suggestion: Suggestion, body: str) -> ReviewComment:
+        start = suggestion.start if suggestion.start < suggestion.end else None
+        return cls(suggestion.path, body, suggestion.end, start)
+
+    def payload(self) -> dict[str, Any]:
+        """The comment as ``POST …/reviews`` takes it.
+
+        ``start_line``/``start_side`` only for a multi-line comment:
+        https://docs.github.com/en/rest/pulls/reviews#create-a-review-for-a-pull-request
+        """
+        out: dict[str, Any] = {
+            "path": self.path,
+            "body": self.body,
+            "line": self.line,
+            "side": "RIGHT",
+        }
+        if self.start_line is not None and self.start_line < self.line:
+            out["start_line"] = self.start_line
+            out["start_side"] = "RIGHT"
+        return out
+
+
+@dataclass
+class ReviewResult:
+    """What :meth:`PullRequestAPI.create_review` posted and what GitHub refused (and why)."""
+
+    posted: list[ReviewComment] = field(default_factory=list)
+    rejected: list[tuple[ReviewComment, str]] = field(default_factory=list)
+    review_ids: list[int] = field(default_factory=list)
+
+    @property
+    def review_id(self) -> int | None:
+        """The first review posted (more than one only when GitHub refused a batch)."""
+        return self.review_ids[0] if self.review_ids else None
+
+
+@dataclass(frozen=True)
+class CheckRunAction:
+    """A button on the check run page; clicking it sends ``check_run.requested_action``.
+
+    https://docs.github.com/en/rest/guides/using-the-rest-api-to-interact-with-checks#check-runs-and-requested-actions
+    """
+
+    label: str  # at most 20 characters
+    description: str  # at most 40
+    identifier: str  # at most 20
+
+    def __post_init__(self) -> None:
+        for name, limit in (("label", 20), ("description", 40), ("identifier", 20)):
+            value = getattr(self, name)
+            if not value or len(value) > limit:
+                raise ValueError(f"check run action {name} must be 1-{limit} characters")
+
+    def payload(self) -> dict[str, str]:
+        return {"label": self.label, "description": self.description, "identifier": self.identifier}
+
+
+# The identifier is what bot.events matches in check_run.requested_action.
+GENERATE_ACTION = CheckRunAction(
+    "Generate docstrings", "Suggest docstrings for this PR", "generate"
+)
+
+
+# ------------------------------------------------------------------- payloads (pure)
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _cap(text: str, limit: int = OUTPUT_TEXT_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - len(_TRUNCATED)] + _TRUNCATED
+
+
+def review_body(count: int) -> str:
+    """The text of a review that carries ``count`` suggestion comments."""
+    what = "a docstring" if count == 1 else f"{count} docstrings"
+    return f"📝 docgen suggests {what}. Commit the suggestions you want to keep."
+
+
+def review_payload(
+    commit_id: str, comments: Sequence[ReviewComment], body: str | None = None
+) -> dict[str, Any]:
+    """``POST /repos/{owner}/{repo}/pulls/{n}/reviews``: one submitted COMMENT review.
+
+    Always with ``event``: a review created without one stays PENDING, visible only to
+    us.  https://docs.github.com/en/rest/pulls/reviews#create-a-review-for-a-pull-request
+    """
+    return {
+        "commit_id": commit_id,
+        "event": "COMMENT",
+        "body": body if body is not None else review_body(len(comments)),
+        "comments": [c.payload() for c in comments],
+    }
+
+
+def check_run_create_payload(
+    head_sha: str,
+    *,
+    external_id: str,
+    started_at: str,
+    details_url: str | None = None,
+    actions: Sequence[CheckRunAction] = (),
+) -> dict[str, Any]:
+    """``POST /repos/{owner}/{repo}/check-runs``: the ``docgen`` run, in progress.
+
+    https://docs.github.com/en/rest/checks/runs#create-a-check-run
+    """
+    payload: dict[str, Any] = {
+        "name": CHECK_NAME,
+        "head_sha": head_sha,
+        "status": "in_progress",
+        "started_at": started_at,
+        "external_id": external_id,
+        "output": {
+            "title": "docgen is writing docstrings",
+            "summary": "Reading the changed files of this pull request…",
+        },
+    }
+    if details_url:
+        payload["details_url"] = details_url
+    if actions:
+        payload["actions"] = _actions(actions)
+    return payload
+
+
+def _actions(actions: Sequence[CheckRunAction]) -> list[dict[str, str]]:
+    if len(actions) > MAX_ACTIONS:
+        raise ValueError(f"a check run takes at most {MAX_ACTIONS} actions")
+    return [a.payload() for a in actions]
+
+
+def check_run_output(
+    title: str,
+    summary: str,
+    annotations: Sequence[dict[str, Any]] = (),
+    text: str | None = None,
+) -> dict[str, Any]:
+    """A check run's ``output``, with summary and text cut to GitHub's 65,535 characters.
+
+    ``annotations`` must already be one request's worth (≤ 50).
+    """
+    if len(annotations) > MAX_ANNOTATIONS_PER_REQUEST:
+        raise ValueError(f"at most {MAX_ANNOTATIONS_PER_REQUEST} annotations per request")
+    output: dict[str, Any] = {"title": title, "summary": _cap(summary)}
+    if text is not None:
+        output["text"] = _cap(text)
+    if annotations:
+        output["annotations"] = list(annotations)
+    return output
+
+
+def check_run_update_payloads(
+    *,
+    conclusion: Conclusion,
+    title: str,
+    summary: str,
+    annotations: Sequence[dict[str, Any]] = (),
+    text: str | None = None,
+    completed_at: str,
+    details_url: str | None = None,
+    actions: Sequence[CheckRunAction] = (),
+) -> list[dict[str, Any]]:
+    """The ``PATCH /repos/{owner}/{repo}/check-runs/{id}`` bodies that complete a run.
+
+    GitHub takes at most 50 annotations per request and appends those of each update
+    (https://docs.github.com/en/rest/checks/runs#update-a-check-run): the first body
+    completes the run with the first 50, each further body adds the next 50.
+    """
+    if conclusion == "action_required" and not details_url:
+        raise ValueError("GitHub requires details_url with the action_required conclusion")
+    chunks = [
+        list(annotations[i : i + MAX_ANNOTATIONS_PER_REQUEST])
+        for i in range(0, len(annotations), MAX_ANNOTATIONS_PER_REQUEST)
+    ] or [[]]
+    first: dict[str, Any] = {
+        "status": "completed",
+        "conclusion": conclusion,
+        "completed_at": completed_at,
+        "output": check_run_output(title, summary, chunks[0], text),
+    }
+    if details_url:
+        first["details_url"] = details_url
+    if actions:
+        first["actions"] = _actions(actions)
+    return [first] + [
+        {"output": check_run_output(title, summary, chunk, text)} for chunk in chunks[1:]
+    ]
+
+
+# ---------------------------------------------------------------------- parsing
+
+
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _pull_info(data: dict[str, Any]) -> PullInfo:
+    head, base = _obj(data.get("head")), _obj(data.get("base"))
+    return PullInfo(
+        number=int(data["number"]),
+        state=str(data.get("state", "open")),
+        draft=bool(data.get("draft", False)),
+        head_sha=str(head["sha"]),
+        base_sha=str(base["sha"]),
+        base_ref=str(base.get("ref", "")),
+        head_ref=str(head.get("ref", "")),
+        head_repo_full_name=_obj(head.get("repo")).get("full_name"),
+        base_repo_full_name=str(_obj(base.get("repo")).get("full_name", "")),
+        author_login=str(_obj(data.get("user")).get("login", "")),
+        title=str(data.get("title", "")),
+        changed_files=int(data.get("changed_files") or 0),
+    )
+
+
+def _file_entry(data: dict[str, Any]) -> FileEntry:
+    return FileEntry(
+        filename=str(data["filename"]),
+        status=str(data.get("status", "modified")),
+        patch=data.get("patch"),
+        previous_filename=data.get("previous_filename"),
+        sha=data.get("sha"),
+        additions=int(data.get("additions") or 0),
+        deletions=int(data.get("deletions") or 0),
+    )
+
+
+def _id(data: dict[str, Any]) -> int:
+    return int(data["id"])
+
+
+_T = TypeVar("_T")
+
+
+def _parsed(parse: Callable[[dict[str, Any]], _T], source: Any, route: str) -> _T:
+    """``parse`` applied to a response's JSON object; a malformed answer is a GitHubError."""
+    data = source.json() if isinstance(source, Response) else source
+    try:
+        return parse(_obj(data))
+    except (KeyError, TypeError, ValueError):
+        raise GitHubError(f"{route}: unexpected answer from GitHub", route=route) from None
+
+
+def _decode(content: str, encoding: str | None) -> bytes | None:
+    if encoding == "base64":
+        try:
+            return base64.b64decode(content)  # wrapped at 60 columns: newlines are skipped
+        except binascii.Error:
+            return None
+    if encoding in ("utf-8", "utf8"):
+        return content.encode("utf-8")
+    return None
+
+
+def _error_details(response: httpx.Response) -> tuple[str, list[str]]:
+    """GitHub's ``message`` and ``errors`` (strings or objects) from an error answer."""
+    try:
+        data = response.json()
+    except ValueError:
+        return response.reason_phrase or "error", []
+    data = _obj(data)
+    message = str(data.get("message") or response.reason_phrase or "error")
+    errors: list[str] = []
+    for item in data.get("errors") or []:
+        if isinstance(item, str):
+            errors.append(item)
+        elif isinstance(item, dict):
+            text = item.get("message") or " ".join(
+                str(item[k]) for k in ("resource", "field", "code") if item.get(k)
+            )
+            if text:
+                errors.append(str(text))
+    return message, errors
+
+
+_ERRORS: dict[int, type[GitHubError]] = {
+    401: Unauthorized,
+    403: Forbidden,
+    404: NotFound,
+    422: Unprocessable,
+}
+
+
+# --------------------------------------------------------------------------- API
+
+_Call = Callable[[], Awaitable[Response[Any]]]
+
+
+class PullRequestAPI:
+    """GitHub calls for one repository, through one installation's client.
+
+    ``calls`` counts the requests sent per route template (retries included), and
+    ``last_rate_limit_remaining`` is the last ``x-ratelimit-remaining`` GitHub sent.
+    """
+
+    def __init__(
+        self,
+        client: GitHub[Any],
+        owner: str,
+        repo: str,
+        *,
+        clock: Clock | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self._gh = _prepared(client, clock)
+        pacer = self._gh.config.throttler
+        assert isinstance(pacer, WritePacer)
+        self.pacer = pacer
+        self.clock = clock or pacer.clock
+        self.retry = retry or RetryPolicy()
+        self.owner = owner
+        self.repo = repo
+        self.calls: Counter[str] = Counter()
+        self.last_rate_limit_remaining: int | None = None
+        self.waited = 0.0  # seconds spent waiting for rate limits and backoff
+        self._headers = {"X-GitHub-Api-Version": API_VERSION}
+
+    def __repr__(self) -> str:
+        return f"PullRequestAPI({self.owner}/{self.repo})"
+
+    # ----------------------------------------------------------------- plumbing
+
+    async def _send(
+        self,
+        method: str,
+        route: str,
+        call: _Call,
+        *,
+        already_done: Callable[[], Awaitable[bool]] | None = None,
+    ) -> Response[Any] | None:
+        """Send one request, waiting out rate limits and retrying 5xx within the policy.
+
+        ``already_done`` is asked before a non-idempotent request is re-sent after a
+        5xx or a network error (GitHub may have acted before failing); when it says
+        yes, nothing is re-sent and None is returned.
+        """
+        label = f"{method} {route}"
+        attempt = 0
+        waited = 0.0
+        refreshed = False
+        while True:
+            block = self.pacer.blocked_until - self.clock.time()
+            if block > 0:
+                if waited + block > self.retry.max_wait:
+                    raise GitHubUnavailable(
+                        f"{label}: rate limited by GitHub until {_iso(self.pacer.blocked_until)}",
+                        retry_at=self.pacer.blocked_until,
+                        route=label,
+                    )
+                await self._wait(block)
+                waited += block
+            self.calls[label] += 1
+            failed: httpx.Response | None = None
+            try:
+                response = await call()
+            except RequestFailed as exc:
+                failed = exc.response.raw_response
+            except RequestError as exc:
+                inner = exc.exc
+                if isinstance(inner, RequestFailed):  # the token request, inside the auth flow
+                    failed = inner.response.raw_response
+                elif isinstance(inner, httpx.TransportError):
+                    problem = f"network error ({type(inner).__name__})"
+                else:
+                    raise GitHubError(f"{label}: {type(inner).__name__}", route=label) from None
+            else:
+                self._note(response.headers)
+                return response
+
+            now = self.clock.time()
+            status: int | None = None
+            limited = False
+            if failed is None:
+                delay = self.retry.backoff_delay(attempt)
+            else:
+                self._note(failed.headers)
+                status = failed.status_code
+                message, errors = _error_details(failed)
+                problem = f"{status} {message}"
+                rate_delay = self.retry.rate_limit_delay(status, failed.headers, message, now)
+                if rate_delay is not None:
+                    delay, limited = rate_delay, True
+                    # Every request of this installation waits, not only this one.
+                    self.pacer.block_until(now + delay)
+                elif status >= 500:
+                    delay = self.retry.backoff_delay(attempt)
+                elif status == 401 and not refreshed and self._forget_credentials():
+                    # A cached token GitHub no longer accepts (revoked, or our clock is
+                    # off): githubkit would keep sending it until it expires.
+                    refreshed = True
+                    continue
+                else:
+                    error = _ERRORS.get(status, GitHubError)
+                    text = f"{label}: {problem}" + (f" ({'; '.join(errors)})" if errors else "")
+                    raise error(text, status=status, route=label, errors=errors) from None
+
+            if attempt >= self.retry.max_retries or waited + delay > self.retry.max_wait:
+                raise GitHubUnavailable(
+                    f"{label}: {problem}; giving up after {attempt + 1} attempt(s)",
+                    retry_at=now + delay,
+                    status=status,
+                    route=label,
+                ) from None
+            log.warning("GitHub %s: %s; retrying in %.1f s", label, problem, delay)
+            attempt += 1
+            if limited:
+                continue  # the top of the loop waits until blocked_until
+            await self._wait(delay)
+            waited += delay
+            if method == "POST" and already_done is not None and await already_done():
+                log.info("GitHub %s had succeeded before failing; not re-sent", label)
+                return None
+
+    def _forget_credentials(self) -> bool:
+        """Drop the client's cached JWT and installation token; False if we cannot."""
+        strategy = self._gh.config.cache_strategy
+        if not isinstance(strategy, MemCacheStrategy):
+            return False
+        strategy.cleanup()
+        return True
+
+    async def _wait(self, seconds: float) -> None:
+        self.waited += seconds
+        await self.clock.sleep(seconds)
+
+    def _note(self, headers: httpx.Headers) -> None:
+        remaining = headers.get("x-ratelimit-remaining")
+        if remaining is not None and remaining.isdigit():
+            self.last_rate_limit_remaining = int(remaining)
+
+    async def _get(self, route: str, call: _Call) -> Response[Any]:
+        response = await self._send("GET", route, call)
+        assert response is not None  # only POSTs with already_done may return None
+        return response
+
+    async def _paginate(self, route: str, call: _Call, *, max_items: int) -> list[Any]:
+        """Every item of a list endpoint, following ``Link: <…>; rel="next"``.
+
+        https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api
+        """
+        items: list[Any] = []
+        response = await self._get(route, call)
+        while True:
+            page = response.json()
+            if not isinstance(page, list):
+                raise GitHubError(f"GET {route}: expected a JSON list", route=route)
+            items.extend(page)
+            next_url = self._next_page(response)
+            if next_url is None or len(items) >= max_items:
+                return items[:max_items]
+            response = await self._get(
+                route, lambda url=next_url: self._gh.arequest("GET", url, headers=self._headers)
+            )
+
+    def _next_page(self, response: Response[Any]) -> httpx.URL | None:
+        match = _NEXT_LINK.search(response.headers.get("link", ""))
+        if match is None:
+            return None
+        url = httpx.URL(match[1])
+        base = self._gh.config.base_url
+        if (url.scheme, url.host, url.port) != (base.scheme, base.host, base.port):
+            # Never send the installation token to another host.
+            raise GitHubError(f"pagination link points away from {base.host}")
+        return url
+
+    # -------------------------------------------------------------------- reads
+
+    async def get_pull(self, number: int) -> PullInfo:
+        """``GET /repos/{owner}/{repo}/pulls/{n}``."""
+        response = await self._get(
+            "/repos/{owner}/{repo}/pulls/{pull_number}",
+            lambda: self._gh.rest.pulls.async_get(
+                self.owner, self.repo, number, headers=self._headers
+            ),
+        )
+        return _parsed(_pull_info, response, "GET /repos/{owner}/{repo}/pulls/{pull_number}")
+
+    async def list_files(self, number: int) -> list[FileEntry]:
+        """The PR's changed files, 100 per page.
+
+        GitHub lists at most 3,000 files of a PR
+        (https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files): compare
+        with :attr:`PullInfo.changed_files` to know whether the list is complete.
+        """
+        items = await self._paginate(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/files",
+            lambda: self._gh.rest.pulls.async_list_files(
+                self.owner, self.repo, number, per_page=PER_PAGE, headers=self._headers
+            ),
+            max_items=MAX_PR_FILES,
+        )
+        route = "GET /repos/{owner}/{repo}/pulls/{pull_number}/files"
+        return [_parsed(_file_entry, item, route) for item in items if isinstance(item, dict)]
+
+    async def get_file(self, path: str, ref: str | None) -> bytes | None:
+        """A file's bytes at ``ref`` (None: the default branch); None when it is not a file.
+
+        Files over 1 MB come back from the contents API without content; those are
+        read from ``git/blobs/{sha}`` (up to 100 MB).
+        """
+        return await self._contents(self.owner, self.repo, path, ref)
+
+    async def _contents(self, owner: str, repo: str, path: str, ref: str | None) -> bytes | None:
+        if "?" in path or "#" in path:
+            return await self._contents_via_parent(owner, repo, path, ref)
+        data = await self._contents_json(owner, repo, path, ref)
+        if data is None or data.get("type") != "file":
+            return None  # a directory, submodule or symlink out of the repository
+        content = str(data.get("content") or "")
+        if content or not data.get("size"):
+            decoded = _decode(content, data.get("encoding"))
+            if decoded is not None:
+                return decoded
+        sha = data.get("sha")
+        return await self._blob(owner, repo, str(sha)) if sha else None
+
+    async def _contents_json(
+        self, owner: str, repo: str, path: str, ref: str | None
+    ) -> dict[str, Any] | None:
+        kwargs: dict[str, Any] = {} if ref is None else {"ref": ref}
+        try:
+            response = await self._get(
+                "/repos/{owner}/{repo}/contents/{path}",
+                lambda: self._gh.rest.repos.async_get_content(
+                    owner,
+                    repo,
+                    quote(path, safe="/"),
+                    headers={**self._headers, "Accept": _OBJECT_MEDIA},
+                    **kwargs,
+                ),
+            )
+        except NotFound:
+            return None
+        return _obj(response.json())
+
+    async def _contents_via_parent(
+        self, owner: str, repo: str, path: str, ref: str | None
+    ) -> bytes | None:
+        """Read a file whose name holds ``?`` or ``#`` through its directory's listing.
+
+        githubkit's App auth re-parses the decoded request path, which fails on those
+        two characters; the listing gives the blob sha without putting the name in a URL.
+        """
+        parent, _, name = path.rpartition("/")
+        if "?" in parent or "#" in parent:
+            raise GitHubError(f"cannot read {path!r}: '?' or '#' in a directory name")
+        listing = await self._contents_json(owner, repo, parent, ref)
+        for entry in (listing or {}).get("entries") or []:
+            entry = _obj(entry)
+            if entry.get("name") == name and entry.get("type") == "file" and entry.get("sha"):
+                return await self._blob(owner, repo, str(entry["sha"]))
+        return None
+
+    async def get_blob(self, sha: str) -> bytes | None:
+        """``GET /repos/{owner}/{repo}/git/blobs/{sha}``; None when there is no such blob."""
+        return await self._blob(self.owner, self.repo, sha)
+
+    async def _blob(self, owner: str, repo: str, sha: str) -> bytes | None:
+        try:
+            response = await self._get(
+                "/repos/{owner}/{repo}/git/blobs/{file_sha}",
+                lambda: self._gh.rest.git.async_get_blob(owner, repo, sha, headers=self._headers),
+            )
+        except NotFound:
+            return None
+        data = _obj(response.json())
+        return _decode(str(data.get("content") or ""), data.get("encoding"))
+
+    async def get_config(self, base_sha: str, org: str | None) -> tuple[bytes | None, str]:
+        """The ``docgen.yml`` that applies to a PR, and where it was found.
+
+        Read at the PR's *base* commit, so a PR cannot raise its own budget; then the
+        owner's ``.github`` repository (default branch); else ``(None, "defaults")``.
+        """
+        for name in (".github/docgen.yml", ".github/docgen.yaml"):
+            data = await self._contents(self.owner, self.repo, name, base_sha)
+            if data is not None:
+                return data, name
+        if org:
+            for name in (".github/docgen.yml", "docgen.yml"):
+                data = await self._contents(org, ".github", name, None)
+                if data is not None:
+                    return data, f"{org}/.github:{name}"
+        return None, "defaults"
+
+    async def existing_markers(self, number: int) -> set[tuple[str, str]]:
+        """``(target_id, docstring_hash)`` of every docgen comment already on the PR."""
+        comments = await self._paginate(
+            "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
+            lambda: self._gh.rest.pulls.async_list_review_comments(
+                self.owner, self.repo, number, per_page=PER_PAGE, headers=self._headers
+            ),
+            max_items=100_000,
+        )
+        found = set()
+        for comment in comments:
+            parsed = render.parse_marker(str(_obj(comment).get("body") or ""))
+            if parsed is not None:
+                found.add(parsed)
+        return found
+
+    async def fetch_changes(
+        self, number: int, *, wanted: Callable[[str], bool] | None = None
+    ) -> PullChanges:
+        """The PR and its changed files, with head contents of the ``wanted`` paths.
+
+        Contents are read one file at a time (GitHub asks for serial requests); removed
+        and unwanted files come without content.
+        """
+        pull = await self.get_pull(number)
+        files = await self.list_files(number)
+        notes = []
+        if len(files) < pull.changed_files:
+            notes.append(
+                f"GitHub lists only {len(files):,} of the {pull.changed_files:,} changed files;"
+                " the others were not reviewed"
+            )
+        changes = []
+        for f in files:
+            head = None
+            if f.status != "removed" and (wanted is None or wanted(f.filename)):
+                if f.sha:
+                    head = await self.get_blob(f.sha)
+                if head is None:
+                    head = await self.get_file(f.filename, pull.head_sha)
+            changes.append(FileChange(f.filename, f.status, f.patch, head, f.previous_filename))
+        return PullChanges(pull, changes, notes)
+
+    # ------------------------------------------------------------------- writes
+
+    async def create_check_run(
+        self,
+        head_sha: str,
+        *,
+        external_id: str,
+        details_url: str | None = None,
+        actions: Sequence[CheckRunAction] = (),
+    ) -> int:
+        """Start the ``docgen`` check run on ``head_sha``; returns its id."""
+        payload = check_run_create_payload(
+            head_sha,
+            external_id=external_id,
+            started_at=_iso(self.clock.time()),
+            details_url=details_url,
+            actions=actions,
+        )
+        response = await self._send(
+            "POST",
+            "/repos/{owner}/{repo}/check-runs",
+            lambda: self._gh.rest.checks.async_create(
+                self.owner, self.repo, data=payload, headers=self._headers
+            ),
+        )
+        assert response is not None
+        return _parsed(_id, response, "POST /repos/{owner}/{repo}/check-runs")
+
+    async def complete_check_run(
+        self,
+        check_run_id: int,
+        *,
+        conclusion: Conclusion,
+        title: str,
+        summary: str,
+        annotations: Sequence[dict[str, Any]] = (),
+        text: str | None = None,
+        details_url: str | None = None,
+        actions: Sequence[CheckRunAction] = (),
+    ) -> int:
+        """Complete the run; annotations beyond 50 go in further PATCHes.  Returns how many."""
+        payloads = check_run_update_payloads(
+            conclusion=conclusion,
+            title=title,
+            summary=summary,
+            annotations=annotations,
+            text=text,
+            completed_at=_iso(self.clock.time()),
+            details_url=details_url,
+            actions=actions,
+        )
+        for payload in payloads:
+            await self._send(
+                "PATCH",
+                "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+                lambda payload=payload: self._gh.rest.checks.async_update(
+                    self.owner, self.repo, check_run_id, data=payload, headers=self._headers
+                ),
+            )
+        return len(payloads)
+
+    async def create_review(
+        self,
+        number: int,
+        commit_id: str,
+        comments: Sequence[ReviewComment],
+        *,
+        body: str | None = None,
+    ) -> ReviewResult:
+        """Post the comments as one COMMENT review; on 422 split the batch and retry.
+
+        GitHub refuses a whole review when one comment targets a line outside the diff
+        (422).  The batch is bisected, each half posted as its own review, until the
+        comments GitHub still refuses alone are returned in ``rejected`` with its
+        message.  Other errors propagate: comments posted before them stay posted, and
+        the markers make the next run skip them.
+        """
+        result = ReviewResult()
+        if comments:
+            await self._post_batch(number, commit_id, list(comments), body, result)
+        return result
+
+    async def _post_batch(
+        self,
+        number: int,
+        commit_id: str,
+        batch: list[ReviewComment],
+        body: str | None,
+        result: ReviewResult,
+    ) -> None:
+        payload = review_payload(commit_id, batch, body)
+        try:
+            response = await self._send(
+                "POST",
+                "/repos/{owner}/{repo}/pulls/{pull_number}/reviews",
+                lambda: self._gh.rest.pulls.async_create_review(
+                    self.owner, self.repo, number, data=payload, headers=self._headers
+                ),
+                already_done=lambda: self._batch_posted(number, batch),
+            )
+        except Unprocessable as exc:
+            if len(batch) == 1:
+                result.rejected.append((batch[0], exc.reason))
+                return
+            middle = len(batch) // 2
+            await self._post_batch(number, commit_id, batch[:middle], body, result)
+            await self._post_batch(number, commit_id, batch[middle:], body, result)
+            return
+        result.posted.extend(batch)
+        if response is not None:
+            route = "POST /repos/{owner}/{repo}/pulls/{pull_number}/reviews"
+            result.review_ids.append(_parsed(_id, response, route))
+
+    async def _batch_posted(self, number: int, batch: Sequence[ReviewComment]) -> bool:
+        """Whether a review whose POST failed with a 5xx was stored anyway (reviews are atomic)."""
+        markers = [m for m in (render.parse_marker(c.body) for c in batch) if m is not None]
+        if not markers:
+            return False
+        return markers[0] in await self.existing_markers(number)
+
+    async def add_reaction(self, comment_id: int, content: str = "eyes") -> None:
+        """React to an issue comment (👀 on a ``/docgen`` command)."""
+        await self._send(
+            "POST",
+            "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions",
+            lambda: self._gh.rest.reactions.async_create_for_issue_comment(
+                self.owner, self.repo, comment_id, data={"content": content}, headers=self._headers
+            ),
+        )
+
+    async def post_issue_comment(self, number: int, body: str) -> int:
+        """Comment on the PR's conversation; returns the comment id."""
+        response = await self._send(
+            "POST",
+            "/repos/{owner}/{repo}/issues/{issue_number}/comments",
+            lambda: self._gh.rest.issues.async_create_comment(
+                self.owner, self.repo, number, data={"body": body}, headers=self._headers
+            ),
+        )
+        assert response is not None
+        return _parsed(_id, response, "POST /repos/{owner}/{repo}/issues/{issue_number}/comments")
+
+
+def _prepared(client: GitHub[Any], clock: Clock | None) -> GitHub[Any]:
+    """``client`` as PullRequestAPI needs it: our pacer, no githubkit retries or HTTP cache.
+
+    Clients from :class:`InstallationClients` already are; any other gets an equivalent
+    client sharing its auth and token cache.
+    """
+    config = client.config
+    if (
+        isinstance(config.throttler, WritePacer)
+        and config.auto_retry is None
+        and not config.http_cache
+    ):
+        return client
+    throttler = (
+        config.throttler if isinstance(config.throttler, WritePacer) else WritePacer(clock=clock)
+    )
+    changed = dataclasses.replace(config, throttler=throttler, auto_retry=None, http_cache=False)
+    return GitHub(client.auth, config=changed)

@@ -1,0 +1,1390 @@
+"""A local stand-in for the GitHub REST API endpoints docgen uses.
+
+:class:`FakeGitHub` is a Starlette app answering exactly the routes in :data:`ROUTES`
+with bodies shaped like GitHub's (the fields githubkit's models require, so
+``Response.parsed_data`` validates), and making the checks GitHub makes that our
+client could get wrong:
+
+* App auth: ``POST /app/installations/{id}/access_tokens`` takes only a JWT signed
+  (RS256) with the App's key, ``iss`` = the App id, ``exp`` at most ten minutes out;
+  every other route takes only an unexpired installation token it issued, for a
+  repository of that installation (others are 404, as on GitHub).
+* Reviews: every comment must target RIGHT-side lines inside one hunk of its file's
+  patch (:func:`bot.diff.parse_patch`), else the *whole* review is refused with 422;
+  comment bodies must not be blank.  A review without ``event`` stays PENDING.
+* Check runs: at most 50 annotations per request, ``output.summary`` at most 65,535
+  characters, at most 3 actions with GitHub's length limits; annotations of each
+  update are appended.
+* Contents: files over 1 MB come back without content (``encoding: "none"``) with the
+  object media type, and are refused (403 ``too_large``) with the default one.
+* Pagination: ``per_page`` (default 30, at most 100) and ``Link`` headers; the files
+  of a PR stop at 3,000.
+
+Every request is recorded in :attr:`FakeGitHub.calls`.  A route the fake does not know,
+or a request it cannot handle, answers 500 *and* is recorded in
+:attr:`FakeGitHub.errors`, which the ``fake_github`` fixture asserts empty.  Faults are
+scripted per route name with :meth:`FakeGitHub.fail` (5xx, secondary/primary rate
+limits, 429, or "succeeded, then answered 502").
+
+Use it in-process with ``httpx.ASGITransport(app=fake.app)`` (no sockets), or run it
+with :meth:`FakeGitHub.serve` on 127.0.0.1 for end-to-end tests of ``docgen serve``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import difflib
+import hashlib
+import itertools
+import json
+import re
+import secrets
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlencode
+
+import jwt
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from bot.diff import parse_patch
+from bot.models import Hunk
+
+APP_ID = 4242
+BOT_LOGIN = "docgen[bot]"
+WEB = "https://github.com"
+DOCS = "https://docs.github.com/rest"
+CONTENTS_LIMIT = 1024 * 1024  # the contents API inlines files up to 1 MB
+MAX_PR_FILES = 3_000
+RATE_LIMIT = 5_000
+_EPOCH = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
+
+
+# ------------------------------------------------------------------ GitHub-style data
+
+
+def git_blob_sha(data: bytes) -> str:
+    """The sha git gives a blob with these bytes."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+def _as_bytes(content: bytes | str) -> bytes:
+    return content if isinstance(content, bytes) else content.encode("utf-8")
+
+
+def _lines(text: str) -> list[str]:
+    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
+
+
+def github_patch(old: bytes | str | None, new: bytes | str | None) -> str | None:
+    """The ``patch`` GitHub shows for a file: unified-diff hunks (3 lines of context), no headers.
+
+    None for binary files (a NUL byte or not UTF-8) and when nothing changed.
+    """
+    texts = []
+    for side in (old, new):
+        data = b"" if side is None else _as_bytes(side)
+        if b"\0" in data:
+            return None
+        try:
+            texts.append(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return None
+    out: list[str] = []
+    diff = difflib.unified_diff(_lines(texts[0]), _lines(texts[1]), n=3)
+    for line in itertools.islice(diff, 2, None):  # skip the ---/+++ file headers
+        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
+    return "".join(out).removesuffix("\n") or None
+
+
+def _b64(data: bytes) -> str:
+    """Base64 wrapped at 60 columns, as the contents and blobs APIs send it."""
+    raw = base64.b64encode(data).decode("ascii")
+    return "".join(raw[i : i + 60] + "\n" for i in range(0, len(raw), 60))
+
+
+def _ts(epoch: float | None = None) -> str:
+    moment = _EPOCH if epoch is None else datetime.fromtimestamp(epoch, UTC)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _node_id(kind: str, number: int) -> str:
+    return base64.b64encode(f"{kind}:{number}".encode()).decode().rstrip("=")
+
+
+def _user(login: str, user_id: int, kind: str = "User") -> dict[str, Any]:
+    api = f"https://api.github.com/users/{login}"
+    return {
+        "login": login,
+        "id": user_id,
+        "node_id": _node_id(kind, user_id),
+        "avatar_url": f"https://avatars.githubusercontent.com/u/{user_id}?v=4",
+        "gravatar_id": "",
+        "url": api,
+        "html_url": f"{WEB}/{login}",
+        "followers_url": f"{api}/followers",
+        "following_url": f"{api}/following{{/other_user}}",
+        "gists_url": f"{api}/gists{{/gist_id}}",
+        "starred_url": f"{api}/starred{{/owner}}{{/repo}}",
+        "subscriptions_url": f"{api}/subscriptions",
+        "organizations_url": f"{api}/orgs",
+        "repos_url": f"{api}/repos",
+        "events_url": f"{api}/events{{/privacy}}",
+        "received_events_url": f"{api}/received_events",
+        "type": kind,
+        "user_view_type": "public",
+        "site_admin": False,
+    }
+
+
+_REPO_URLS = {
+    "archive_url": "/{archive_format}{/ref}",
+    "assignees_url": "/assignees{/user}",
+    "blobs_url": "/git/blobs{/sha}",
+    "branches_url": "/branches{/branch}",
+    "collaborators_url": "/collaborators{/collaborator}",
+    "comments_url": "/comments{/number}",
+    "commits_url": "/commits{/sha}",
+    "compare_url": "/compare/{base}...{head}",
+    "contents_url": "/contents/{+path}",
+    "contributors_url": "/contributors",
+    "deployments_url": "/deployments",
+    "downloads_url": "/downloads",
+    "events_url": "/events",
+    "forks_url": "/forks",
+    "git_commits_url": "/git/commits{/sha}",
+    "git_refs_url": "/git/refs{/sha}",
+    "git_tags_url": "/git/tags{/sha}",
+    "hooks_url": "/hooks",
+    "issue_comment_url": "/issues/comments{/number}",
+    "issue_events_url": "/issues/events{/number}",
+    "issues_url": "/issues{/number}",
+    "keys_url": "/keys{/key_id}",
+    "labels_url": "/labels{/name}",
+    "languages_url": "/languages",
+    "merges_url": "/merges",
+    "milestones_url": "/milestones{/number}",
+    "notifications_url": "/notifications{?since,all,participating}",
+    "pulls_url": "/pulls{/number}",
+    "releases_url": "/releases{/id}",
+    "stargazers_url": "/stargazers",
+    "statuses_url": "/statuses/{sha}",
+    "subscribers_url": "/subscribers",
+    "subscription_url": "/subscription",
+    "tags_url": "/tags",
+    "teams_url": "/teams",
+    "trees_url": "/git/trees{/sha}",
+}
+
+
+# --------------------------------------------------------------------------- state
+
+
+@dataclass
+class Repo:
+    owner: str
+    name: str
+    id: int
+    installation_id: int
+    default_branch: str = "main"
+    commits: dict[str, dict[str, bytes]] = field(default_factory=dict)  # sha -> path -> bytes
+    branches: dict[str, str] = field(default_factory=dict)  # name -> sha
+    blobs: dict[str, bytes] = field(default_factory=dict)
+    pulls: dict[int, PullRequest] = field(default_factory=dict)
+    check_runs: dict[int, CheckRun] = field(default_factory=dict)
+    issue_comments: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.owner}/{self.name}"
+
+    def resolve(self, ref: str | None) -> dict[str, bytes] | None:
+        sha = self.branches.get(ref or self.default_branch, ref)
+        return self.commits.get(sha or "")
+
+
+@dataclass
+class PullRequest:
+    repo: Repo
+    number: int
+    id: int
+    title: str
+    author: str
+    base_sha: str
+    head_sha: str
+    base_ref: str
+    head_ref: str
+    files: list[dict[str, Any]]  # GitHub's file entries (with "patch" when there is one)
+    draft: bool = False
+    state: str = "open"
+    head_repo: str | None = None  # full name; None: the same repository
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+    comments: list[dict[str, Any]] = field(default_factory=list)  # review comments
+
+    def hunks(self, path: str) -> tuple[Hunk, ...] | None:
+        for entry in self.files:
+            if entry["filename"] == path:
+                return parse_patch(entry.get("patch")) if entry.get("patch") else ()
+        return None
+
+
+@dataclass
+class CheckRun:
+    id: int
+    name: str
+    head_sha: str
+    status: str
+    conclusion: str | None
+    external_id: str | None
+    details_url: str | None
+    started_at: str | None
+    completed_at: str | None
+    title: str | None = None
+    summary: str | None = None
+    text: str | None = None
+    annotations: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[dict[str, Any]] = field(default_factory=list)
+    updates: int = 0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    query: dict[str, str]
+    json: Any
+    route: str | None  # the route's name, None when unknown
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A scripted answer instead of (or, with ``process``, after) the real one."""
+
+    status: int
+    body: Any  # JSON
+    headers: dict[str, str] = field(default_factory=dict)
+    process: bool = False  # act on the request first, then answer with this
+
+    @classmethod
+    def server_error(cls, status: int = 502, *, process: bool = False) -> Fault:
+        return cls(status, {"message": "Server Error"}, process=process)
+
+    @classmethod
+    def secondary_rate_limit(cls, retry_after: int | None = 3, status: int = 403) -> Fault:
+        # https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits
+        headers = {} if retry_after is None else {"retry-after": str(retry_after)}
+        body = {
+            "message": "You have exceeded a secondary rate limit. Please wait a few minutes"
+            " before you try again.",
+            "documentation_url": "https://docs.github.com/free-pro-team@latest/rest/using-the-rest-api/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+        }
+        return cls(status, body, headers)
+
+    @classmethod
+    def too_many_requests(cls, retry_after: int = 2) -> Fault:
+        return cls.secondary_rate_limit(retry_after, status=429)
+
+    @classmethod
+    def primary_rate_limit(cls, reset: float, installation_id: int = 1) -> Fault:
+        body = {
+            "message": f"API rate limit exceeded for installation ID {installation_id}.",
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api",
+        }
+        headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(reset))}
+        return cls(403, body, headers)
+
+
+class _Refused(Exception):
+    """An error answer, as GitHub would give it."""
+
+    def __init__(
+        self, status: int, message: str, errors: list[Any] | None = None, doc: str = DOCS
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.body: dict[str, Any] = {"message": message, "documentation_url": doc}
+        if errors is not None:
+            self.body["errors"] = errors
+        self.body["status"] = str(status)
+
+
+def _not_found(doc: str = DOCS) -> _Refused:
+    return _Refused(404, "Not Found", doc=doc)
+
+
+def _unprocessable(errors: list[Any], doc: str) -> _Refused:
+    return _Refused(422, "Unprocessable Entity", errors, doc)
+
+
+# --------------------------------------------------------------------------- routes
+
+_NAME = r"[A-Za-z0-9_.-]+"
+_ROUTE_TABLE: list[tuple[str, str, str]] = [
+    ("POST", r"/app/installations/(?P<installation_id>\d+)/access_tokens", "tokens.create"),
+    ("GET", rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})", "repos.get"),
+    ("GET", rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/pulls/(?P<number>\d+)", "pulls.get"),
+    (
+        "GET",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/pulls/(?P<number>\d+)/files",
+        "pulls.files",
+    ),
+    (
+        "GET",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/contents(?:/(?P<path>.*))?",
+        "repos.contents",
+    ),
+    (
+        "GET",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/git/blobs/(?P<sha>[0-9a-f]+)",
+        "git.blob",
+    ),
+    ("POST", rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/check-runs", "checks.create"),
+    (
+        "PATCH",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/check-runs/(?P<check_run_id>\d+)",
+        "checks.update",
+    ),
+    (
+        "GET",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/pulls/(?P<number>\d+)/reviews",
+        "reviews.list",
+    ),
+    (
+        "POST",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/pulls/(?P<number>\d+)/reviews",
+        "reviews.create",
+    ),
+    (
+        "GET",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/pulls/(?P<number>\d+)/comments",
+        "comments.list",
+    ),
+    (
+        "POST",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/issues/comments/(?P<comment_id>\d+)/reactions",
+        "reactions.create",
+    ),
+    (
+        "POST",
+        rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/issues/(?P<number>\d+)/comments",
+        "issue_comments.create",
+    ),
+]
+ROUTES = [(m, re.compile(p + r"\Z"), name) for m, p, name in _ROUTE_TABLE]
+ROUTE_NAMES = frozenset(name for _, _, name in _ROUTE_TABLE)
+
+
+class FakeGitHub:
+    """GitHub's REST API for one App, in memory.  See the module docstring."""
+
+    def __init__(
+        self,
+        public_key: Any,
+        *,
+        app_id: int = APP_ID,
+        prefix: str = "",
+        token_ttl: float = 3600.0,
+        contents_limit: int = CONTENTS_LIMIT,
+    ) -> None:
+        self.public_key = public_key  # the App's (what GitHub keeps after registration)
+        self.app_id = app_id
+        self.prefix = prefix.rstrip("/")  # "/api/v3" for GitHub Enterprise Server
+        self.token_ttl = token_ttl
+        self.contents_limit = contents_limit
+        self.calls: list[Call] = []
+        self.errors: list[str] = []
+        self.tokens: dict[str, tuple[int, float]] = {}  # token -> (installation, expires)
+        self.installations: set[int] = set()
+        self.repos: dict[str, Repo] = {}
+        self.rate_used: dict[int, int] = {}
+        self.rate_reset = int(time.time()) + 3600
+        self._faults: dict[str, deque[Fault]] = {}
+        self._ids = itertools.count(1001)
+        self._lock = threading.Lock()
+        self.app = Starlette(
+            routes=[
+                Route(
+                    "/{path:path}",
+                    self._dispatch,
+                    methods=["GET", "POST", "PATCH", "PUT", "DELETE", "HEAD"],
+                )
+            ]
+        )
+
+    # ------------------------------------------------------------------ set-up
+
+    def add_repo(
+        self,
+        owner: str,
+        name: str,
+        *,
+        files: Mapping[str, bytes | str] | None = None,
+        installation_id: int = 1,
+        default_branch: str = "main",
+    ) -> Repo:
+        """A repository of ``installation_id`` whose default branch holds ``files``."""
+        self.installations.add(installation_id)
+        repo = Repo(owner, name, next(self._ids), installation_id, default_branch)
+        self.repos[repo.full_name] = repo
+        self.add_commit(repo, files or {}, branch=default_branch)
+        return repo
+
+    def repo(self, full_name: str) -> Repo:
+        return self.repos[full_name]
+
+    def add_commit(
+        self, repo: Repo, files: Mapping[str, bytes | str], *, branch: str | None = None
+    ) -> str:
+        """Store a commit holding exactly ``files``; returns its sha."""
+        content = {path: _as_bytes(data) for path, data in files.items()}
+        seed = json.dumps(
+            [next(self._ids), sorted((p, git_blob_sha(d)) for p, d in content.items())]
+        )
+        sha = hashlib.sha1(seed.encode()).hexdigest()
+        repo.commits[sha] = content
+        for data in content.values():
+            repo.blobs[git_blob_sha(data)] = data
+        if branch is not None:
+            repo.branches[branch] = sha
+        return sha
+
+    def add_pull(
+        self,
+        repo: Repo,
+        number: int,
+        base_files: Mapping[str, bytes | str],
+        head_files: Mapping[str, bytes | str],
+        *,
+        title: str = "Add features",
+        author: str = "octocat",
+        draft: bool = False,
+        renames: Mapping[str, str] | None = None,
+        head_repo: str | None = None,
+        omit_patch: frozenset[str] = frozenset(),
+    ) -> PullRequest:
+        """A PR whose base commit holds ``base_files`` and head commit ``head_files``.
+
+        The base commit becomes the tip of the default branch.  ``renames`` maps new
+        paths to old ones; ``omit_patch`` lists files whose diff GitHub would not show.
+        """
+        base_sha = self.add_commit(repo, base_files, branch=repo.default_branch)
+        head_ref = f"feature-{number}"
+        head_sha = self.add_commit(repo, head_files, branch=head_ref)
+        base, head = repo.commits[base_sha], repo.commits[head_sha]
+        renames = dict(renames or {})
+        renamed_from = set(renames.values())
+        entries = []
+        for path in sorted(set(base) | set(head)):
+            if path in renamed_from and path not in head:
+                continue
+            old_path = renames.get(path, path)
+            old, new = base.get(old_path), head.get(path)
+            if old == new and path not in renames:
+                continue
+            if path in renames:
+                status = "renamed"
+            elif old is None:
+                status = "added"
+            elif new is None:
+                status = "removed"
+            else:
+                status = "modified"
+            patch = None if path in omit_patch else github_patch(old, new)
+            entries.append(self._file_entry(repo, head_sha, path, status, old, new, patch))
+            if status == "renamed":
+                entries[-1]["previous_filename"] = old_path
+        pull = PullRequest(
+            repo,
+            number,
+            next(self._ids),
+            title,
+            author,
+            base_sha,
+            head_sha,
+            repo.default_branch,
+            head_ref,
+            entries,
+            draft=draft,
+            head_repo=head_repo,
+        )
+        repo.pulls[number] = pull
+        return pull
+
+    def _file_entry(
+        self,
+        repo: Repo,
+        head_sha: str,
+        path: str,
+        status: str,
+        old: bytes | None,
+        new: bytes | None,
+        patch: str | None,
+    ) -> dict[str, Any]:
+        lines = (patch or "").split("\n")
+        additions = sum(1 for line in lines if line.startswith("+"))
+        deletions = sum(1 for line in lines if line.startswith("-"))
+        blob = new if new is not None else old or b""
+        entry: dict[str, Any] = {
+            "sha": git_blob_sha(blob),
+            "filename": path,
+            "status": status,
+            "additions": additions,
+            "deletions": deletions,
+            "changes": additions + deletions,
+            "blob_url": f"{WEB}/{repo.full_name}/blob/{head_sha}/{path}",
+            "raw_url": f"{WEB}/{repo.full_name}/raw/{head_sha}/{path}",
+            "contents_url": f"https://api.github.com/repos/{repo.full_name}/contents/{path}?ref={head_sha}",
+        }
+        if patch is not None:
+            entry["patch"] = patch
+        return entry
+
+    def add_issue_comment(
+        self, repo: Repo, number: int, body: str, *, author: str = "octocat"
+    ) -> int:
+        """A comment on the PR's conversation (e.g. ``/docgen``); returns its id."""
+        comment_id = next(self._ids)
+        repo.issue_comments[comment_id] = {
+            "id": comment_id,
+            "number": number,
+            "body": body,
+            "user": _user(author, 583231),
+            "reactions": [],
+        }
+        return comment_id
+
+    def fail(self, route: str, *faults: Fault) -> None:
+        """Answer the next requests to ``route`` (a name in :data:`ROUTE_NAMES`) with faults."""
+        if route not in ROUTE_NAMES:
+            raise ValueError(f"unknown route name {route!r}; one of {sorted(ROUTE_NAMES)}")
+        self._faults.setdefault(route, deque()).extend(faults)
+
+    def expire_tokens(self) -> None:
+        """Make every issued installation token expired (GitHub answers 401 to them)."""
+        self.tokens = {t: (i, 0.0) for t, (i, _) in self.tokens.items()}
+
+    def calls_to(self, route: str) -> list[Call]:
+        return [c for c in self.calls if c.route == route]
+
+    @property
+    def token_requests(self) -> int:
+        return len(self.calls_to("tokens.create"))
+
+    # ---------------------------------------------------------------- dispatch
+
+    async def _dispatch(self, request: Request) -> Response:
+        raw = await request.body()
+        try:
+            payload = json.loads(raw) if raw else None
+        except ValueError:
+            payload = None
+        path = request.url.path
+        route, params = self._match(request.method, path)
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        with self._lock:
+            self.calls.append(
+                Call(request.method, path, dict(request.query_params), payload, route, headers)
+            )
+        if route is None:
+            return self._error(f"unknown route: {request.method} {path}")
+        installation: int | None = None
+        try:
+            installation = self._authenticate(route, params, headers)
+            fault = self._next_fault(route)
+            if fault is not None and not fault.process:
+                return self._answer(fault.status, fault.body, installation, fault.headers)
+            handler: Callable[..., Response] = getattr(self, "_" + route.replace(".", "_"))
+            response = handler(request, params, payload, installation)
+            if fault is not None:
+                return self._answer(fault.status, fault.body, installation, fault.headers)
+            self._rate_headers(response, installation)
+            return response
+        except _Refused as exc:
+            return self._answer(exc.status, exc.body, installation)
+        except Exception as exc:  # a bug in the fake, or a request it cannot judge
+            return self._error(f"{request.method} {path}: {type(exc).__name__}: {exc}")
+
+    def _match(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
+        if self.prefix:
+            if not path.startswith(self.prefix + "/"):
+                return None, {}
+            path = path[len(self.prefix) :]
+        for route_method, pattern, name in ROUTES:
+            match = pattern.match(path)
+            if match and route_method == method:
+                return name, {k: v for k, v in match.groupdict().items() if v is not None}
+        return None, {}
+
+    def _error(self, message: str) -> Response:
+        with self._lock:
+            self.errors.append(message)
+        return JSONResponse({"message": f"fake GitHub: {message}"}, status_code=500)
+
+    def _next_fault(self, route: str) -> Fault | None:
+        queue = self._faults.get(route)
+        with self._lock:
+            return queue.popleft() if queue else None
+
+    def _answer(
+        self,
+        status: int,
+        body: Any,
+        installation: int | None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Response:
+        response = JSONResponse(body, status_code=status)
+        self._rate_headers(response, installation)
+        for name, value in (headers or {}).items():
+            response.headers[name] = value
+        return response
+
+    def _rate_headers(self, response: Response, installation: int | None) -> None:
+        if installation is None:
+            return
+        with self._lock:
+            used = self.rate_used[installation] = self.rate_used.get(installation, 0) + 1
+        response.headers["x-ratelimit-limit"] = str(RATE_LIMIT)
+        response.headers["x-ratelimit-remaining"] = str(max(RATE_LIMIT - used, 0))
+        response.headers["x-ratelimit-used"] = str(used)
+        response.headers["x-ratelimit-reset"] = str(self.rate_reset)
+        response.headers["x-ratelimit-resource"] = "core"
+
+    def _authenticate(self, route: str, params: dict[str, str], headers: dict[str, str]) -> int:
+        scheme, _, credential = headers.get("authorization", "").partition(" ")
+        if route == "tokens.create":
+            if scheme.lower() != "bearer":
+                raise _Refused(401, "A JSON web token could not be decoded")
+            self._check_jwt(credential)
+            installation = int(params["installation_id"])
+            if installation not in self.installations:
+                raise _not_found()
+            return installation
+        if scheme.lower() not in ("token", "bearer") or credential not in self.tokens:
+            raise _Refused(401, "Bad credentials")
+        installation, expires = self.tokens[credential]
+        if expires <= time.time():
+            raise _Refused(401, "Bad credentials")
+        repo = self.repos.get(f"{params.get('owner')}/{params.get('repo')}")
+        if repo is None or repo.installation_id != installation:
+            raise _not_found()
+        return installation
+
+    def _check_jwt(self, token: str) -> None:
+        # https://docs.github.com/en/apps/creating-github-apps/authenticating-with-a-github-app/generating-a-json-web-token-jwt-for-a-github-app
+        try:
+            claims = jwt.decode(
+                token,
+                self.public_key,
+                algorithms=["RS256"],
+                options={"require": ["iat", "exp", "iss"]},
+            )
+        except jwt.PyJWTError:
+            raise _Refused(401, "A JSON web token could not be decoded") from None
+        if str(claims["iss"]) != str(self.app_id):
+            raise _Refused(401, "Integration not found")
+        if claims["exp"] > time.time() + 600 + 30:
+            raise _Refused(
+                401,
+                "'Expiration time' claim ('exp') is too far in the future",
+            )
+
+    def _repo_of(self, params: dict[str, str]) -> Repo:
+        return self.repos[f"{params['owner']}/{params['repo']}"]
+
+    def _pull_of(self, params: dict[str, str]) -> PullRequest:
+        pull = self._repo_of(params).pulls.get(int(params["number"]))
+        if pull is None:
+            raise _not_found("https://docs.github.com/rest/pulls/pulls#get-a-pull-request")
+        return pull
+
+    def _api(self, request: Request) -> str:
+        return str(request.base_url).rstrip("/") + self.prefix
+
+    # ---------------------------------------------------------------- handlers
+
+    def _tokens_create(self, request: Request, params, payload, installation: int) -> Response:
+        token = "ghs_" + secrets.token_hex(18)
+        expires = time.time() + self.token_ttl
+        with self._lock:
+            self.tokens[token] = (installation, expires)
+        body = {
+            "token": token,
+            "expires_at": _ts(expires),
+            "permissions": {
+                "checks": "write",
+                "contents": "read",
+                "issues": "write",
+                "metadata": "read",
+                "pull_requests": "write",
+            },
+            "repository_selection": "all",
+        }
+        return JSONResponse(body, status_code=201)
+
+    def _repos_get(self, request: Request, params, payload, installation: int) -> Response:
+        repo = self._repo_of(params)
+        body = self._repo_json(request, repo)
+        body.update(
+            {
+                "has_issues": True,
+                "has_projects": True,
+                "has_wiki": True,
+                "has_discussions": False,
+                "archived": False,
+                "subscribers_count": 1,
+                "network_count": 0,
+                "allow_forking": True,
+                "is_template": False,
+                "topics": [],
+                "visibility": "public",
+            }
+        )
+        return JSONResponse(body)
+
+    def _repo_json(self, request: Request, repo: Repo) -> dict[str, Any]:
+        api = f"{self._api(request)}/repos/{repo.full_name}"
+        owner = _user(repo.owner, 9919, "Organization")
+        body: dict[str, Any] = {
+            "id": repo.id,
+            "node_id": _node_id("Repository", repo.id),
+            "name": repo.name,
+            "full_name": repo.full_name,
+            "private": False,
+            "owner": owner,
+            "html_url": f"{WEB}/{repo.full_name}",
+            "description": None,
+            "fork": False,
+            "url": api,
+            **{key: api + suffix for key, suffix in _REPO_URLS.items()},
+            "git_url": f"git://github.com/{repo.full_name}.git",
+            "ssh_url": f"git@github.com:{repo.full_name}.git",
+            "clone_url": f"{WEB}/{repo.full_name}.git",
+            "svn_url": f"{WEB}/{repo.full_name}",
+            "mirror_url": None,
+            "homepage": None,
+            "language": "Python",
+            "forks_count": 0,
+            "forks": 0,
+            "stargazers_count": 0,
+            "watchers_count": 0,
+            "watchers": 0,
+            "size": 108,
+            "default_branch": repo.default_branch,
+            "open_issues_count": len(repo.pulls),
+            "open_issues": len(repo.pulls),
+            "has_pages": False,
+            "disabled": False,
+            "license": None,
+            "pushed_at": _ts(),
+            "created_at": _ts(),
+            "updated_at": _ts(),
+        }
+        return body
+
+    def _pulls_get(self, request: Request, params, payload, installation: int) -> Response:
+        pull = self._pull_of(params)
+        repo = pull.repo
+        api = f"{self._api(request)}/repos/{repo.full_name}"
+        html = f"{WEB}/{repo.full_name}/pull/{pull.number}"
+        repo_json = self._repo_json(request, repo)
+        head_repo = repo_json
+        if pull.head_repo is not None:
+            head_repo = dict(repo_json, full_name=pull.head_repo, fork=True)
+            head_repo["name"] = pull.head_repo.split("/")[1]
+            head_repo["owner"] = _user(pull.head_repo.split("/")[0], 771)
+        author = _user(pull.author, 583231)
+        links = {
+            "self": f"{api}/pulls/{pull.number}",
+            "html": html,
+            "issue": f"{api}/issues/{pull.number}",
+            "comments": f"{api}/issues/{pull.number}/comments",
+            "review_comments": f"{api}/pulls/{pull.number}/comments",
+            "review_comment": f"{api}/pulls/comments{{/number}}",
+            "commits": f"{api}/pulls/{pull.number}/commits",
+            "statuses": f"{api}/statuses/{pull.head_sha}",
+        }
+        additions = sum(f["additions"] for f in pull.files)
+        deletions = sum(f["deletions"] for f in pull.files)
+        body = {
+            "url": links["self"],
+            "id": pull.id,
+            "node_id": _node_id("PullRequest", pull.id),
+            "html_url": html,
+            "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch",
+            "issue_url": links["issue"],
+            "commits_url": links["commits"],
+            "review_comments_url": links["review_comments"],
+            "review_comment_url": links["review_comment"],
+            "comments_url": links["comments"],
+            "statuses_url": links["statuses"],
+            "number": pull.number,
+            "state": pull.state,
+            "locked": False,
+            "title": pull.title,
+            "user": author,
+            "body": None,
+            "labels": [],
+            "milestone": None,
+            "active_lock_reason": None,
+            "created_at": _ts(),
+            "updated_at": _ts(),
+            "closed_at": None,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "assignee": None,
+            "assignees": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "label": f"{head_repo['owner']['login']}:{pull.head_ref}",
+                "ref": pull.head_ref,
+                "sha": pull.head_sha,
+                "user": head_repo["owner"],
+                "repo": head_repo,
+            },
+            "base": {
+                "label": f"{repo.owner}:{pull.base_ref}",
+                "ref": pull.base_ref,
+                "sha": pull.base_sha,
+                "user": repo_json["owner"],
+                "repo": repo_json,
+            },
+            "_links": {key: {"href": value} for key, value in links.items()},
+            "author_association": "CONTRIBUTOR",
+            "auto_merge": None,
+            "draft": pull.draft,
+            "merged": False,
+            "mergeable": True,
+            "rebaseable": True,
+            "mergeable_state": "clean",
+            "merged_by": None,
+            "comments": 0,
+            "review_comments": len(pull.comments),
+            "maintainer_can_modify": False,
+            "commits": 1,
+            "additions": additions,
+            "deletions": deletions,
+            "changed_files": len(pull.files),
+        }
+        return JSONResponse(body)
+
+    def _page(
+        self, request: Request, items: list[Any], *, default: int = 30, cap: int | None = None
+    ) -> Response:
+        """One page of ``items`` with GitHub's ``Link`` header.
+
+        https://docs.github.com/en/rest/using-the-rest-api/using-pagination-in-the-rest-api
+        """
+        query = request.query_params
+        per_page = min(max(int(query.get("per_page", default)), 1), 100)
+        page = max(int(query.get("page", 1)), 1)
+        if cap is not None:
+            items = items[:cap]
+        last = max((len(items) + per_page - 1) // per_page, 1)
+        response = JSONResponse(items[(page - 1) * per_page : page * per_page])
+        url = str(request.url).split("?", 1)[0]
+
+        def link(n: int, rel: str) -> str:
+            return f'<{url}?{urlencode({**dict(query), "per_page": per_page, "page": n})}>; rel="{rel}"'
+
+        links = []
+        if page > 1:
+            links += [link(page - 1, "prev")]
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        if page > 1:
+            links += [link(1, "first")]
+        if links:
+            response.headers["link"] = ", ".join(links)
+        return response
+
+    def _pulls_files(self, request: Request, params, payload, installation: int) -> Response:
+        return self._page(request, self._pull_of(params).files, cap=MAX_PR_FILES)
+
+    def _repos_contents(self, request: Request, params, payload, installation: int) -> Response:
+        doc = "https://docs.github.com/rest/repos/contents#get-repository-content"
+        repo = self._repo_of(params)
+        ref = request.query_params.get("ref")
+        files = repo.resolve(ref)
+        if files is None:
+            raise _Refused(404, f"No commit found for the ref {ref}", doc=doc)
+        path = params.get("path", "").strip("/")
+        accept = request.headers.get("accept", "")
+        api = f"{self._api(request)}/repos/{repo.full_name}"
+        if path not in files:
+            prefix = f"{path}/" if path else ""
+            children = sorted(
+                {p[len(prefix) :].split("/")[0] for p in files if p.startswith(prefix)}
+            )
+            if not children:
+                raise _not_found(doc)
+            entries = [self._content_item(api, repo, files, prefix + c, ref) for c in children]
+            if "object" in accept:
+                item = self._content_item(api, repo, files, path, ref, kind="dir")
+                return JSONResponse({**item, "entries": entries})
+            return JSONResponse(entries)
+        data = files[path]
+        if "raw" in accept:
+            return Response(data, media_type="application/vnd.github.raw")
+        item = self._content_item(api, repo, files, path, ref)
+        if len(data) > self.contents_limit:
+            if "object" not in accept:
+                raise _Refused(
+                    403,
+                    "This API returns blobs up to 1 MB in size. The requested blob is too large"
+                    " to fetch via the API, but you can use the Git Data API to request blobs up"
+                    " to 100 MB in size.",
+                    [{"resource": "Blob", "field": "data", "code": "too_large"}],
+                    doc,
+                )
+            return JSONResponse({**item, "content": "", "encoding": "none"})
+        return JSONResponse({**item, "content": _b64(data), "encoding": "base64"})
+
+    def _content_item(
+        self,
+        api: str,
+        repo: Repo,
+        files: dict[str, bytes],
+        path: str,
+        ref: str | None,
+        kind: str | None = None,
+    ) -> dict[str, Any]:
+        is_file = path in files
+        kind = kind or ("file" if is_file else "dir")
+        data = files.get(path, b"")
+        sha = git_blob_sha(data) if is_file else hashlib.sha1(path.encode()).hexdigest()
+        branch = ref or repo.default_branch
+        url = f"{api}/contents/{path}?ref={branch}"
+        git_url = f"{api}/git/{'blobs' if kind == 'file' else 'trees'}/{sha}"
+        html_url = f"{WEB}/{repo.full_name}/{'blob' if kind == 'file' else 'tree'}/{branch}/{path}"
+        return {
+            "type": kind,
+            "size": len(data),
+            "name": path.rsplit("/", 1)[-1],
+            "path": path,
+            "sha": sha,
+            "url": url,
+            "git_url": git_url,
+            "html_url": html_url,
+            "download_url": (
+                f"https://raw.githubusercontent.com/{repo.full_name}/{branch}/{path}"
+                if kind == "file"
+                else None
+            ),
+            "_links": {"self": url, "git": git_url, "html": html_url},
+        }
+
+    def _git_blob(self, request: Request, params, payload, installation: int) -> Response:
+        repo = self._repo_of(params)
+        data = repo.blobs.get(params["sha"])
+        if data is None:
+            raise _not_found("https://docs.github.com/rest/git/blobs#get-a-blob")
+        return JSONResponse(
+            {
+                "sha": params["sha"],
+                "node_id": _node_id("Blob", len(data)),
+                "size": len(data),
+                "url": f"{self._api(request)}/repos/{repo.full_name}/git/blobs/{params['sha']}",
+                "content": _b64(data),
+                "encoding": "base64",
+            }
+        )
+
+    # ------------------------------------------------------------- check runs
+
+    _CHECKS_DOC = "https://docs.github.com/rest/checks/runs#create-a-check-run"
+
+    def _validate_check_body(self, body: dict[str, Any], *, create: bool) -> None:
+        problems: list[str] = []
+        if create:
+            for key in ("name", "head_sha"):
+                if not isinstance(body.get(key), str) or not body[key]:
+                    problems.append(f"{key} is missing")
+        status = body.get("status")
+        if status is not None and status not in ("queued", "in_progress", "completed"):
+            problems.append(f"status {status!r} is not valid")
+        conclusion = body.get("conclusion")
+        if status == "completed" and conclusion is None:
+            problems.append("conclusion is required when status is completed")
+        if conclusion == "action_required" and not body.get("details_url"):
+            problems.append("details_url is required when conclusion is action_required")
+        output = body.get("output")
+        if output is not None:
+            if create and not output.get("title"):
+                problems.append("output.title is missing")
+            summary = output.get("summary")
+            if not isinstance(summary, str):
+                problems.append("output.summary is missing")
+            elif len(summary) > 65_535:
+                problems.append("output.summary is longer than 65535 characters")
+            if len(output.get("text") or "") > 65_535:
+                problems.append("output.text is longer than 65535 characters")
+            annotations = output.get("annotations") or []
+            if len(annotations) > 50:
+                problems.append("Only 50 annotations are allowed per request")
+            for a in annotations:
+                missing = [
+                    k
+                    for k in ("path", "start_line", "end_line", "annotation_level", "message")
+                    if k not in a
+                ]
+                if missing:
+                    problems.append(f"annotation lacks {', '.join(missing)}")
+                elif a["annotation_level"] not in ("notice", "warning", "failure"):
+                    problems.append("annotation_level is not valid")
+                elif a["start_line"] > a["end_line"]:
+                    problems.append("annotation start_line is after end_line")
+                elif len(a.get("title") or "") > 255:
+                    problems.append("annotation title is longer than 255 characters")
+        actions = body.get("actions") or []
+        if len(actions) > 3:
+            problems.append("at most 3 actions are allowed")
+        for action in actions:
+            for key, limit in (("label", 20), ("description", 40), ("identifier", 20)):
+                if not isinstance(action.get(key), str) or not 0 < len(action[key]) <= limit:
+                    problems.append(f"action {key} must be 1-{limit} characters")
+        if problems:
+            raise _Refused(422, "Invalid request.", problems, self._CHECKS_DOC)
+
+    def _check_run_json(self, request: Request, repo: Repo, run: CheckRun) -> dict[str, Any]:
+        api = f"{self._api(request)}/repos/{repo.full_name}"
+        pulls = [p for p in repo.pulls.values() if p.head_sha == run.head_sha]
+        return {
+            "id": run.id,
+            "head_sha": run.head_sha,
+            "node_id": _node_id("CheckRun", run.id),
+            "external_id": run.external_id,
+            "url": f"{api}/check-runs/{run.id}",
+            "html_url": f"{WEB}/{repo.full_name}/runs/{run.id}",
+            "details_url": run.details_url,
+            "status": run.status,
+            "conclusion": run.conclusion,
+            "started_at": run.started_at,
+            "completed_at": run.completed_at,
+            "output": {
+                "title": run.title,
+                "summary": run.summary,
+                "text": run.text,
+                "annotations_count": len(run.annotations),
+                "annotations_url": f"{api}/check-runs/{run.id}/annotations",
+            },
+            "name": run.name,
+            "check_suite": {"id": 5000 + run.id},
+            "app": None,
+            "pull_requests": [
+                {
+                    "id": p.id,
+                    "number": p.number,
+                    "url": f"{api}/pulls/{p.number}",
+                    "head": {
+                        "ref": p.head_ref,
+                        "sha": p.head_sha,
+                        "repo": {"id": repo.id, "url": api, "name": repo.name},
+                    },
+                    "base": {
+                        "ref": p.base_ref,
+                        "sha": p.base_sha,
+                        "repo": {"id": repo.id, "url": api, "name": repo.name},
+                    },
+                }
+                for p in pulls
+            ],
+        }
+
+    def _apply_check_body(self, run: CheckRun, body: dict[str, Any]) -> None:
+        for key in ("status", "conclusion", "external_id", "details_url", "started_at"):
+            if key in body:
+                setattr(run, key, body[key])
+        if body.get("conclusion") is not None:
+            run.status = "completed"
+            run.completed_at = body.get("completed_at") or _ts(time.time())
+        output = body.get("output")
+        if output is not None:
+            run.title = output.get("title", run.title)
+            run.summary = output.get("summary", run.summary)
+            run.text = output.get("text", run.text)
+            # Annotations of every request are appended:
+            # https://docs.github.com/en/rest/checks/runs#update-a-check-run
+            run.annotations.extend(output.get("annotations") or [])
+        if "actions" in body:
+            run.actions = list(body["actions"])
+
+    def _checks_create(self, request: Request, params, body, installation: int) -> Response:
+        repo = self._repo_of(params)
+        body = body if isinstance(body, dict) else {}
+        self._validate_check_body(body, create=True)
+        if body["head_sha"] not in repo.commits:
+            raise _Refused(
+                422, f"No commit found for SHA: {body['head_sha']}", [], self._CHECKS_DOC
+            )
+        run = CheckRun(
+            next(self._ids),
+            body["name"],
+            body["head_sha"],
+            "queued",
+            None,
+            None,
+            None,
+            _ts(time.time()),
+            None,
+        )
+        self._apply_check_body(run, body)
+        repo.check_runs[run.id] = run
+        return JSONResponse(self._check_run_json(request, repo, run), status_code=201)
+
+    def _checks_update(self, request: Request, params, body, installation: int) -> Response:
+        repo = self._repo_of(params)
+        run = repo.check_runs.get(int(params["check_run_id"]))
+        if run is None:
+            raise _not_found("https://docs.github.com/rest/checks/runs#update-a-check-run")
+        body = body if isinstance(body, dict) else {}
+        self._validate_check_body(body, create=False)
+        self._apply_check_body(run, body)
+        run.updates += 1
+        return JSONResponse(self._check_run_json(request, repo, run))
+
+    # ---------------------------------------------------------------- reviews
+
+    _REVIEWS_DOC = "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request"
+
+    def _validate_comment(self, pull: PullRequest, comment: Any) -> Hunk:
+        """The hunk a review comment lands in; 422 (for the whole review) when none."""
+        if not isinstance(comment, dict) or not isinstance(comment.get("path"), str):
+            raise _unprocessable(
+                ["pull_request_review_thread.path can't be blank"], self._REVIEWS_DOC
+            )
+        if "position" in comment or comment.get("side", "RIGHT") != "RIGHT":
+            raise AssertionError("the fake supports RIGHT-side line comments only")
+        if not str(comment.get("body") or "").strip():
+            raise _unprocessable(["Body can't be blank"], self._REVIEWS_DOC)
+        hunks = pull.hunks(comment["path"])
+        if hunks is None:
+            raise _unprocessable(["Path could not be resolved"], self._REVIEWS_DOC)
+        line = comment.get("line")
+        hunk = next((h for h in hunks if isinstance(line, int) and line in h.lines), None)
+        if hunk is None:
+            raise _unprocessable(
+                ["pull_request_review_thread.line must be part of the diff"], self._REVIEWS_DOC
+            )
+        start = comment.get("start_line")
+        if start is not None:
+            if comment.get("start_side", "RIGHT") != "RIGHT":
+                raise AssertionError("the fake supports RIGHT-side line comments only")
+            if not isinstance(start, int) or start >= line or not hunk.covers(start, line):
+                raise _unprocessable(
+                    [
+                        "pull_request_review_thread.start_line must be part of the same hunk"
+                        " as the line."
+                    ],
+                    self._REVIEWS_DOC,
+                )
+        elif "start_side" in comment:
+            raise _unprocessable(
+                ["pull_request_review_thread.start_line can't be blank"], self._REVIEWS_DOC
+            )
+        return hunk
+
+    def _reviews_create(self, request: Request, params, body, installation: int) -> Response:
+        pull = self._pull_of(params)
+        body = body if isinstance(body, dict) else {}
+        event = body.get("event")
+        if event not in (None, "APPROVE", "REQUEST_CHANGES", "COMMENT"):
+            raise _unprocessable([f"event {event!r} is not valid"], self._REVIEWS_DOC)
+        commit_id = body.get("commit_id") or pull.head_sha
+        if commit_id != pull.head_sha:
+            raise _unprocessable(["Commit id is not part of the pull request"], self._REVIEWS_DOC)
+        comments = body.get("comments") or []
+        if event in ("REQUEST_CHANGES", "COMMENT") and not comments and not body.get("body"):
+            raise _unprocessable(["Body can't be blank"], self._REVIEWS_DOC)
+        hunks = [self._validate_comment(pull, c) for c in comments]
+        review_id = next(self._ids)
+        state = {None: "PENDING", "APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED"}
+        api = f"{self._api(request)}/repos/{pull.repo.full_name}"
+        html = f"{WEB}/{pull.repo.full_name}/pull/{pull.number}"
+        review = {
+            "id": review_id,
+            "node_id": _node_id("PullRequestReview", review_id),
+            "user": _user(BOT_LOGIN, 41898282, "Bot"),
+            "body": body.get("body") or "",
+            "state": state.get(event, "COMMENTED"),
+            "html_url": f"{html}#pullrequestreview-{review_id}",
+            "pull_request_url": f"{api}/pulls/{pull.number}",
+            "_links": {
+                "html": {"href": f"{html}#pullrequestreview-{review_id}"},
+                "pull_request": {"href": f"{api}/pulls/{pull.number}"},
+            },
+            "submitted_at": None if event is None else _ts(time.time()),
+            "commit_id": commit_id,
+            "author_association": "NONE",
+        }
+        pull.reviews.append(review)
+        for comment, hunk in zip(comments, hunks, strict=True):
+            pull.comments.append(self._review_comment(api, html, pull, review, comment, hunk))
+        return JSONResponse(review)
+
+    def _review_comment(
+        self,
+        api: str,
+        html: str,
+        pull: PullRequest,
+        review: dict[str, Any],
+        comment: dict[str, Any],
+        hunk: Hunk,
+    ) -> dict[str, Any]:
+        comment_id = next(self._ids)
+        start = comment.get("start_line")
+        return {
+            "url": f"{api}/pulls/comments/{comment_id}",
+            "pull_request_review_id": review["id"],
+            "id": comment_id,
+            "node_id": _node_id("PullRequestReviewComment", comment_id),
+            "diff_hunk": self._diff_hunk(pull, comment["path"], hunk, comment["line"]),
+            "path": comment["path"],
+            "commit_id": review["commit_id"],
+            "original_commit_id": review["commit_id"],
+            "user": review["user"],
+            "body": comment["body"],
+            "created_at": _ts(time.time()),
+            "updated_at": _ts(time.time()),
+            "html_url": f"{html}#discussion_r{comment_id}",
+            "pull_request_url": f"{api}/pulls/{pull.number}",
+            "author_association": "NONE",
+            "_links": {
+                "self": {"href": f"{api}/pulls/comments/{comment_id}"},
+                "html": {"href": f"{html}#discussion_r{comment_id}"},
+                "pull_request": {"href": f"{api}/pulls/{pull.number}"},
+            },
+            "start_line": start,
+            "original_start_line": start,
+            "start_side": "RIGHT" if start is not None else None,
+            "line": comment["line"],
+            "original_line": comment["line"],
+            "side": "RIGHT",
+            "subject_type": "line",
+        }
+
+    def _diff_hunk(self, pull: PullRequest, path: str, hunk: Hunk, line: int) -> str:
+        """The hunk's text from its header down to the commented line, as GitHub shows it."""
+        patch = next(f.get("patch") or "" for f in pull.files if f["filename"] == path)
+        out: list[str] = []
+        right = 0
+        inside = False
+        for text in patch.split("\n"):
+            header = re.match(r"@@ -\d+(?:,\d+)? \+(\d+)", text)
+            if header:
+                if inside:
+                    break
+                inside = int(header[1]) == hunk.right_start
+                out, right = [text], int(header[1])
+                continue
+            if not inside:
+                continue
+            out.append(text)
+            if text[:1] in ("-", "\\"):
+                continue
+            if right == line:
+                break
+            right += 1
+        return "\n".join(out)
+
+    def _reviews_list(self, request: Request, params, payload, installation: int) -> Response:
+        return self._page(request, self._pull_of(params).reviews)
+
+    def _comments_list(self, request: Request, params, payload, installation: int) -> Response:
+        return self._page(request, self._pull_of(params).comments)
+
+    # ------------------------------------------------------- issue comments
+
+    def _reactions_create(self, request: Request, params, body, installation: int) -> Response:
+        doc = (
+            "https://docs.github.com/rest/reactions/reactions#create-reaction-for-an-issue-comment"
+        )
+        repo = self._repo_of(params)
+        comment = repo.issue_comments.get(int(params["comment_id"]))
+        if comment is None:
+            raise _not_found(doc)
+        content = (body or {}).get("content")
+        allowed = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
+        if content not in allowed:
+            raise _Refused(422, "Validation Failed", [f"content {content!r} is not valid"], doc)
+        for reaction in comment["reactions"]:
+            if reaction["content"] == content and reaction["user"]["login"] == BOT_LOGIN:
+                return JSONResponse(reaction, status_code=200)  # already there
+        reaction_id = next(self._ids)
+        reaction = {
+            "id": reaction_id,
+            "node_id": _node_id("Reaction", reaction_id),
+            "user": _user(BOT_LOGIN, 41898282, "Bot"),
+            "content": content,
+            "created_at": _ts(time.time()),
+        }
+        comment["reactions"].append(reaction)
+        return JSONResponse(reaction, status_code=201)
+
+    def _issue_comments_create(self, request: Request, params, body, installation: int) -> Response:
+        doc = "https://docs.github.com/rest/issues/comments#create-an-issue-comment"
+        repo = self._repo_of(params)
+        number = int(params["number"])
+        if number not in repo.pulls:
+            raise _not_found(doc)
+        text = (body or {}).get("body")
+        if not isinstance(text, str) or not text.strip():
+            raise _Refused(422, "Validation Failed", ["body can't be blank"], doc)
+        comment_id = self.add_issue_comment(repo, number, text, author=BOT_LOGIN)
+        api = f"{self._api(request)}/repos/{repo.full_name}"
+        return JSONResponse(
+            {
+                "id": comment_id,
+                "node_id": _node_id("IssueComment", comment_id),
+                "url": f"{api}/issues/comments/{comment_id}",
+                "html_url": f"{WEB}/{repo.full_name}/pull/{number}#issuecomment-{comment_id}",
+                "body": text,
+                "user": _user(BOT_LOGIN, 41898282, "Bot"),
+                "created_at": _ts(time.time()),
+                "updated_at": _ts(time.time()),
+                "issue_url": f"{api}/issues/{number}",
+                "author_association": "NONE",
+            },
+            status_code=201,
+        )
+
+    # ------------------------------------------------------------------ serve
+
+    @contextlib.contextmanager
+    def serve(self) -> Iterator[str]:
+        """Run the fake on 127.0.0.1:<free port> in a thread; yields its API base URL."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            self.app, log_level="warning", lifespan="off", timeout_graceful_shutdown=1
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the fake GitHub server did not start")
+            time.sleep(0.01)
+        try:
+            yield f"http://127.0.0.1:{port}{self.prefix}"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=10)
+            sock.close()
