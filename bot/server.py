@@ -26,7 +26,7 @@ from bot.generate import ConfigError, make_provider
 from bot.github import InstallationClients, make_app_github
 from bot.jobs import Journal, WorkerPool
 from bot.metrics import Metrics
-from bot.worker import WorkerDeps, make_handler
+from bot.worker import TimedProvider, WorkerDeps, make_handler
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +114,7 @@ def build(
     deps = WorkerDeps(
         settings=settings,
         clients=clients,
-        provider=provider,
+        provider=TimedProvider(provider, metrics),
         cache=SqliteCache(data_dir / "cache.sqlite3"),
         counter=counter,
         journal=journal,

@@ -54,6 +54,24 @@ class WorkerDeps:
     clock: Callable[[], float] = time.time
 
 
+class TimedProvider:
+    """A provider whose calls are timed into ``docgen_llm_call_seconds``."""
+
+    def __init__(self, inner: Provider, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+        self.name = inner.name
+        self.model = inner.model
+        self.offline = inner.offline
+
+    async def generate(self, request: Any) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self.inner.generate(request)
+        finally:
+            self.metrics.llm_seconds.observe(time.perf_counter() - started)
+
+
 def conclusion_for(report: Report, config_errors: bool, config: RepoConfig) -> tuple[str, str]:
     """The check run's conclusion and title for a finished run.
 
@@ -124,6 +142,15 @@ async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
                     ctx, api, f"docgen gave up after {job.attempts} attempts: {exc}"
                 )
             raise
+        finally:
+            _count_api_calls(api, deps.metrics)
+
+
+def _count_api_calls(api: PullRequestAPI, metrics: Metrics) -> None:
+    for route, n in api.calls.items():
+        metrics.github_calls.labels(route.split(" ", 1)[0]).inc(n)
+    if api.last_rate_limit_remaining is not None:
+        metrics.rate_limit_remaining.set(api.last_rate_limit_remaining)
 
 
 async def _fail_check_run(ctx: JobContext, api: PullRequestAPI, reason: str) -> None:
@@ -230,6 +257,9 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
     for o in report.outcomes:
         deps.metrics.suggestions.labels(o.action.value).inc()
     report.elapsed_s = time.perf_counter() - started
+    report.notes.append(
+        f"GitHub API calls for this run: {sum(api.calls.values())} (before publishing the summary)."
+    )
     conclusion, title = conclusion_for(report, bool(loaded.errors), config)
     await api.complete_check_run(
         check_run_id,

@@ -125,6 +125,14 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     settle(runtime)
     assert len(pull.reviews) == 1 and len(pull.comments) == 6
     assert all(run.status == "completed" for run in repo.check_runs.values())
+    assert "GitHub API calls for this run" in run.summary
+
+    metrics = client.get("/metrics").text
+    assert 'docgen_job_results_total{result="done"} 2.0' in metrics
+    assert 'docgen_github_api_calls_total{method="GET"}' in metrics
+    assert 'docgen_github_api_calls_total{method="POST"}' in metrics
+    assert 'docgen_jobs{state="done"} 2.0' in metrics
+    assert "docgen_github_rate_limit_remaining" in metrics
 
 
 def test_redelivery_is_acted_on_once(app_env, make_pr):
@@ -263,3 +271,75 @@ def test_resumed_job_finishes_the_check_run_it_started(
     assert list(repo.check_runs) == [run_id]  # finished the same check run: no second one
     assert repo.check_runs[run_id].status == "completed"
     assert len(pull.reviews) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "GITHUB_APP_ID is not set"),
+        ({"GITHUB_APP_ID": "1"}, "GITHUB_PRIVATE_KEY (or GITHUB_PRIVATE_KEY_PATH) is not set"),
+        (
+            {
+                "GITHUB_APP_ID": "1",
+                "GITHUB_PRIVATE_KEY_PATH": "/nope.pem",
+                "GITHUB_WEBHOOK_SECRET": "s",
+            },
+            "GITHUB_PRIVATE_KEY_PATH does not name a readable file",
+        ),
+        (
+            {"GITHUB_APP_ID": "1", "GITHUB_PRIVATE_KEY": "not-a-pem-SECRETVALUE"},
+            "GITHUB_WEBHOOK_SECRET is not set",
+        ),
+        (
+            {
+                "GITHUB_APP_ID": "1",
+                "GITHUB_PRIVATE_KEY": "not-a-pem-SECRETVALUE",
+                "GITHUB_WEBHOOK_SECRET": "s",
+            },
+            "private key is not a PEM private key",
+        ),
+        ({"GITHUB_APP_ID": "abc"}, "invalid environment variable GITHUB_APP_ID"),
+        (
+            {
+                "GITHUB_APP_ID": "1",
+                "GITHUB_PRIVATE_KEY": "x",
+                "GITHUB_WEBHOOK_SECRET": "s",
+                "PORT": "99999",
+            },
+            "invalid environment variable PORT",
+        ),
+    ],
+    ids=[
+        "no-app-id",
+        "no-key",
+        "key-path-missing",
+        "no-secret",
+        "bad-pem",
+        "bad-app-id",
+        "bad-port",
+    ],
+)
+def test_serve_refuses_to_start_with_one_clear_line(env, message, tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    clean = {
+        k: v
+        for k, v in __import__("os").environ.items()
+        if not k.startswith(("GITHUB_", "OPENAI_", "AZURE_", "DOCGEN_", "PORT"))
+    }
+    clean.update(env)
+    clean["DOCGEN_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "serve", "--port", "0"],
+        env=clean,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and message in lines[0], proc.stderr
+    assert "SECRETVALUE" not in proc.stderr
