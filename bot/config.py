@@ -94,6 +94,7 @@ class Settings(BaseSettings):
     docgen_workers: int = Field(default=2, ge=1, le=64)  # in-process job workers
     docgen_run_drafts: bool = False
     docgen_skip_forks: bool = False
+    docgen_reply_to_strangers: bool = False  # one polite reply to /docgen from non-members
 
     @field_validator("github_api_url")
     @classmethod

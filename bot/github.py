@@ -1156,6 +1156,17 @@ class PullRequestAPI:
             )
         return len(payloads)
 
+    async def report_progress(self, check_run_id: int, *, title: str, summary: str) -> None:
+        """Say on a running check run what it is waiting for (it stays in progress)."""
+        payload = {"status": "in_progress", "output": check_run_output(title, summary)}
+        await self._send(
+            "PATCH",
+            "/repos/{owner}/{repo}/check-runs/{check_run_id}",
+            lambda: self._gh.rest.checks.async_update(
+                self.owner, self.repo, check_run_id, data=payload, headers=self._headers
+            ),
+        )
+
     async def create_review(
         self,
         number: int,

@@ -88,6 +88,7 @@ def build(
     provider=None,
     poll_interval: float = 0.2,
     write_interval: float = 1.0,
+    github_clock=None,
 ) -> Runtime:
     """Assemble web app, journal, workers and clients from ``settings``."""
     check_settings(settings)
@@ -98,7 +99,7 @@ def build(
     except OSError as exc:
         raise StartupError(f"DOCGEN_DATA_DIR is not writable ({exc.strerror})") from None
     try:
-        app_github = make_app_github(settings, async_transport=github_transport)
+        app_github = make_app_github(settings, async_transport=github_transport, clock=github_clock)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
     try:
@@ -106,7 +107,7 @@ def build(
     except ConfigError as exc:
         raise StartupError(str(exc)) from None
     # write_interval: GitHub asks for ≥ 1 s between content-creating requests.
-    clients = InstallationClients(app_github, write_interval=write_interval)
+    clients = InstallationClients(app_github, write_interval=write_interval, clock=github_clock)
     metrics = Metrics()
     counter = TokenCounter(
         load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))
@@ -156,6 +157,7 @@ def build(
             app_id=settings.github_app_id,
             run_drafts=settings.docgen_run_drafts,
             skip_forks=settings.docgen_skip_forks,
+            reply_to_strangers=settings.docgen_reply_to_strangers,
             wake=pool.wake,
             forget=clients.forget,
             lifespan=lifespan,

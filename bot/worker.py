@@ -131,6 +131,8 @@ async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
             await review(job, ctx, deps, api)
         except GitHubUnavailable as exc:
             retry_at = getattr(exc, "retry_at", None) or deps.clock() + 60
+            when = time.strftime("%H:%M UTC", time.gmtime(retry_at))
+            await _report_retry(ctx, api, f"GitHub is unavailable ({exc}); retrying at {when}.")
             raise RetryLater(retry_at, f"GitHub unavailable: {exc}") from None
         except NotFound as exc:
             await _fail_check_run(ctx, api, f"Not found on GitHub: {exc}")
@@ -140,6 +142,12 @@ async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
                 # The journal gives up after this attempt: say so where users look.
                 await _fail_check_run(
                     ctx, api, f"docgen gave up after {job.attempts} attempts: {exc}"
+                )
+            else:
+                await _report_retry(
+                    ctx,
+                    api,
+                    f"Attempt {job.attempts} failed ({type(exc).__name__}: {exc}); docgen will retry.",
                 )
             raise
         finally:
@@ -151,6 +159,19 @@ def _count_api_calls(api: PullRequestAPI, metrics: Metrics) -> None:
         metrics.github_calls.labels(route.split(" ", 1)[0]).inc(n)
     if api.last_rate_limit_remaining is not None:
         metrics.rate_limit_remaining.set(api.last_rate_limit_remaining)
+
+
+async def _report_retry(ctx: JobContext, api: PullRequestAPI, reason: str) -> None:
+    """Tell the PR, on its running check run, why the run is waiting (best effort)."""
+    check_run_id = ctx.data.get("check_run_id")
+    if not check_run_id:
+        return
+    try:
+        await api.report_progress(
+            int(check_run_id), title="Waiting to retry", summary=logs.REDACTOR(reason)[:2000]
+        )
+    except Exception as exc:  # GitHub may well be what is failing
+        log.info("could not report the retry on the check run: %s", exc)
 
 
 async def _fail_check_run(ctx: JobContext, api: PullRequestAPI, reason: str) -> None:

@@ -29,7 +29,7 @@ PATH = "shop/inventory.py"
 
 
 @pytest.fixture
-def app_env(fake_github, private_key_pem, tmp_path, monkeypatch):
+def app_env(fake_github, private_key_pem, tmp_path, fake_clock):
     settings = Settings(
         github_app_id=APP_ID,
         github_private_key=private_key_pem,
@@ -44,6 +44,7 @@ def app_env(fake_github, private_key_pem, tmp_path, monkeypatch):
         provider=OfflineProvider(),
         poll_interval=0.01,
         write_interval=0.0,
+        github_clock=fake_clock,  # GitHub back-off waits pass instantly
     )
     with TestClient(runtime.app) as client:
         yield client, runtime, fake_github
@@ -133,6 +134,27 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     assert 'docgen_github_api_calls_total{method="POST"}' in metrics
     assert 'docgen_jobs{state="done"} 2.0' in metrics
     assert "docgen_github_rate_limit_remaining" in metrics
+
+
+def test_github_outage_is_retried_later_and_the_check_run_says_why(app_env, make_pr):
+    from tests.fake_github import Fault
+
+    client, runtime, fake = app_env
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    fake.fail("pulls.files", *[Fault.server_error(502)] * 8)
+    deliver(client, "pull_request", payload_for(pull))
+    key = f"{OWNER}/{REPO}#1"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        [job] = runtime.journal.history(key)
+        if job.state == "queued" and job.last_error:
+            break
+        time.sleep(0.02)
+    assert job.state == "queued" and "GitHub unavailable" in job.last_error
+    assert job.run_after > time.time()  # deferred, not dropped
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.status == "in_progress" and run.title == "Waiting to retry"
+    assert "GitHub is unavailable" in run.summary and "retrying at" in run.summary
 
 
 def test_redelivery_is_acted_on_once(app_env, make_pr):
