@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +16,7 @@ from pathlib import Path
 import httpx
 from starlette.applications import Starlette
 
-from bot import logs
+from bot import logs, sentry
 from bot.app import Deps, create_app
 from bot.budget import TokenCounter, encoding_for_model, load_encoding
 from bot.cache import SqliteCache
@@ -166,29 +165,12 @@ def build(
     return Runtime(settings, app, journal, pool, clients, metrics)
 
 
-def init_sentry(settings: Settings) -> None:
-    """Errors and traces to Sentry, with secrets scrubbed from every event."""
-    if settings.sentry_dsn is None:
-        return
-    import sentry_sdk
-
-    def before_send(event, hint):  # type: ignore[no-untyped-def]
-        return logs.REDACTOR.scrub(event)
-
-    sentry_sdk.init(
-        dsn=settings.sentry_dsn.get_secret_value(),
-        send_default_pii=False,
-        before_send=before_send,
-        traces_sample_rate=float(os.environ.get("SENTRY_TRACES_SAMPLE_RATE", "0.1")),
-    )
-
-
 def serve(settings: Settings, host: str, port: int) -> None:
     """Run the web app and workers until SIGTERM/SIGINT."""
     import uvicorn
 
     logs.setup(settings.log_level, secrets=_secrets(settings))
-    init_sentry(settings)
+    sentry.init(settings)
     runtime = build(settings)
     uvicorn.run(
         runtime.app,
