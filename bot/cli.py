@@ -76,6 +76,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (env PORT, default 8000)")
+
+    sub.add_parser(
+        "worker",
+        help="run job workers only (scale-out mode: needs REDIS_URL)",
+        description="Process review jobs from Redis (REDIS_URL), on any machine.",
+    )
+
+    setup = sub.add_parser(
+        "setup",
+        help="create the GitHub App from app.yml (manifest flow) and write a .env",
+        description="Serve a local page that registers the App from its manifest, receive "
+        "GitHub's code, exchange it and write GITHUB_APP_ID, GITHUB_PRIVATE_KEY and "
+        "GITHUB_WEBHOOK_SECRET to an .env file (mode 0600).",
+    )
+    setup.add_argument(
+        "--org", default=None, help="register under this organization (default: your user)"
+    )
+    setup.add_argument(
+        "--webhook-url", required=True, help="where GitHub will POST webhooks: https://HOST/webhook"
+    )
+    setup.add_argument("--name", default="docgen", help="the App's name on GitHub")
+    setup.add_argument("--host", default="127.0.0.1")
+    setup.add_argument("--port", type=int, default=8765)
+    setup.add_argument("--env-file", default=".env", help="where to write the credentials")
+    setup.add_argument("--manifest", default=None, help="app.yml to use (default: the bundled one)")
     return parser
 
 
@@ -313,6 +338,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "worker":
+            from bot.server import run_worker
+
+            return run_worker(load_settings())
+        if args.command == "setup":
+            from bot.setup_app import run_setup
+
+            return run_setup(args, load_settings())
     except UsageError as exc:
         print(f"docgen: {exc}", file=sys.stderr)
         return EXIT_USAGE
