@@ -183,18 +183,22 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
         report.skips.append(Skip(path, f"unreadable patch: {exc}"))
         return None
     if not fd.has_patch:
-        report.skips.append(
-            Skip(path, "no patch from GitHub (binary file or diff too large to show)")
-        )
+        # GitHub omits the patch of pure renames/copies (nothing to review) and of
+        # binary files or diffs too large to show (worth a line in the summary).
+        # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
+        if change.status not in ("renamed", "copied", "unchanged"):
+            report.skips.append(
+                Skip(path, "no patch from GitHub (binary file or diff too large to show)")
+            )
         return None
     if not fd.added_lines:
-        return None  # renamed or only deletions: nothing new to document
+        return None  # only deletions: nothing new to document
+    if change.head is None:
+        report.skips.append(Skip(path, "file content unavailable"))
+        return None
     result = extract_mod.extract(path, change.head, fd, ctx.config)
-    if change.head is None or (result.skips and not result.targets and not result.coverage.total):
-        if not result.skips:
-            report.skips.append(Skip(path, "file content unavailable"))
-        else:
-            report.skips.extend(result.skips)
+    if result.skips and not result.targets and not result.coverage.total:
+        report.skips.extend(result.skips)  # the file as a whole was skipped, with why
         return None
     text = (
         change.head.decode("utf-8-sig")

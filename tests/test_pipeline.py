@@ -192,7 +192,13 @@ class TestBadInputNeverCrashes:
         for batch in (changes, []):
             result = go(batch, context())
             assert result.report.outcomes == []
+            assert result.report.skips == []  # nothing to review is not a skip
             assert render.markdown_report(result.report)
+
+    def test_content_that_could_not_be_read(self):
+        change = FileChange("m.py", "modified", "@@ -1 +1,2 @@\n x = 1\n+y = 2\n", None)
+        result = go([change], context())
+        assert [s.reason for s in result.report.skips] == ["file content unavailable"]
 
     def test_crlf_tabs_and_encoding_line_survive(self):
         text = "# -*- coding: utf-8 -*-\r\nclass K:\r\n\tdef m(self, a):\r\n\t\tb = a\r\n\t\treturn b\r\n"
