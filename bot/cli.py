@@ -12,12 +12,10 @@ configuration error, with a one-line message on stderr.
 from __future__ import annotations
 
 import argparse
-import ast
 import asyncio
 import json
 import logging
 import sys
-import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TextIO
@@ -28,6 +26,7 @@ from bot import __version__, render
 from bot.budget import TokenBudget, TokenCounter, encoding_for_model, load_encoding
 from bot.cache import DocstringCache, MemoryCache, SqliteCache
 from bot.config import Settings, read_repo_config_file
+from bot.extract import collect_docstrings
 from bot.generate import ConfigError, make_provider
 from bot.localgit import GitError, read_changes
 from bot.models import Action, Decision, Style
@@ -189,18 +188,9 @@ def repo_docstrings(
             continue
         seen.add(p)
         try:
-            if p.stat().st_size > 1_000_000:
-                continue
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(p.read_bytes())
-        except (OSError, SyntaxError, ValueError, RecursionError):
+            out += collect_docstrings(p.read_bytes())
+        except OSError:
             continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
-                doc = ast.get_docstring(node)
-                if doc:
-                    out.append(doc)
     return out
 
 

@@ -920,3 +920,25 @@ def _extract_tree(
     return ExtractResult(
         path, targets=targets, skips=skips, coverage=coverage, docstrings=docstrings
     )
+
+
+def collect_docstrings(source: bytes, *, max_bytes: int = 1_000_000) -> list[str]:
+    """Every docstring in a module (module, classes, functions), raw, for style samples.
+
+    Never raises: an oversized or unparseable file gives [].
+    """
+    if len(source) > max_bytes:
+        return []
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            doc = ast.get_docstring(node, clean=False)
+            if doc:
+                out.append(doc)
+    return out

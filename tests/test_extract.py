@@ -901,3 +901,17 @@ def test_mutated_code_never_crashes(cut: int, insert: bytes) -> None:
     result = extract("pkg/mod.py", data, None, ALL)
     for t in result.targets:
         assert t.start <= t.def_line <= t.header_end <= t.body_start <= t.end
+
+
+def test_collect_docstrings_of_a_real_module():
+    import inspect
+    import textwrap as textwrap_mod
+
+    from bot.extract import collect_docstrings
+
+    source = inspect.getsource(textwrap_mod).encode()
+    docs = collect_docstrings(source)
+    assert docs[0].startswith("Text wrapping and filling.")
+    assert any("Object for wrapping/filling text." in d for d in docs)
+    assert collect_docstrings(b"def broken(:\n") == []
+    assert collect_docstrings(b"x = 1\n" * 10, max_bytes=5) == []
