@@ -23,24 +23,17 @@ from bot.cache import (
 )
 from bot.generate import GenerationItem, GenerationRequest, OpenAIProvider
 from bot.models import DocParts, Param, Style, Target
+from tests import factories
 from tests.fake_openai import API_KEY, recorded
 
 SOURCE = 'def add(a: int, b: int = 1) -> int:\n    """Old."""\n    return a + b\n'
 
 
 def make_target(source: str = SOURCE, qualname: str = "add", path: str = "m.py") -> Target:
-    return Target(
+    return factories.make_target(
         path=path,
         qualname=qualname,
-        kind="function",
-        is_async=False,
-        start=1,
-        def_line=1,
-        header_end=1,
-        body_start=2,
         end=source.count("\n"),
-        indent="",
-        body_indent="    ",
         params=(Param("a", "positional", "int"), Param("b", "positional", "int", "1")),
         returns="int",
         returns_value=True,

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from bot import style as style_mod
 from bot.models import DocParts, Param, Style, Target
 from bot.style import classify, compose, detect_for_file, detect_style, text_width
+from tests import factories
 
 FIXTURES = Path(__file__).parent / "fixtures" / "style"
 PARSER_STYLE = {
@@ -43,16 +44,9 @@ def make_target(
     yields: bool = False,
     body_indent: str = "    ",
 ) -> Target:
-    return Target(
+    return factories.make_target(
         path="pkg/mod.py",
-        qualname="f",
         kind=kind,
-        is_async=False,
-        start=1,
-        def_line=1,
-        header_end=1,
-        body_start=2,
-        end=2,
         indent=body_indent[:-4] if body_indent.endswith("    ") else "",
         body_indent=body_indent,
         params=params,
@@ -575,21 +569,8 @@ class TestDetectTypes:
         assert not style_mod.detect_types_for_file(["No params."], [self.GOOGLE_BARE], Style.GOOGLE)
 
     def test_compose_without_types(self):
-        t = Target(
-            path="m.py",
-            qualname="f",
-            kind="function",
-            is_async=False,
-            start=1,
-            def_line=1,
-            header_end=1,
-            body_start=2,
-            end=2,
-            indent="",
-            body_indent="    ",
-            params=(Param("x", "positional", "int"),),
-            returns="int",
-            returns_value=True,
+        t = factories.make_target(
+            params=(Param("x", "positional", "int"),), returns="int", returns_value=True
         )
         parts = DocParts("Double it.", params=(("x", "The x."),), returns="Twice x.")
         assert style_mod.compose(parts, t, Style.GOOGLE, types=False) == (

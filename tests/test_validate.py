@@ -9,21 +9,12 @@ import pytest
 from bot import validate
 from bot.models import Decision, DocParts, Edit, Param, Target
 from bot.validate import Accepted, apply_edits, literal_lines, make_edit, prove_module, same_code
+from tests.factories import make_target
 
 
 def target(**kw) -> Target:
     base = dict(
-        path="m.py",
         qualname="scale",
-        kind="function",
-        is_async=False,
-        start=1,
-        def_line=1,
-        header_end=1,
-        body_start=2,
-        end=2,
-        indent="",
-        body_indent="    ",
         params=(
             Param("values", "positional", "list[float]"),
             Param("factor", "positional", "float", "2.0"),
@@ -32,7 +23,7 @@ def target(**kw) -> Target:
         returns_value=True,
     )
     base.update(kw)
-    return Target(**base)
+    return make_target(**base)
 
 
 GOOD = DocParts(
