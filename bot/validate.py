@@ -367,16 +367,25 @@ def _defs_by_line(tree: ast.AST) -> dict[int, ast.AST]:
     return out
 
 
-def prove_edit(target: Target, edit: Edit, new_tree: ast.Module, shift: int) -> None:
+def prove_edit(
+    target: Target,
+    edit: Edit,
+    new_tree: ast.Module,
+    shift: int,
+    defs: dict[int, ast.AST] | None = None,
+) -> None:
     """Check in the parsed edited module that ``edit`` is exactly a docstring.
 
     ``shift`` is how many lines edits above this one added.  The definition must be
     found at its shifted line, and its first statement must be a string constant that
     spans exactly the inserted docstring lines.  Together with :func:`prove_module`
     (or the unchanged-bytes construction of :func:`apply_edits`) this proves
-    invariant 1 for the edit.  Raises :class:`NotEquivalent`.
+    invariant 1 for the edit.  Raises :class:`NotEquivalent`.  ``defs`` is the tree's
+    line → definition map; pass it when proving many edits of one tree (one walk).
     """
-    node = _defs_by_line(new_tree).get(target.def_line + shift)
+    if defs is None:
+        defs = _defs_by_line(new_tree)
+    node = defs.get(target.def_line + shift)
     if node is None:
         raise NotEquivalent(f"{target.qualname}: definition not found after the edit")
     first = node.body[0] if node.body else None
@@ -463,9 +472,10 @@ def prove_module(
             continue
         failures = []
         shift = 0
+        defs = _defs_by_line(tree)  # one walk per parse, not one per edit
         for a in pending:
             try:
-                prove_edit(a.target, a.edit, tree, shift)
+                prove_edit(a.target, a.edit, tree, shift, defs)
             except NotEquivalent as exc:
                 failures.append((a, str(exc)))
             shift += len(a.edit.lines) - (a.edit.end - a.edit.start + 1)
