@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import docstring_parser
 
 from bot.models import DocParts, Style, Target, Usage
+from bot.validate import MAX_SUMMARY_CHARS
 
 if TYPE_CHECKING:  # openai takes ~1 s to import: only the online path pays for it.
     import openai
@@ -804,6 +805,31 @@ def _existing(target: Target) -> docstring_parser.Docstring | None:
         return None
 
 
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
+
+
+def _old_prose(docstring: str | None, old: docstring_parser.Docstring | None) -> tuple[str, str]:
+    """The summary and description a stale docstring already had.
+
+    docstring_parser's short description is only the first *line*: a first sentence
+    that wraps onto the next line is joined back into the summary when it fits, else
+    the whole first paragraph stays in the description (and a fresh summary is made).
+    """
+    if not docstring or old is None:
+        return "", ""
+    short = " ".join((old.short_description or "").split())
+    long_text = (old.long_description or "").strip()
+    first = " ".join(_PARAGRAPH_BREAK.split(docstring.strip(), maxsplit=1)[0].split())
+    if not short or first == short or not first.startswith(short):
+        return short, long_text
+    # The parser cut a wrapped first paragraph: its tail opens long_description.
+    after = _PARAGRAPH_BREAK.split(long_text, maxsplit=1)
+    rest = after[1].strip() if len(after) > 1 else ""
+    if len(first) <= MAX_SUMMARY_CHARS:
+        return first, rest
+    return "", "\n\n".join(p for p in (first, rest) if p)
+
+
 def offline_parts(target: Target) -> DocParts:
     """A deterministic skeleton from the signature alone (the no-key fallback).
 
@@ -817,10 +843,9 @@ def offline_parts(target: Target) -> DocParts:
         (p.name, known.get(p.name) or _param_text(p.name, p.kind, p.default))
         for p in target.documentable_params
     )
-    summary = (old.short_description or "").strip() if old else ""
-    if not summary or "\n" in summary:
+    summary, description = _old_prose(target.docstring, old)
+    if not summary:
         summary = _summary_for(target)
-    description = (old.long_description or "").strip() if old else ""
     if target.kind == "class":
         return DocParts(summary=summary, description=description, params=params)
     returns = ""

@@ -212,7 +212,10 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
         ctx.default_style,
     )
     types = style_mod.detect_types_for_file(result.docstrings, ctx.repo_docstrings, style)
-    return _File(change, fd, text, text.splitlines(), result, style, types)
+    # Python's own line splitting (\n, \r\n, \r): str.splitlines also splits at \f,
+    # \x85, U+2028 ..., which would shift every line number after one of them.
+    lines = [line.rstrip("\r\n") for line in validate.split_lines(text)]
+    return _File(change, fd, text, lines, result, style, types)
 
 
 def _triage(target: Target, f: _File, config: RepoConfig) -> Outcome | None:

@@ -368,18 +368,29 @@ def _described_params(parts: DocParts, target: Target) -> list[tuple[Param, str]
     return [(p, given[p.name]) for p in target.documentable_params if p.name in given]
 
 
+def _google_type(annotation: str | None) -> str | None:
+    """The annotation for a Google entry, or None when a ':' in it would split the entry.
+
+    Google parsers (Napoleon, docstring_parser) cut ``name (type): desc`` at the first
+    colon, so ``Literal['a:b']`` or a ``lambda`` default in a type cannot be written
+    there; the signature still carries it.
+    """
+    cleaned = _clean_annotation(annotation)
+    return None if cleaned is None or ":" in cleaned else cleaned
+
+
 def _compose_google(parts: DocParts, target: Target, width: int, types: bool) -> list[str]:
     lines: list[str] = []
     params = _described_params(parts, target)
     if params:
         lines += ["", "Args:"]
         for param, desc in params:
-            annotation = _clean_annotation(param.annotation) if types else None
+            annotation = _google_type(param.annotation) if types else None
             head = f"{param.display_name} ({annotation})" if annotation else param.display_name
             lines += _fill(desc, width, f"    {head}: ", " " * 8)
     for title, desc, annotation in (
-        ("Returns", parts.returns, _return_type(target) if types else None),
-        ("Yields", parts.yields, _yield_type(target) if types else None),
+        ("Returns", parts.returns, _google_type(_return_type(target)) if types else None),
+        ("Yields", parts.yields, _google_type(_yield_type(target)) if types else None),
     ):
         if desc.strip():
             # One block, not a list of entries: continuation lines align with the
