@@ -190,6 +190,56 @@ def test_slash_command_reacts_and_runs(app_env, make_pr, fake_github):
     assert any("Parameters\n" in c["body"] for c in pull.comments)
 
 
+def comment_event(pull, comment_id, body, association="MEMBER"):
+    return {
+        "action": "created",
+        "issue": {"number": pull.number, "pull_request": {"url": "x"}},
+        "comment": {
+            "id": comment_id,
+            "body": body,
+            "author_association": association,
+            "user": {"login": "maintainer", "type": "User"},
+        },
+        "repository": {"full_name": f"{OWNER}/{REPO}"},
+        "installation": {"id": 1},
+    }
+
+
+def test_slash_command_with_paths_reviews_only_those(app_env, make_pr):
+    client, runtime, fake = app_env
+    other = "shop/extra.py"
+    extra = "def helper_one(a, b):\n    c = a + b\n    return c\n"
+    pull = make_pr({PATH: BASE}, {PATH: HEAD, other: extra})
+    comment_id = fake.add_issue_comment(
+        fake.repo(f"{OWNER}/{REPO}"), pull.number, "/docgen shop/extra.py"
+    )
+    assert (
+        deliver(
+            client, "issue_comment", comment_event(pull, comment_id, "/docgen shop/extra.py")
+        ).status_code
+        == 202
+    )
+    settle(runtime)
+    assert {c["path"] for c in pull.comments} == {other}
+
+
+def test_help_is_answered_in_the_conversation(app_env, make_pr):
+    client, runtime, fake = app_env
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    comment_id = fake.add_issue_comment(repo, pull.number, "/docgen help")
+    assert (
+        deliver(
+            client, "issue_comment", comment_event(pull, comment_id, "/docgen help")
+        ).status_code
+        == 202
+    )
+    settle(runtime)
+    replies = [c for c in repo.issue_comments.values() if c["id"] != comment_id]
+    assert len(replies) == 1 and "/docgen path/or/glob.py" in replies[0]["body"]
+    assert pull.reviews == [] and not repo.check_runs
+
+
 def test_auto_run_off_offers_a_button_then_runs_on_it(app_env, make_pr):
     client, runtime, fake = app_env
     base = {PATH: BASE, ".github/docgen.yml": "auto_run: false\n"}
