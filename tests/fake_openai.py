@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import email.utils
 import json
+import re
 import socket
 import threading
 import time
@@ -379,9 +380,14 @@ class FakeOpenAI:
 
     @staticmethod
     def _answer(item: dict[str, Any], step: str) -> dict[str, Any]:
-        name = str(item.get("qualname", "it")).rsplit(".", 1)[-1]
+        source = str(item.get("source", ""))
+        found = re.search(r"(?:def|class)\s+(\w+)", source)
+        name = found.group(1) if found else "it"
         params = [
-            {"name": p["name"], "description": f"Value that controls how {name} behaves."}
+            {
+                "name": p["name"] if isinstance(p, dict) else str(p),
+                "description": f"Value that controls how {name} behaves.",
+            }
             for p in item.get("params", [])
         ]
         summary = "Carry out one step of the workflow and report the outcome."

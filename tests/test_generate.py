@@ -35,6 +35,7 @@ from bot.generate import (
     RetryPolicy,
     build_messages,
     context_for,
+    item_ids,
     make_provider,
     offline_parts,
     parse_response,
@@ -159,20 +160,16 @@ def test_build_messages_shape_and_purity() -> None:
     assert "google docstring style" in system and "in English" in system
     assert "72" in system
     items = json.loads(user)["items"]
-    assert [i["id"] for i in items] == [LOAD.id, TOP.id]
+    assert [i["id"] for i in items] == ["1", "2"]  # short ids; mapped back by item_ids
+    assert item_ids(req) == {"1": LOAD.id, "2": TOP.id}
     load, top = items
-    assert load["params"] == [
-        {"name": "path", "annotation": "str"},
-        {"name": "strict", "annotation": "bool", "default": "True"},
-    ]
+    # Only what the source does not say: the exact names and the sections called for.
+    assert load["params"] == ["path", "strict"]
     assert (load["returns"], load["yields"], load["raises"]) == (True, False, ["FileNotFoundError"])
     assert load["context"].startswith("@dataclass(frozen=True)\nclass Store(Base,")
     assert load["source"].startswith("def load(self")  # dedented
-    assert "fix" not in load
-    assert top["params"][1:] == [
-        {"name": "args", "kind": "*args"},
-        {"name": "kwargs", "kind": "**kwargs"},
-    ]
+    assert set(load) == {"id", "params", "returns", "yields", "raises", "context", "source"}
+    assert top["params"][1:] == ["args", "kwargs"]
     assert top["fix"] == ["DG202 does not document parameters: x"]
     assert "def items" not in user  # only the requested definitions, never the file
 
