@@ -19,6 +19,11 @@ client could get wrong:
   object media type, and are refused (403 ``too_large``) with the default one.
 * Pagination: ``per_page`` (default 30, at most 100) and ``Link`` headers; the files
   of a PR stop at 3,000.
+* App manifests: :meth:`FakeGitHub.register_manifest` stands for the person pressing
+  *Create GitHub App* on GitHub's page and returns the one-hour, one-use ``code``;
+  ``POST /app-manifests/{code}/conversions`` (no auth) answers 201 with the new App's
+  id, slug, ``pem`` and ``webhook_secret``, and from then on the fake *is* that App
+  (its key signs the JWTs it accepts).
 
 Every request is recorded in :attr:`FakeGitHub.calls`.  A route the fake does not know,
 or a request it cannot handle, answers 500 *and* is recorded in
@@ -52,6 +57,8 @@ from urllib.parse import urlencode
 
 import jwt
 import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -382,6 +389,7 @@ _ROUTE_TABLE: list[tuple[str, str, str]] = [
         rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/issues/(?P<number>\d+)/comments",
         "issue_comments.create",
     ),
+    ("POST", r"/app-manifests/(?P<code>[A-Za-z0-9_-]+)/conversions", "manifests.convert"),
 ]
 ROUTES = [(m, re.compile(p + r"\Z"), name) for m, p, name in _ROUTE_TABLE]
 ROUTE_NAMES = frozenset(name for _, _, name in _ROUTE_TABLE)
@@ -409,6 +417,8 @@ class FakeGitHub:
         self.tokens: dict[str, tuple[int, float]] = {}  # token -> (installation, expires)
         self.installations: set[int] = set()
         self.repos: dict[str, Repo] = {}
+        # code -> (manifest, expiry), from register_manifest
+        self.manifest_codes: dict[str, tuple[dict[str, Any], float]] = {}
         self.rate_used: dict[int, int] = {}
         self.rate_reset = int(time.time()) + 3600
         self._faults: dict[str, deque[Fault]] = {}
@@ -566,6 +576,22 @@ class FakeGitHub:
         }
         return comment_id
 
+    def register_manifest(self, manifest: str | Mapping[str, Any]) -> str:
+        """What GitHub does when someone submits the manifest form: the ``code`` it redirects with.
+
+        ``manifest`` is the form's ``manifest`` field (JSON) or its parsed value.
+        https://docs.github.com/en/apps/sharing-github-apps/registering-a-github-app-from-a-manifest
+        """
+        data = json.loads(manifest) if isinstance(manifest, str) else dict(manifest)
+        if not isinstance(data.get("url"), str) or not data["url"]:
+            raise ValueError("a manifest needs `url`, the App's homepage")
+        hook = data.get("hook_attributes")
+        if hook is not None and not (isinstance(hook, dict) and hook.get("url")):
+            raise ValueError("`hook_attributes` needs a `url`")
+        code = secrets.token_hex(10)
+        self.manifest_codes[code] = (data, time.time() + 3600)  # valid for an hour, once
+        return code
+
     def fail(self, route: str, *faults: Fault) -> None:
         """Answer the next requests to ``route`` (a name in :data:`ROUTE_NAMES`) with faults."""
         if route not in ROUTE_NAMES:
@@ -662,7 +688,11 @@ class FakeGitHub:
         response.headers["x-ratelimit-reset"] = str(self.rate_reset)
         response.headers["x-ratelimit-resource"] = "core"
 
-    def _authenticate(self, route: str, params: dict[str, str], headers: dict[str, str]) -> int:
+    def _authenticate(
+        self, route: str, params: dict[str, str], headers: dict[str, str]
+    ) -> int | None:
+        if route == "manifests.convert":  # the code is the credential
+            return None
         scheme, _, credential = headers.get("authorization", "").partition(" ")
         if route == "tokens.create":
             if scheme.lower() != "bearer":
@@ -1358,6 +1388,47 @@ class FakeGitHub:
                 "updated_at": _ts(time.time()),
                 "issue_url": f"{api}/issues/{number}",
                 "author_association": "NONE",
+            },
+            status_code=201,
+        )
+
+    # ---------------------------------------------------------- app manifests
+
+    def _manifests_convert(self, request: Request, params, payload, installation: None) -> Response:
+        doc = "https://docs.github.com/rest/apps/apps#create-a-github-app-from-a-manifest"
+        with self._lock:
+            manifest, expires = self.manifest_codes.pop(params["code"], (None, 0.0))
+        if manifest is None or expires <= time.time():
+            raise _not_found(doc)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem = key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,  # "BEGIN RSA PRIVATE KEY", as GitHub
+            serialization.NoEncryption(),
+        ).decode()
+        self.app_id, self.public_key = next(self._ids), key.public_key()
+        name = manifest.get("name") or "my-app"
+        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        hook = manifest.get("hook_attributes")
+        return JSONResponse(
+            {
+                "id": self.app_id,
+                "slug": slug,
+                "node_id": _node_id("Integration", self.app_id),
+                "client_id": f"Iv1.{secrets.token_hex(8)}",
+                "owner": _user("octocat", 583231),
+                "name": name,
+                "description": manifest.get("description") or "",
+                "external_url": manifest["url"],
+                "html_url": f"{WEB}/apps/{slug}",
+                "created_at": _ts(time.time()),
+                "updated_at": _ts(time.time()),
+                "permissions": {"metadata": "read", **manifest.get("default_permissions", {})},
+                "events": list(manifest.get("default_events", [])),
+                "installations_count": 0,
+                "client_secret": secrets.token_hex(20),
+                "webhook_secret": secrets.token_hex(20) if hook else None,
+                "pem": pem,
             },
             status_code=201,
         )
