@@ -7,6 +7,7 @@ validation, so a hit can be used as is.
 
 :class:`SqliteCache` persists across runs (``DOCGEN_DATA_DIR``); it opens one
 connection per operation, which keeps it safe from any thread or event loop.
+:class:`RedisCache` is the one ``docgen worker`` processes share (``REDIS_URL``).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ import time
 from collections import OrderedDict
 from contextlib import closing
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+
+from redis.exceptions import RedisError
 
 from bot.generate import PROMPT_VERSION
 from bot.models import DocParts, Style, Target
@@ -186,3 +189,39 @@ class SqliteCache:
     def __len__(self) -> int:
         with closing(self._connect()) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM docstrings").fetchone()[0])
+
+
+class RedisCache:
+    """The cache in Redis, shared by every worker process; entries expire after ``ttl`` s.
+
+    ``client`` is a synchronous ``redis.Redis``.  Redis trouble never fails a run: the
+    cache only saves tokens, so an error is logged and counts as a miss (or a lost put).
+    """
+
+    def __init__(self, client: Any, *, prefix: str = "docgen", ttl: int = 30 * 24 * 3600) -> None:
+        self.client = client
+        self.prefix = prefix
+        self.ttl = ttl
+
+    def _key(self, key: str) -> str:
+        return f"{self.prefix}:cache:{key}"
+
+    def get(self, key: str) -> DocParts | None:
+        try:
+            raw = self.client.get(self._key(key))
+        except RedisError as exc:
+            log.warning("docstring cache unavailable (a miss): %s", exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            return parts_from_json(raw)
+        except (ValueError, TypeError):
+            log.warning("ignoring an unreadable cache entry %s", key[:12])
+            return None
+
+    def put(self, key: str, parts: DocParts) -> None:
+        try:
+            self.client.set(self._key(key), parts_to_json(parts), ex=self.ttl)
+        except RedisError as exc:
+            log.warning("docstring cache unavailable (not stored): %s", exc)

@@ -95,6 +95,20 @@ class Settings(BaseSettings):
     docgen_run_drafts: bool = False
     docgen_skip_forks: bool = False
     docgen_reply_to_strangers: bool = False  # one polite reply to /docgen from non-members
+    docgen_job_timeout: float = Field(default=900.0, gt=0)  # seconds one job run may take
+
+    # Scale-out: with REDIS_URL, ``docgen serve`` only enqueues and ``docgen worker``
+    # processes run the jobs (bot.redisq).  Unset: the embedded SQLite journal.
+    redis_url: SecretStr | None = None  # a secret: the URL may carry a password
+    docgen_redis_prefix: str = Field(default="docgen", pattern=r"^[A-Za-z0-9_.-]+$")
+    # How long a killed worker's job waits before another worker runs it; a live worker
+    # renews its lease every third of this.
+    docgen_job_lease: float = Field(default=30.0, ge=1, le=600)
+
+    @field_validator("redis_url", mode="before")
+    @classmethod
+    def _blank_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("github_api_url")
     @classmethod

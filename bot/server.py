@@ -1,35 +1,53 @@
-"""``docgen serve``: the web app plus in-process workers on one SQLite journal.
+"""``docgen serve`` and ``docgen worker``: the processes, assembled from settings.
 
-Everything the process needs is built here, once, from :class:`~bot.config.Settings`,
+Without ``REDIS_URL``, ``docgen serve`` is the whole App: the web app plus in-process
+workers on one SQLite journal.  With it, ``docgen serve`` only verifies, records and
+enqueues (:class:`bot.redisq.RedisJournal`), and ``docgen worker`` processes run the
+jobs through arq with the same handler (:func:`build_worker`).
+
+Everything a process needs is built here, once, from :class:`~bot.config.Settings`,
 and handed down: no module-level clients.  Missing or invalid settings stop start-up
 with one line naming the variable (never its value).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
+import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import httpx
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 
 from bot import logs, sentry
 from bot.app import Deps, create_app
 from bot.budget import TokenCounter, encoding_for_model, load_encoding
-from bot.cache import SqliteCache
+from bot.cache import DocstringCache, RedisCache, SqliteCache
 from bot.config import Settings
 from bot.generate import ConfigError, make_provider
 from bot.github import InstallationClients, make_app_github
 from bot.jobs import Journal, WorkerPool
 from bot.metrics import Metrics
+from bot.redisq import RedisJournal, make_worker
 from bot.worker import TimedProvider, WorkerDeps, make_handler
+
+if TYPE_CHECKING:
+    from arq.worker import Worker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DATA_DIR = Path("docgen-data")
+NO_REDIS = (
+    "REDIS_URL is not set (docgen worker needs the Redis queue; "
+    "docgen serve runs workers in-process without it)"
+)
 
 
 class StartupError(Exception):
@@ -42,9 +60,9 @@ class Runtime:
 
     settings: Settings
     app: Starlette
-    journal: Journal
-    pool: WorkerPool
-    clients: InstallationClients
+    journal: Journal | RedisJournal
+    pool: WorkerPool | None  # None: web only, ``docgen worker`` runs the jobs (REDIS_URL)
+    clients: InstallationClients | None
     metrics: Metrics
 
 
@@ -64,6 +82,13 @@ def check_settings(settings: Settings) -> None:
         raise StartupError("GITHUB_WEBHOOK_SECRET is not set")
     if not settings.github_api_url.startswith(("https://", "http://")):
         raise StartupError("GITHUB_API_URL must be an http(s) URL")
+    redis_url = _redis_url(settings)
+    if redis_url is not None and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        raise StartupError("REDIS_URL must be a redis://, rediss:// or unix:// URL")
+
+
+def _redis_url(settings: Settings) -> str | None:
+    return None if settings.redis_url is None else settings.redis_url.get_secret_value()
 
 
 def _secrets(settings: Settings) -> list[str]:
@@ -74,10 +99,67 @@ def _secrets(settings: Settings) -> list[str]:
         settings.openai_api_key,
         settings.azure_openai_api_key,
         settings.sentry_dsn,
+        settings.redis_url,
     ):
         if value is not None:
             out.append(value.get_secret_value())
+    redis_url = _redis_url(settings)
+    if redis_url is not None:
+        with contextlib.suppress(ValueError):
+            if password := urlsplit(redis_url).password:
+                out.append(password)
     return out
+
+
+def _redis_journal(settings: Settings) -> RedisJournal:
+    """The Redis journal of ``REDIS_URL``, reachable now, or a StartupError."""
+    url = _redis_url(settings)
+    assert url is not None
+    journal = RedisJournal.from_url(
+        url, prefix=settings.docgen_redis_prefix, lease=settings.docgen_job_lease
+    )
+    try:
+        journal.client.ping()
+    except (RedisError, OSError) as exc:
+        journal.close()
+        raise StartupError(f"REDIS_URL: cannot reach Redis ({logs.REDACTOR(str(exc))})") from None
+    return journal
+
+
+def _worker_deps(
+    settings: Settings,
+    journal: Journal | RedisJournal,
+    cache: DocstringCache,
+    metrics: Metrics,
+    *,
+    github_transport: httpx.AsyncBaseTransport | None,
+    provider,
+    write_interval: float,
+    github_clock,
+) -> WorkerDeps:
+    """What a job needs (GitHub clients, the model, token counting), for either mode."""
+    try:
+        app_github = make_app_github(settings, async_transport=github_transport, clock=github_clock)
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    try:
+        provider = provider or make_provider(settings)
+    except ConfigError as exc:
+        raise StartupError(str(exc)) from None
+    # write_interval: GitHub asks for ≥ 1 s between content-creating requests.
+    clients = InstallationClients(app_github, write_interval=write_interval, clock=github_clock)
+    counter = TokenCounter(
+        load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))
+    )
+    return WorkerDeps(
+        settings=settings,
+        clients=clients,
+        provider=TimedProvider(provider, metrics),
+        cache=cache,
+        counter=counter,
+        journal=journal,  # type: ignore[arg-type]  # RedisJournal has the methods used
+        metrics=metrics,
+    )
 
 
 def build(
@@ -89,42 +171,37 @@ def build(
     write_interval: float = 1.0,
     github_clock=None,
 ) -> Runtime:
-    """Assemble web app, journal, workers and clients from ``settings``."""
+    """Assemble web app, journal, workers and clients from ``settings``.
+
+    With ``REDIS_URL``: the web app only (:func:`build_web`); jobs go to Redis.
+    """
     check_settings(settings)
+    if settings.redis_url is not None:
+        return build_web(settings)
     data_dir = settings.docgen_data_dir or DEFAULT_DATA_DIR
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         journal = Journal.in_dir(data_dir)
     except OSError as exc:
         raise StartupError(f"DOCGEN_DATA_DIR is not writable ({exc.strerror})") from None
-    try:
-        app_github = make_app_github(settings, async_transport=github_transport, clock=github_clock)
-    except ValueError as exc:
-        raise StartupError(str(exc)) from None
-    try:
-        provider = provider or make_provider(settings)
-    except ConfigError as exc:
-        raise StartupError(str(exc)) from None
-    # write_interval: GitHub asks for ≥ 1 s between content-creating requests.
-    clients = InstallationClients(app_github, write_interval=write_interval, clock=github_clock)
     metrics = Metrics()
-    counter = TokenCounter(
-        load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))
+    deps = _worker_deps(
+        settings,
+        journal,
+        SqliteCache(data_dir / "cache.sqlite3"),
+        metrics,
+        github_transport=github_transport,
+        provider=provider,
+        write_interval=write_interval,
+        github_clock=github_clock,
     )
-    deps = WorkerDeps(
-        settings=settings,
-        clients=clients,
-        provider=TimedProvider(provider, metrics),
-        cache=SqliteCache(data_dir / "cache.sqlite3"),
-        counter=counter,
-        journal=journal,
-        metrics=metrics,
-    )
+    clients = deps.clients
     pool = WorkerPool(
         journal,
         make_handler(deps),
         concurrency=settings.docgen_workers,
         poll_interval=poll_interval,
+        job_timeout=settings.docgen_job_timeout,
     )
 
     def job_gauges(m: Metrics) -> None:
@@ -165,8 +242,117 @@ def build(
     return Runtime(settings, app, journal, pool, clients, metrics)
 
 
+def build_web(settings: Settings) -> Runtime:
+    """The web app alone over the Redis journal: verify, record, enqueue, answer."""
+    check_settings(settings)
+    journal = _redis_journal(settings)
+    metrics = Metrics()
+
+    def job_gauges(m: Metrics) -> None:
+        try:
+            counts = journal.counts()
+        except RedisError as exc:
+            log.warning("could not read the queue length: %s", exc)
+            return
+        for state, count in counts.items():
+            m.jobs.labels(state).set(count)
+
+    metrics.on_collect(job_gauges)
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        log.info("docgen started (web only: docgen worker processes run the jobs from Redis)")
+        try:
+            yield
+        finally:
+            journal.close()
+            log.info("docgen stopped")
+
+    secret = settings.github_webhook_secret
+    assert secret is not None
+    app = create_app(
+        Deps(
+            webhook_secret=secret.get_secret_value(),
+            journal=journal,  # type: ignore[arg-type]  # the same methods, in Redis
+            metrics=metrics,
+            app_id=settings.github_app_id,
+            run_drafts=settings.docgen_run_drafts,
+            skip_forks=settings.docgen_skip_forks,
+            reply_to_strangers=settings.docgen_reply_to_strangers,
+            # Installation tokens are cached in the workers; a deleted installation's
+            # tokens are revoked by GitHub and expire within the hour anyway.
+            lifespan=lifespan,
+        )
+    )
+    return Runtime(settings, app, journal, None, None, metrics)
+
+
+def build_worker(
+    settings: Settings,
+    *,
+    github_transport: httpx.AsyncBaseTransport | None = None,
+    provider=None,
+    write_interval: float = 1.0,
+    github_clock=None,
+) -> Worker:
+    """The arq worker of ``docgen worker``; call with its event loop set as current."""
+    check_settings(settings)
+    url = _redis_url(settings)
+    if url is None:
+        raise StartupError(NO_REDIS)
+    journal = _redis_journal(settings)
+    deps = _worker_deps(
+        settings,
+        journal,
+        RedisCache(journal.client, prefix=settings.docgen_redis_prefix),
+        Metrics(),
+        github_transport=github_transport,
+        provider=provider,
+        write_interval=write_interval,
+        github_clock=github_clock,
+    )
+    log.info(
+        "docgen worker started",
+        extra={"workers": settings.docgen_workers, "lease_s": settings.docgen_job_lease},
+    )
+    return make_worker(
+        journal,
+        make_handler(deps),
+        redis_url=url,
+        concurrency=settings.docgen_workers,
+        job_timeout=settings.docgen_job_timeout,
+        on_shutdown=journal.close,
+    )
+
+
+def run_worker(settings: Settings) -> int:
+    """``docgen worker``: run jobs from Redis until SIGTERM/SIGINT; the exit code."""
+    if settings.redis_url is None:
+        print(f"docgen: {NO_REDIS}", file=sys.stderr)
+        return 2
+    # JSON lines only: drop the plain handler ``docgen``'s main() set up for other commands.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    logs.setup(settings.log_level, secrets=_secrets(settings))
+    sentry.init(settings)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # arq's Worker takes the current loop
+    try:
+        try:
+            worker = build_worker(settings)
+        except StartupError as exc:
+            print(f"docgen: {exc}", file=sys.stderr)
+            return 2
+        worker.run()  # returns after SIGTERM/SIGINT, running jobs drained or handed back
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return 0
+
+
 def serve(settings: Settings, host: str, port: int) -> None:
-    """Run the web app and workers until SIGTERM/SIGINT."""
+    """Run the web app (and, without REDIS_URL, the workers) until SIGTERM/SIGINT."""
     import uvicorn
 
     logs.setup(settings.log_level, secrets=_secrets(settings))

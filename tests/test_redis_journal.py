@@ -1,0 +1,335 @@
+"""The Redis journal and the job runner against a real Redis, in-process (no arq worker).
+
+The process-level behaviour (web → Redis → ``docgen worker``, kill -9, two web
+processes) is in ``test_redis_e2e.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.jobs import deserialize_job
+from arq.worker import Retry
+
+from bot.cache import RedisCache
+from bot.jobs import JobLost, JobState, PermanentJobError, RetryLater
+from bot.models import DocParts
+from bot.redisq import BUSY_POLL, DELIVERY_CLAIM, JOB_FUNCTION, JobRunner, RedisJournal
+from tests import redis_helpers
+from tests.redis_helpers import free_port, redis_client
+
+redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
+
+KEY = "octo/demo#1"
+WEEK = 7 * 24 * 3600
+
+
+@pytest.fixture
+def journal(redis_url, ns):
+    j = RedisJournal.from_url(redis_url, prefix=ns, lease=2.0, max_attempts=2, rng=lambda: 0.5)
+    yield j
+    j.close()
+
+
+def enqueue(journal, key=KEY, delivery_id="d1", **payload):
+    return journal.enqueue(key, "review", {"number": 1, **payload}, delivery_id=delivery_id)
+
+
+def test_a_delivery_is_recorded_once_and_kept_a_week(journal):
+    assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+    assert not journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+    assert journal.delivery_seen("d1") and not journal.delivery_seen("d2")
+    assert WEEK - 5 < journal.client.ttl(f"{journal.prefix}:delivery:d1") <= WEEK
+
+
+def test_in_a_block_a_delivery_is_a_claim_until_its_job_is_written(journal):
+    key = f"{journal.prefix}:delivery:d1"
+    with journal.atomic():
+        assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+        assert journal.client.ttl(key) <= DELIVERY_CLAIM  # a web process killed here: redeliverable
+        enqueue(journal)
+        assert journal.client.ttl(key) > WEEK - 5  # final, in the job's own transaction
+    with journal.atomic():  # an ignored event: final when the block ends
+        assert journal.record_delivery("d2", "ping", None, outcome="ignore")
+    assert journal.client.ttl(f"{journal.prefix}:delivery:d2") > WEEK - 5
+
+
+def test_a_failed_block_forgets_its_delivery(journal):
+    with pytest.raises(RuntimeError), journal.atomic():
+        assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+        raise RuntimeError("crash between the two writes")
+    assert not journal.delivery_seen("d1")
+    assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+
+
+def test_enqueue_writes_our_job_and_arqs(journal):
+    result = enqueue(journal, head_sha="a" * 40)
+    assert (result.job_id, result.coalesced, result.behind) == (1, False, None)
+    job = journal.get(result.job_id)
+    assert job.state == JobState.QUEUED and job.key == KEY and job.attempts == 0
+    assert job.payload == {"number": 1, "head_sha": "a" * 40} and job.delivery_id == "d1"
+    arq_id = journal.arq_job_id(result.job_id)
+    assert journal.client.zscore(journal.queue_name, arq_id) is not None
+    raw = journal.client.get(job_key_prefix + arq_id)
+    definition = deserialize_job(raw.encode(), deserializer=json.loads)  # JSON, never pickle
+    assert definition.function == JOB_FUNCTION and list(definition.args) == [result.job_id]
+    assert journal.counts() == {"queued": 1}
+
+
+def test_a_newer_job_supersedes_a_queued_one(journal):
+    first = enqueue(journal, delivery_id="d1")
+    second = enqueue(journal, delivery_id="d2")
+    assert second.coalesced and second.behind is None
+    assert journal.get(first.job_id).state == JobState.SUPERSEDED
+    assert journal.is_superseded(first.job_id) and not journal.is_superseded(second.job_id)
+    claim = journal.claim(first.job_id, "w1")
+    assert claim.job is None and "superseded" in claim.reason  # arq's run of it is a no-op
+    assert journal.claim(second.job_id, "w1").job is not None
+
+
+def test_a_running_job_is_told_and_the_newer_one_waits_for_it(journal):
+    first = enqueue(journal)
+    assert journal.claim(first.job_id, "w1").job.attempts == 1
+    second = enqueue(journal, delivery_id="d2")
+    assert second.behind == first.job_id and not second.coalesced
+    assert journal.is_superseded(first.job_id)
+    busy = journal.claim(second.job_id, "w2")
+    assert busy.job is None and busy.retry_in == BUSY_POLL
+    assert journal.complete(first.job_id, token="w1")
+    assert journal.get(first.job_id).state == JobState.DONE
+    assert journal.claim(second.job_id, "w2").job is not None
+
+
+def test_superseded_data_names_the_check_runs_left_open(journal):
+    first = enqueue(journal)
+    journal.claim(first.job_id, "w1")
+    journal.save_data(first.job_id, {"check_run_id": 7, "check_run_sha": "a"}, token="w1")
+    assert journal.fail(first.job_id, "boom", token="w1", retry=True)[0] == JobState.QUEUED
+    second = enqueue(journal, delivery_id="d2")
+    third = enqueue(journal, delivery_id="d3")
+    journal.claim(third.job_id, "w2")
+    assert journal.get(second.job_id).state == JobState.SUPERSEDED
+    assert journal.superseded_data(third.job_id) == [{"check_run_id": 7, "check_run_sha": "a"}]
+    journal.complete(third.job_id, token="w2")
+    fourth = enqueue(journal, delivery_id="d4")
+    assert journal.superseded_data(fourth.job_id) == []  # the done one concluded its own
+
+
+def test_a_dead_run_is_taken_over_after_one_lease_with_its_data(journal):
+    journal.lease = 0.3
+    job_id = enqueue(journal).job_id
+    journal.claim(job_id, "dead", arq_job_id="arq-1")
+    journal.client.set(in_progress_key_prefix + "arq-1", "1", px=60_000)
+    assert journal.renew(job_id, KEY, "dead", arq_job_id="arq-1")
+    assert 0 < journal.client.pttl(in_progress_key_prefix + "arq-1") <= 300  # arq's, shortened
+    journal.save_data(job_id, {"check_run_id": 99}, token="dead")
+    assert journal.claim(job_id, "alive").retry_in == BUSY_POLL  # the lease still holds
+    time.sleep(0.4)  # no renewal: the worker was killed
+    claim = journal.claim(job_id, "alive")
+    assert claim.job.attempts == 2 and claim.job.data == {"check_run_id": 99}
+    assert "lost during attempt 1" in journal.get(job_id).last_error
+    # The dead run can change nothing any more.
+    assert journal.save_data(job_id, {"check_run_id": 1}, token="dead") is None
+    assert not journal.complete(job_id, token="dead")
+    assert not journal.renew(job_id, KEY, "dead")
+    assert journal.complete(job_id, token="alive")
+
+
+def test_a_dead_run_of_its_last_attempt_fails(journal):
+    journal.lease = 0.2
+    job_id = enqueue(journal).job_id
+    for token in ("a", "b"):
+        assert journal.claim(job_id, token).job is not None
+        time.sleep(0.3)
+    claim = journal.claim(job_id, "c")
+    assert claim.job is None and "gave up after 2 attempts" in claim.reason
+    assert journal.get(job_id).state == JobState.FAILED
+
+
+def test_failures_back_off_then_give_up(journal):
+    job_id = enqueue(journal).job_id
+    journal.claim(job_id, "w")
+    state, wait = journal.fail(job_id, "RuntimeError: boom", token="w", retry=True)
+    assert state == JobState.QUEUED and wait == 3.75  # backoff_delay(1) with rng 0.5
+    assert journal.get(job_id).run_after == pytest.approx(time.time() + 3.75, abs=1)
+    journal.claim(job_id, "w")
+    state, _ = journal.fail(job_id, "RuntimeError: boom", token="w", retry=True)
+    job = journal.get(job_id)
+    assert state == JobState.FAILED and job.last_error.startswith("gave up after 2 attempts")
+    assert journal.client.get(f"{journal.prefix}:pr:{KEY}:lock") is None
+
+
+def test_retry_later_and_release_refund_the_attempt(journal):
+    job_id = enqueue(journal).job_id
+    journal.claim(job_id, "w")
+    state, wait = journal.fail(
+        job_id, "rate limit", token="w", retry=True, delay=30, count_attempt=False
+    )
+    job = journal.get(job_id)
+    assert (state, wait, job.attempts, job.deferrals) == (JobState.QUEUED, 30, 0, 1)
+    journal.claim(job_id, "w")
+    assert journal.release(job_id, token="w") == JobState.QUEUED
+    assert journal.get(job_id).attempts == 0
+    assert journal.fail(job_id, "x", token="w", retry=False) is None  # released: not ours
+
+
+def test_permanent_failure_and_a_failure_while_superseded(journal):
+    job_id = enqueue(journal).job_id
+    journal.claim(job_id, "w")
+    enqueue(journal, delivery_id="d2")
+    assert journal.fail(job_id, "boom", token="w", retry=True)[0] == JobState.SUPERSEDED
+    other = enqueue(journal, key="octo/demo#2").job_id
+    journal.claim(other, "w")
+    assert journal.fail(other, "gone", token="w", retry=False)[0] == JobState.FAILED
+
+
+def test_the_ledger_adds_up_across_runs(journal):
+    assert journal.spent(KEY).runs == 0
+    for _ in range(2):
+        journal.add_spend(
+            KEY, model="gpt-4o-mini", prompt_tokens=100, completion_tokens=20, cost_usd=0.0005
+        )
+    spent = journal.spent(KEY)
+    assert (spent.prompt_tokens, spent.completion_tokens, spent.runs) == (200, 40, 2)
+    assert spent.tokens == 240 and spent.cost_usd == pytest.approx(0.001)
+    assert journal.spent("octo/demo#2").tokens == 0
+
+
+def test_redis_cache_round_trip_and_unreadable_entries(redis_url, ns):
+    client = redis_client(redis_url)
+    cache = RedisCache(client, prefix=ns, ttl=60)
+    parts = DocParts(summary="Add two numbers.", params=(("a", "first"), ("b", "second")))
+    assert cache.get("k") is None
+    cache.put("k", parts)
+    assert cache.get("k") == parts
+    assert 0 < client.ttl(f"{ns}:cache:k") <= 60
+    client.set(f"{ns}:cache:bad", "{not json")
+    assert cache.get("bad") is None
+    client.close()
+
+
+def test_redis_trouble_is_a_miss_and_an_unhealthy_journal(caplog):
+    url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
+    journal = RedisJournal.from_url(url)
+    cache = RedisCache(journal.client)
+    assert cache.get("k") is None
+    cache.put("k", DocParts(summary="Something."))
+    assert not journal.writable()
+    assert "docstring cache unavailable" in caplog.text
+    journal.close()
+
+
+# ------------------------------------------------------------------ the job runner
+
+
+def run(runner: JobRunner, job_id: int) -> Retry | None:
+    """Run one job as arq would; the Retry arq would get, or None."""
+    try:
+        asyncio.run(runner.run(job_id, "arq-id"))
+    except Retry as exc:
+        return exc
+    return None
+
+
+def test_the_runner_records_success_and_hands_the_handler_a_context(journal):
+    job_id = enqueue(journal).job_id
+    seen = {}
+
+    async def handler(job, ctx):
+        seen.update(attempts=job.attempts, delivery=ctx.delivery_id, superseded=ctx.is_superseded())
+        ctx.save_data(check_run_id=5)
+        ctx.heartbeat()
+        assert ctx.data == {"check_run_id": 5} and ctx.superseded_data() == []
+
+    assert run(JobRunner(journal, handler), job_id) is None
+    assert seen == {"attempts": 1, "delivery": "d1", "superseded": False}
+    job = journal.get(job_id)
+    assert job.state == JobState.DONE and job.data == {"check_run_id": 5}
+
+
+@pytest.mark.parametrize(
+    ("error", "state", "retry_in", "attempts"),
+    [
+        (lambda: RuntimeError("boom"), JobState.QUEUED, 3.75, 1),
+        (lambda: PermanentJobError("PR is gone"), JobState.FAILED, None, 1),
+        (lambda: RetryLater(time.time() + 30, "rate limited"), JobState.QUEUED, 30, 0),
+    ],
+    ids=["error-backs-off", "permanent-fails", "retry-later-defers"],
+)
+def test_the_runner_turns_handler_outcomes_into_arq_retries(
+    journal, error, state, retry_in, attempts
+):
+    job_id = enqueue(journal).job_id
+
+    async def handler(job, ctx):
+        raise error()
+
+    retry = run(JobRunner(journal, handler), job_id)
+    job = journal.get(job_id)
+    assert (job.state, job.attempts) == (state, attempts)
+    if retry_in is None:
+        assert retry is None
+    else:
+        assert retry is not None and retry.defer_score == pytest.approx(retry_in * 1000, abs=1500)
+
+
+def test_the_runner_times_out_a_job_and_retries_it(journal):
+    job_id = enqueue(journal).job_id
+
+    async def handler(job, ctx):
+        await asyncio.sleep(10)
+
+    assert run(JobRunner(journal, handler, job_timeout=0.1), job_id) is not None
+    job = journal.get(job_id)
+    assert job.state == JobState.QUEUED and "timed out after 0.1 s" in job.last_error
+
+
+def test_the_runner_defers_a_job_whose_pr_is_busy(journal):
+    first, second = enqueue(journal).job_id, enqueue(journal, key=KEY, delivery_id="d2").job_id
+    journal.client.set(f"{journal.prefix}:pr:{KEY}:lock", "someone-else", px=5000)
+    called = []
+
+    async def handler(job, ctx):
+        called.append(job.id)
+
+    retry = run(JobRunner(journal, handler), second)
+    assert retry is not None and retry.defer_score == BUSY_POLL * 1000 and not called
+    assert journal.get(second).attempts == 0 and journal.get(first).state == JobState.SUPERSEDED
+
+
+def test_the_runner_stops_a_handler_whose_lease_was_taken(journal):
+    journal.lease = 0.3
+    job_id = enqueue(journal).job_id
+    cancelled = []
+
+    async def handler(job, ctx):
+        journal.client.set(f"{journal.prefix}:pr:{KEY}:lock", "thief", px=5000)
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            cancelled.append(True)
+            raise
+
+    started = time.monotonic()
+    retry = run(JobRunner(journal, handler), job_id)
+    assert cancelled and time.monotonic() - started < 2
+    assert retry is not None  # left in arq's queue for whoever owns it now
+    assert journal.get(job_id).state == JobState.RUNNING  # untouched: not ours to record
+
+
+def test_a_handler_that_lost_its_job_stops_quietly(journal):
+    job_id = enqueue(journal).job_id
+
+    async def handler(job, ctx):
+        journal.client.delete(f"{journal.prefix}:pr:{KEY}:lock")
+        journal.client.set(f"{journal.prefix}:pr:{KEY}:lock", "thief")
+        with pytest.raises(JobLost):
+            ctx.heartbeat()
+        ctx.save_data(check_run_id=1)
+
+    assert run(JobRunner(journal, handler), job_id) is not None
+    assert journal.get(job_id).data == {}
