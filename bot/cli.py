@@ -319,7 +319,7 @@ def _serve(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command != "serve":  # serve logs JSON lines (bot.logs.setup)
+    if args.command not in ("serve", "worker"):  # those log JSON lines (bot.logs.setup)
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "review":

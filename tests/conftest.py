@@ -37,6 +37,12 @@ class FakeClock:
         self.now += seconds
 
 
+@pytest.fixture(autouse=True)
+def _no_redis_from_the_developer_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A REDIS_URL exported in a developer's shell must not switch tests to Redis mode."""
+    monkeypatch.delenv("REDIS_URL", raising=False)
+
+
 @pytest.fixture(scope="session")
 def rsa_private_key() -> rsa.RSAPrivateKey:
     """A real 2048-bit RSA key, as GitHub generates for an App (once per session)."""
