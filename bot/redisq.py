@@ -70,6 +70,7 @@ from bot.jobs import (
     EnqueueResult,
     Handler,
     Job,
+    JobContext,
     JobLost,
     JobState,
     PermanentJobError,
@@ -523,12 +524,13 @@ class RedisJournal:
         return job
 
     def save_data(
-        self, job_id: int, data: Mapping[str, Any], *, token: str
+        self, job_id: int, data: Mapping[str, Any], *, worker_id: str
     ) -> dict[str, Any] | None:
-        """Merge ``data`` into the job's data; None when ``token`` no longer owns the job."""
+        """Merge ``data`` into the job's data; None when ``worker_id`` (the lease token)
+        no longer owns the job.  Same signature as :meth:`bot.jobs.Journal.save_data`."""
 
         def merge(pipe: Pipeline) -> dict[str, Any] | None:
-            job = self._owned(pipe, job_id, token)
+            job = self._owned(pipe, job_id, worker_id)
             if job is None:
                 return None
             merged = {**job.data, **data}
@@ -630,43 +632,18 @@ class RedisJournal:
         return self._settle(job_id, token, decide)
 
 
-class RedisJobContext:
-    """:class:`bot.jobs.JobContext`'s interface over :class:`RedisJournal`."""
+class RedisJobContext(JobContext):
+    """:class:`bot.jobs.JobContext` over :class:`RedisJournal`; the worker id is the
+    lease token, and a heartbeat renews the lease (and arq's in-progress key)."""
 
     def __init__(
         self, journal: RedisJournal, job: Job, token: str, arq_job_id: str | None = None
     ) -> None:
-        self.job = job
-        self.worker_id = token
-        self.data: dict[str, Any] = dict(job.data)
-        self._journal = journal
+        super().__init__(journal, job, token)  # type: ignore[arg-type]  # same interface
         self._arq_job_id = arq_job_id
 
-    @property
-    def delivery_id(self) -> str | None:
-        return self.job.delivery_id
-
-    def log_extra(self) -> dict[str, Any]:
-        return self.job.log_extra()
-
-    def save_data(self, data: Mapping[str, Any] | None = None, /, **more: Any) -> dict[str, Any]:
-        """Persist ``data`` now (e.g. ``check_run_id`` right after creating the check run)."""
-        merged = self._journal.save_data(
-            self.job.id, {**(data or {}), **more}, token=self.worker_id
-        )
-        if merged is None:
-            raise JobLost(f"job {self.job.id} is no longer ours")
-        self.data = merged
-        return merged
-
-    def is_superseded(self) -> bool:
-        return self._journal.is_superseded(self.job.id)
-
-    def superseded_data(self) -> list[dict[str, Any]]:
-        return self._journal.superseded_data(self.job.id)
-
     def heartbeat(self) -> None:
-        alive = self._journal.renew(
+        alive = self._journal.renew(  # type: ignore[attr-defined]
             self.job.id, self.job.key, self.worker_id, arq_job_id=self._arq_job_id
         )
         if not alive:

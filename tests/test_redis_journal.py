@@ -107,7 +107,7 @@ def test_a_running_job_is_told_and_the_newer_one_waits_for_it(journal):
 def test_superseded_data_names_the_check_runs_left_open(journal):
     first = enqueue(journal)
     journal.claim(first.job_id, "w1")
-    journal.save_data(first.job_id, {"check_run_id": 7, "check_run_sha": "a"}, token="w1")
+    journal.save_data(first.job_id, {"check_run_id": 7, "check_run_sha": "a"}, worker_id="w1")
     assert journal.fail(first.job_id, "boom", token="w1", retry=True)[0] == JobState.QUEUED
     second = enqueue(journal, delivery_id="d2")
     third = enqueue(journal, delivery_id="d3")
@@ -126,14 +126,14 @@ def test_a_dead_run_is_taken_over_after_one_lease_with_its_data(journal):
     journal.client.set(in_progress_key_prefix + "arq-1", "1", px=60_000)
     assert journal.renew(job_id, KEY, "dead", arq_job_id="arq-1")
     assert 0 < journal.client.pttl(in_progress_key_prefix + "arq-1") <= 300  # arq's, shortened
-    journal.save_data(job_id, {"check_run_id": 99}, token="dead")
+    journal.save_data(job_id, {"check_run_id": 99}, worker_id="dead")
     assert journal.claim(job_id, "alive").retry_in == BUSY_POLL  # the lease still holds
     time.sleep(0.4)  # no renewal: the worker was killed
     claim = journal.claim(job_id, "alive")
     assert claim.job.attempts == 2 and claim.job.data == {"check_run_id": 99}
     assert "lost during attempt 1" in journal.get(job_id).last_error
     # The dead run can change nothing any more.
-    assert journal.save_data(job_id, {"check_run_id": 1}, token="dead") is None
+    assert journal.save_data(job_id, {"check_run_id": 1}, worker_id="dead") is None
     assert not journal.complete(job_id, token="dead")
     assert not journal.renew(job_id, KEY, "dead")
     assert journal.complete(job_id, token="alive")
