@@ -118,11 +118,9 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
         provider=ctx.provider.name,
         notes=list(ctx.notes),
     )
-    files: list[_File] = []
-    for change in changes:
-        f = _prepare(change, ctx, report)
-        if f is not None:
-            files.append(f)
+    # The CPU-bound stages run in a worker thread: in embedded mode this event loop
+    # also answers webhooks, which must not wait seconds behind a big PR's parsing.
+    files = await asyncio.to_thread(_prepare_all, list(changes), ctx, report)
 
     candidates: list[_Candidate] = []
     for f in files:
@@ -145,14 +143,14 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
 
     ledger = budget_mod.Ledger()
     await _generate_all(candidates, ctx, ledger, report)
-    _validate_all(candidates, ctx)
+    await asyncio.to_thread(_validate_all, candidates, ctx)
     # One repair round: candidates that failed the checks go back with the errors.
     retry = [c for c in candidates if c.parts is not None and c.accepted is None and c.violations]
     if retry and not ctx.provider.offline:
         await _generate_all(retry, ctx, ledger, report, repair=True)
-        _validate_all(retry, ctx)
+        await asyncio.to_thread(_validate_all, retry, ctx)
 
-    new_texts, head_texts = _finish(files, candidates, ctx, report)
+    new_texts, head_texts = await asyncio.to_thread(_finish, files, candidates, ctx, report)
 
     report.usage = ledger.usage
     report.cost_usd = ledger.cost_usd
@@ -165,6 +163,15 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
     report.skips.sort(key=lambda s: (s.path, s.line or 0))
     report.elapsed_s = time.perf_counter() - started
     return RunResult(report, new_texts, head_texts)
+
+
+def _prepare_all(changes: list[FileChange], ctx: Context, report: Report) -> list[_File]:
+    files = []
+    for change in changes:
+        f = _prepare(change, ctx, report)
+        if f is not None:
+            files.append(f)
+    return files
 
 
 def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
