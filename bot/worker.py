@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import logs, render
+from bot import logs, render, sentry
 from bot.budget import TokenBudget, TokenCounter
 from bot.cache import DocstringCache
 from bot.config import RepoConfig, Settings, load_repo_config
@@ -113,13 +113,14 @@ def _wanted(config: RepoConfig, paths: tuple[str, ...]) -> Callable[[str], bool]
 async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
     """Run one job (the WorkerPool handler, with ``deps`` bound by ``make_handler``)."""
     p = job.payload
-    with logs.bind(
-        delivery_id=p.get("delivery_id"),
-        repo=f"{p.get('owner')}/{p.get('repo')}",
-        pr=p.get("number"),
-        job_key=job.key,
-        installation_id=p.get("installation_id"),
-    ):
+    fields = {
+        "delivery_id": p.get("delivery_id"),
+        "repo": f"{p.get('owner')}/{p.get('repo')}",
+        "pr": p.get("number"),
+        "job_key": job.key,
+        "installation_id": p.get("installation_id"),
+    }
+    with logs.bind(**fields), sentry.job_scope(name=f"docgen.{job.kind}", **fields):
         try:
             api = deps.clients.api(int(p["installation_id"]), p["owner"], p["repo"])
         except (KeyError, TypeError, ValueError) as exc:
