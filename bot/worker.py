@@ -22,6 +22,7 @@ from bot.budget import TokenBudget, TokenCounter
 from bot.cache import DocstringCache
 from bot.config import RepoConfig, Settings, load_repo_config
 from bot.events import HELP
+from bot.extract import collect_docstrings
 from bot.generate import Provider
 from bot.github import (
     GENERATE_ACTION,
@@ -340,24 +341,10 @@ def _only_wanted(
 
 def _repo_docstrings(changes: list[FileChange]) -> list[str]:
     """Docstrings of the fetched files, as the repository's style sample (no clone)."""
-    import ast
-    import warnings
-
     out: list[str] = []
     for c in changes:
-        if c.head is None or len(c.head) > 1_000_000:
-            continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                tree = ast.parse(c.head)
-        except (SyntaxError, ValueError, RecursionError):
-            continue
-        for node in ast.walk(tree):
-            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Module):
-                doc = ast.get_docstring(node, clean=False)
-                if doc:
-                    out.append(doc)
+        if c.head is not None:
+            out += collect_docstrings(c.head)
     return out
 
 
