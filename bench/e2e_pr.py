@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import math
 import multiprocessing
 import random
@@ -37,7 +36,6 @@ import re
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -49,14 +47,13 @@ import corpus  # noqa: E402  (bench/, the script's folder)
 import httpx  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from githubkit.webhooks import sign  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
 from bot import server  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.generate import make_provider  # noqa: E402
 from tests import fake_openai  # noqa: E402
-from tests.fake_github import APP_ID, FakeGitHub  # noqa: E402
+from tests.fake_github import APP_ID, FakeGitHub, signed_delivery  # noqa: E402
 
 OWNER, REPO = "octo", "bigpr"
 SECRET = "e2e-bench-webhook-secret-9a1b"
@@ -114,29 +111,7 @@ def build_pr(functions: int, files: int, seed: int) -> tuple[dict[str, str], dic
 
 
 def delivery_for(pull: Any) -> tuple[bytes, dict[str, str]]:
-    repo = {"full_name": f"{OWNER}/{REPO}", "name": REPO, "owner": {"login": OWNER}}
-    payload = {
-        "action": "opened",
-        "number": pull.number,
-        "pull_request": {
-            "number": pull.number,
-            "state": "open",
-            "draft": False,
-            "head": {"sha": pull.head_sha, "ref": pull.head_ref, "repo": repo},
-            "base": {"sha": pull.base_sha, "ref": pull.base_ref, "repo": repo},
-            "user": {"login": "octocat", "type": "User"},
-        },
-        "repository": repo,
-        "installation": {"id": 1},
-        "sender": {"login": "octocat", "type": "User"},
-    }
-    body = json.dumps(payload).encode()
-    return body, {
-        "X-GitHub-Event": "pull_request",
-        "X-GitHub-Delivery": str(uuid.uuid4()),
-        "X-Hub-Signature-256": sign(SECRET, body, "sha256"),
-        "Content-Type": "application/json",
-    }
+    return signed_delivery(SECRET, "pull_request", pull.webhook_payload("opened"))
 
 
 def run_once(

@@ -48,6 +48,7 @@ import secrets
 import socket
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ import jwt
 import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from githubkit.webhooks import sign
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -78,6 +80,19 @@ _EPOCH = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
 
 
 # ------------------------------------------------------------------ GitHub-style data
+
+
+def signed_delivery(
+    secret: str, event: str, payload: Any, delivery_id: str | None = None
+) -> tuple[bytes, dict[str, str]]:
+    """A webhook body and its headers, signed as GitHub signs them (X-Hub-Signature-256)."""
+    body = json.dumps(payload).encode()
+    return body, {
+        "X-GitHub-Event": event,
+        "X-GitHub-Delivery": delivery_id or str(uuid.uuid4()),
+        "X-Hub-Signature-256": sign(secret, body, "sha256"),
+        "Content-Type": "application/json",
+    }
 
 
 def git_blob_sha(data: bytes) -> str:
@@ -237,6 +252,26 @@ class PullRequest:
     head_repo: str | None = None  # full name; None: the same repository
     reviews: list[dict[str, Any]] = field(default_factory=list)
     comments: list[dict[str, Any]] = field(default_factory=list)  # review comments
+
+    def webhook_payload(self, action: str = "opened") -> dict[str, Any]:
+        """The ``pull_request`` webhook GitHub would send for this PR (installation 1)."""
+        full = self.repo.full_name
+        repo = {"full_name": full, "name": self.repo.name, "owner": {"login": self.repo.owner}}
+        return {
+            "action": action,
+            "number": self.number,
+            "pull_request": {
+                "number": self.number,
+                "state": self.state,
+                "draft": self.draft,
+                "head": {"sha": self.head_sha, "ref": self.head_ref, "repo": repo},
+                "base": {"sha": self.base_sha, "ref": self.base_ref, "repo": repo},
+                "user": {"login": self.author, "type": "User"},
+            },
+            "repository": repo,
+            "installation": {"id": self.repo.installation_id},
+            "sender": {"login": self.author, "type": "User"},
+        }
 
     def hunks(self, path: str) -> tuple[Hunk, ...] | None:
         for entry in self.files:

@@ -8,13 +8,10 @@ the offline provider.
 
 from __future__ import annotations
 
-import json
 import time
-import uuid
 
 import httpx
 import pytest
-from githubkit.webhooks import sign
 from starlette.testclient import TestClient
 
 from bot import render, server
@@ -22,7 +19,7 @@ from bot.config import Settings
 from bot.generate import OfflineProvider
 from bot.sample import BASE, HEAD
 from tests.conftest import OWNER, REPO
-from tests.fake_github import APP_ID
+from tests.fake_github import APP_ID, signed_delivery
 
 SECRET = "e2e-webhook-secret"
 PATH = "shop/inventory.py"
@@ -52,36 +49,12 @@ def app_env(fake_github, private_key_pem, tmp_path, fake_clock):
 
 
 def payload_for(pull, action="opened"):
-    repo = {"full_name": f"{OWNER}/{REPO}", "name": REPO, "owner": {"login": OWNER}}
-    return {
-        "action": action,
-        "number": pull.number,
-        "pull_request": {
-            "number": pull.number,
-            "state": "open",
-            "draft": False,
-            "head": {"sha": pull.head_sha, "ref": pull.head_ref, "repo": repo},
-            "base": {"sha": pull.base_sha, "ref": pull.base_ref, "repo": repo},
-            "user": {"login": "octocat", "type": "User"},
-        },
-        "repository": repo,
-        "installation": {"id": 1},
-        "sender": {"login": "octocat", "type": "User"},
-    }
+    return pull.webhook_payload(action)
 
 
 def deliver(client, event, payload, delivery=None):
-    body = json.dumps(payload).encode()
-    return client.post(
-        "/webhook",
-        content=body,
-        headers={
-            "X-GitHub-Event": event,
-            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-            "X-Hub-Signature-256": sign(SECRET, body, "sha256"),
-            "Content-Type": "application/json",
-        },
-    )
+    body, headers = signed_delivery(SECRET, event, payload, delivery)
+    return client.post("/webhook", content=body, headers=headers)
 
 
 def settle(runtime, timeout=30.0):

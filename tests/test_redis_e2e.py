@@ -13,12 +13,10 @@ import subprocess
 import sys
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from githubkit.webhooks import sign
 from starlette.testclient import TestClient
 
 from bot import server
@@ -26,7 +24,7 @@ from bot.config import Settings
 from bot.sample import BASE, HEAD
 from tests import redis_helpers
 from tests.conftest import OWNER, REPO
-from tests.fake_github import APP_ID
+from tests.fake_github import APP_ID, signed_delivery
 from tests.redis_helpers import (
     SECRET,
     free_port,
@@ -61,36 +59,12 @@ def web(private_key_pem: str, redis_url: str, prefix: str, api_url: str = "https
 
 
 def payload_for(pull, action="opened"):
-    repo = {"full_name": f"{OWNER}/{REPO}", "name": REPO, "owner": {"login": OWNER}}
-    return {
-        "action": action,
-        "number": pull.number,
-        "pull_request": {
-            "number": pull.number,
-            "state": "open",
-            "draft": False,
-            "head": {"sha": pull.head_sha, "ref": pull.head_ref, "repo": repo},
-            "base": {"sha": pull.base_sha, "ref": pull.base_ref, "repo": repo},
-            "user": {"login": "octocat", "type": "User"},
-        },
-        "repository": repo,
-        "installation": {"id": 1},
-        "sender": {"login": "octocat", "type": "User"},
-    }
+    return pull.webhook_payload(action)
 
 
 def deliver(client, payload, delivery=None, event="pull_request"):
-    body = json.dumps(payload).encode()
-    return client.post(
-        "/webhook",
-        content=body,
-        headers={
-            "X-GitHub-Event": event,
-            "X-GitHub-Delivery": delivery or str(uuid.uuid4()),
-            "X-Hub-Signature-256": sign(SECRET, body, "sha256"),
-            "Content-Type": "application/json",
-        },
-    )
+    body, headers = signed_delivery(SECRET, event, payload, delivery)
+    return client.post("/webhook", content=body, headers=headers)
 
 
 def job(redis_url: str, prefix: str, job_id: int) -> dict[str, str]:
