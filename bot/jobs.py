@@ -437,13 +437,10 @@ class Journal:
         body = _dumps(payload)
         with self.atomic() as conn:
             old = conn.execute(
-                "SELECT id FROM jobs WHERE key = ? AND state = 'queued'", (key,)
+                "UPDATE jobs SET state = 'superseded', updated = ? "
+                "WHERE key = ? AND state = 'queued' RETURNING id",
+                (now, key),
             ).fetchone()
-            if old is not None:
-                conn.execute(
-                    "UPDATE jobs SET state = 'superseded', updated = ? WHERE id = ?",
-                    (now, old["id"]),
-                )
             job_id = conn.execute(
                 "INSERT INTO jobs (key, kind, payload, state, run_after, created, updated, "
                 "delivery_id) VALUES (?, ?, ?, 'queued', ?, ?, ?, ?)",
@@ -453,14 +450,16 @@ class Journal:
             running = conn.execute(
                 "SELECT id FROM jobs WHERE key = ? AND state = 'running'", (key,)
             ).fetchone()
-            conn.execute(
-                "UPDATE jobs SET superseded_by = ? WHERE id IN (?, ?)",
-                (job_id, old["id"] if old else None, running["id"] if running else None),
-            )
+            if old is not None or running is not None:
+                conn.execute(
+                    "UPDATE jobs SET superseded_by = ? WHERE id IN (?, ?)",
+                    (job_id, old["id"] if old else None, running["id"] if running else None),
+                )
         old_id = old["id"] if old is not None else None
         result = EnqueueResult(job_id, old_id is not None, running["id"] if running else None)
         if result.coalesced or result.behind:
-            log.info(
+            # DEBUG: the web handler's one line per delivery already says it.
+            log.debug(
                 "job %d supersedes queued job %s and running job %s",
                 job_id,
                 old_id,

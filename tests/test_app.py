@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 
 import pytest
@@ -159,6 +160,23 @@ class TestRouting:
         assert r.status_code == 202 and r.json()["coalesced"] is True
         [job] = [j for j in journal.history("Codertocat/Hello-World#2") if j.state == "queued"]
         assert job.payload["head_sha"] == "b" * 40
+
+    def test_one_log_line_per_delivery_says_what_became_of_it(self, env, caplog):
+        client, _, _, _, _ = env
+        with caplog.at_level(logging.INFO):
+            first = post(client, "pull_request", pull_request_event("opened", head_sha="a" * 40))
+            second = post(
+                client, "pull_request", pull_request_event("synchronize", head_sha="b" * 40)
+            )
+        lines = [
+            r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("bot.")
+        ]
+        assert [r.name for r in lines] == ["bot.app", "bot.app"], [r.getMessage() for r in lines]
+        assert lines[0].job_id == first.json()["job_id"]  # type: ignore[attr-defined]
+        assert not hasattr(lines[0], "coalesced")
+        assert lines[1].job_id == second.json()["job_id"]  # type: ignore[attr-defined]
+        assert lines[1].coalesced is True  # type: ignore[attr-defined]
+        assert lines[1].job_key == "Codertocat/Hello-World#2"  # type: ignore[attr-defined]
 
     def test_ignored_events_are_200(self, env):
         client, journal, _, _, _ = env
