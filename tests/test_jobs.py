@@ -771,7 +771,9 @@ def test_every_job_log_line_carries_the_delivery_and_the_pr(
 
     with caplog.at_level(logging.DEBUG, logger="bot.jobs"):
         run(scenario())
-    job_lines = [r for r in caplog.records if "workers" not in r.getMessage()]  # not pool-wide
+    job_lines = [  # not the pool-wide lines, nor other loggers' DEBUG chatter
+        r for r in caplog.records if r.name == "bot.jobs" and "workers" not in r.getMessage()
+    ]
     assert len(job_lines) >= 3  # supersede (DEBUG: the webhook line says it), start, failure
     for record in job_lines:
         assert record.job_key == KEY  # type: ignore[attr-defined]
