@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import fcntl
 import json
 import logging
 import os
@@ -53,7 +54,7 @@ from bot import logs
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 JOURNAL_FILENAME = "journal.sqlite3"
 DELIVERY_RETENTION = 7 * 24 * 3600.0  # redeliveries are possible for a few days: keep a week
 JOB_RETENTION = 14 * 24 * 3600.0  # finished jobs, for debugging
@@ -207,6 +208,15 @@ _SCHEMA = [
     )""",
     "CREATE INDEX ledger_key ON ledger (key)",
 ]
+# Version 2: installations deleted or suspended, written by whichever web process got
+# the event, read by the process whose GitHub clients cache their tokens.
+_SCHEMA_2 = [
+    """CREATE TABLE forgotten (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        installation_id INTEGER NOT NULL,
+        at REAL NOT NULL
+    )""",
+]
 
 _CLAIMABLE = """
     SELECT id FROM jobs AS j
@@ -277,6 +287,7 @@ class Journal:
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
         self._closed = False
+        self._workers_lock: int | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._create_schema()
 
@@ -321,8 +332,11 @@ class Journal:
             if version == 0:
                 for statement in _SCHEMA:
                     conn.execute(statement)
+            if version < 2:
+                for statement in _SCHEMA_2:
+                    conn.execute(statement)
+            if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            # Later versions: `if version < 2: migrate` here, in the same transaction.
 
     @contextlib.contextmanager
     def atomic(self) -> Iterator[sqlite3.Connection]:
@@ -361,8 +375,40 @@ class Journal:
                 conn.execute("ROLLBACK")
             raise
 
+    def lock_workers(self) -> None:
+        """Become the one process that runs this journal's jobs (an ``flock``).
+
+        :meth:`recover` assumes every ``running`` job is orphaned, which is only true
+        when no other live process runs jobs from the same file (two ``docgen serve``
+        on one ``DOCGEN_DATA_DIR``, say).  The lock makes that so; the OS drops it when
+        the process dies, however it dies.
+
+        Raises:
+            JournalError: another live process holds it.
+        """
+        if self._workers_lock is not None:
+            return
+        path = self.path.with_name(self.path.name + ".workers.lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise JournalError(
+                f"another process already runs the jobs of {self.path} "
+                "(one docgen serve per DOCGEN_DATA_DIR)"
+            ) from None
+        self._workers_lock = fd
+
+    def unlock_workers(self) -> None:
+        """Give up :meth:`lock_workers` (closing the file releases the lock)."""
+        fd, self._workers_lock = self._workers_lock, None
+        if fd is not None:
+            os.close(fd)
+
     def close(self) -> None:
         """Close every thread's connection; the journal cannot be used afterwards."""
+        self.unlock_workers()
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
@@ -414,9 +460,42 @@ class Journal:
                 "DELETE FROM jobs WHERE state IN ('done', 'failed', 'superseded') AND updated < ?",
                 (now - job_retention,),
             ).rowcount
+            conn.execute("DELETE FROM forgotten WHERE at < ?", (now - delivery_retention,))
         if deliveries or jobs:
             log.info("pruned %d deliveries and %d finished jobs", deliveries, jobs)
         return deliveries, jobs
+
+    # ------------------------------------------------------------ installations
+
+    def forget_installation(self, installation_id: int) -> None:
+        """Record that an installation was deleted or suspended (its tokens are void).
+
+        The web process that received the event writes it; the process running the
+        jobs reads it with :meth:`forgotten_after` and drops its cached clients.
+        """
+        with self.atomic() as conn:
+            conn.execute(
+                "INSERT INTO forgotten (installation_id, at) VALUES (?, ?)",
+                (installation_id, self.clock()),
+            )
+
+    def forgotten_after(self, cursor: int) -> tuple[list[int], int]:
+        """Installations forgotten since ``cursor`` (0 at first): ``(ids, new cursor)``."""
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT id, installation_id FROM forgotten WHERE id > ? ORDER BY id", (cursor,)
+            )
+            .fetchall()
+        )
+        if not rows:
+            return [], cursor
+        return [row["installation_id"] for row in rows], rows[-1]["id"]
+
+    def last_forgotten(self) -> int:
+        """The cursor to start from: what is forgotten before start-up needs no action."""
+        row = self._conn().execute("SELECT MAX(id) FROM forgotten").fetchone()
+        return int(row[0] or 0)
 
     # ------------------------------------------------------------------ jobs
 
@@ -867,6 +946,7 @@ class WorkerPool:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         if self._recover_on_start:
+            self.journal.lock_workers()  # recover() is only right for the one such process
             self.journal.recover()
             self.journal.prune()
         self._workers = [
@@ -897,6 +977,8 @@ class WorkerPool:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 log.error("job worker crashed", exc_info=task.exception())
         self._workers, self._maintenance = [], None
+        if self._recover_on_start:
+            self.journal.unlock_workers()
         log.info("job workers stopped (%d jobs handed back)", len(pending))
 
     async def __aenter__(self) -> WorkerPool:

@@ -111,6 +111,85 @@ def test_a_journal_from_a_newer_docgen_is_refused(path: Path) -> None:
         Journal(path)
 
 
+def test_a_version_1_journal_is_migrated_in_place(path: Path) -> None:
+    Journal(path).close()
+    with sqlite3.connect(path) as conn:  # what docgen 0.1's first journal looked like
+        conn.execute("DROP TABLE forgotten")
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    with Journal(path) as journal:
+        journal.enqueue(KEY, "review", payload())
+        journal.forget_installation(7)
+        assert journal.forgotten_after(0)[0] == [7]
+        assert journal._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_forgotten_installations_are_read_once_by_cursor(journal: Journal, clock: Clock) -> None:
+    start = journal.last_forgotten()
+    assert journal.forgotten_after(start) == ([], start)
+    journal.forget_installation(7)
+    journal.forget_installation(9)
+    ids, cursor = journal.forgotten_after(start)
+    assert ids == [7, 9]
+    assert journal.forgotten_after(cursor) == ([], cursor)
+    journal.forget_installation(7)
+    assert journal.forgotten_after(cursor)[0] == [7]
+    assert journal.last_forgotten() > cursor
+    clock.advance(30 * 86400)
+    journal.prune()
+    assert journal.forgotten_after(0) == ([], 0)
+
+
+def test_only_one_process_runs_a_journals_jobs(path: Path) -> None:
+    """Two ``docgen serve`` on one data dir: the second must not "recover" (steal) the
+    first's running jobs; it refuses to start its workers instead."""
+
+    async def handler(job: Job, ctx: JobContext) -> None:
+        pass
+
+    async def scenario() -> None:
+        with Journal(path) as first, Journal(path) as second:
+            async with WorkerPool(first, handler, poll_interval=0.01):
+                with pytest.raises(JournalError, match="already runs the jobs"):
+                    await WorkerPool(second, handler).start()
+            # Stopped: the lock is free again, for a restart or another process.
+            async with WorkerPool(second, handler, poll_interval=0.01):
+                pass
+
+    run(scenario())
+
+
+def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
+    Journal(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from bot.jobs import Journal; "
+            "j = Journal(sys.argv[1]); j.lock_workers(); print('locked', flush=True); "
+            "time.sleep(60)",
+            str(path),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with Journal(path) as journal:
+            with pytest.raises(JournalError):
+                journal.lock_workers()
+            holder.kill()  # kill -9: the OS releases the lock with the process
+            holder.wait(timeout=10)
+            journal.lock_workers()
+            journal.unlock_workers()
+    finally:
+        holder.kill()
+        holder.wait(timeout=10)
+        if holder.stdout is not None:
+            holder.stdout.close()
+
+
 def test_synchronous_off_is_not_an_option(path: Path) -> None:
     with pytest.raises(ValueError, match="NORMAL or FULL"):
         Journal(path, synchronous="OFF")
