@@ -31,7 +31,6 @@ import inspect
 import io
 import re
 import tokenize
-import warnings
 from bisect import bisect_left
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
@@ -41,6 +40,7 @@ import docstring_parser
 
 from bot.config import RepoConfig
 from bot.models import Coverage, Decision, ExtractResult, FileDiff, Param, Skip, Target
+from bot.parsing import parse_quietly
 
 __all__ = ["extract"]
 
@@ -861,11 +861,7 @@ def extract(
     if isinstance(checked, Skip):
         return ExtractResult(path, skips=(checked,))
     try:
-        with warnings.catch_warnings():
-            # Invalid escape sequences etc. in *their* code are not our warnings (and
-            # under ``-W error`` they would turn into SyntaxErrors).
-            warnings.simplefilter("ignore")
-            tree = ast.parse(checked, filename=path)
+        tree = parse_quietly(checked, filename=path)  # their warnings are not ours
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         return ExtractResult(path, skips=(_parse_error(path, exc),))
     source_text = _Source(checked)
@@ -930,9 +926,7 @@ def collect_docstrings(source: bytes, *, max_bytes: int = 1_000_000) -> list[str
     if len(source) > max_bytes:
         return []
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            tree = ast.parse(source)
+        tree = parse_quietly(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
     out = []

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import ast
 import re
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import docstring_parser
 
 from bot.models import Decision, DocParts, Edit, Style, Target
+from bot.parsing import parse_quietly
 
 
 @dataclass(frozen=True)
@@ -427,9 +427,7 @@ def strip_docstrings(tree: ast.Module) -> ast.Module:
 
 def parse(text: str) -> ast.Module:
     """``ast.parse`` without the SyntaxWarnings that code under review may trigger."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return ast.parse(text)
+    return parse_quietly(text)
 
 
 def same_code(old_text: str, new_text: str) -> bool:
