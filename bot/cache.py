@@ -20,6 +20,7 @@ import textwrap
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -39,6 +40,14 @@ class DocstringCache(Protocol):
     def get(self, key: str) -> DocParts | None: ...
 
     def put(self, key: str, parts: DocParts) -> None: ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, DocParts]:
+        """The entries found among ``keys`` (one round trip where the store allows)."""
+        ...
+
+    def put_many(self, entries: Iterable[tuple[str, DocParts]]) -> None:
+        """Store every entry (one transaction / round trip where the store allows)."""
+        ...
 
 
 def normalise_source(source: str) -> str:
@@ -135,9 +144,23 @@ class MemoryCache:
             while len(self._data) > self.max_entries:
                 self._data.popitem(last=False)
 
+    def get_many(self, keys: Iterable[str]) -> dict[str, DocParts]:
+        found = {}
+        for key in keys:
+            parts = self.get(key)
+            if parts is not None:
+                found[key] = parts
+        return found
+
+    def put_many(self, entries: Iterable[tuple[str, DocParts]]) -> None:
+        for key, parts in entries:
+            self.put(key, parts)
+
     def __len__(self) -> int:
         return len(self._data)
 
+
+_SQL_VARIABLES = 500  # per IN (...) list; SQLite allows 32,766 since 3.32, 999 before
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS docstrings (
@@ -152,8 +175,11 @@ class SqliteCache:
     """A persistent cache in one SQLite file (WAL mode), safe across threads.
 
     Each operation opens its own short-lived connection: no connection is shared
-    between threads, and concurrent writers wait on SQLite's busy timeout.  A row
-    that does not decode is treated as a miss, never as an error.
+    between threads, and concurrent writers wait on SQLite's busy timeout.  A run
+    reads its entries with one :meth:`get_many` and writes them with one
+    :meth:`put_many` (one transaction; ``synchronous=NORMAL``: a power cut may lose
+    the last entries, which only costs tokens to regenerate).  A row that does not
+    decode is treated as a miss, never as an error.
     """
 
     def __init__(self, path: str | Path, *, timeout: float = 10.0) -> None:
@@ -166,24 +192,43 @@ class SqliteCache:
                 conn.execute(_SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=self.timeout)
+        conn = sqlite3.connect(self.path, timeout=self.timeout)
+        conn.execute("PRAGMA synchronous = NORMAL")  # WAL: no fsync per commit
+        return conn
 
     def get(self, key: str) -> DocParts | None:
-        with closing(self._connect()) as conn:
-            row = conn.execute("SELECT value FROM docstrings WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            return None
-        try:
-            return parts_from_json(row[0])
-        except (ValueError, TypeError):
-            log.warning("ignoring an unreadable cache entry %s", key[:12])
-            return None
+        return self.get_many([key]).get(key)
 
     def put(self, key: str, parts: DocParts) -> None:
+        self.put_many([(key, parts)])
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, DocParts]:
+        wanted = list(dict.fromkeys(keys))
+        rows: list[tuple[str, str]] = []
+        with closing(self._connect()) as conn:
+            for start in range(0, len(wanted), _SQL_VARIABLES):
+                chunk = wanted[start : start + _SQL_VARIABLES]
+                marks = ",".join("?" * len(chunk))
+                rows += conn.execute(
+                    f"SELECT key, value FROM docstrings WHERE key IN ({marks})", chunk
+                ).fetchall()
+        found = {}
+        for key, value in rows:
+            try:
+                found[key] = parts_from_json(value)
+            except (ValueError, TypeError):
+                log.warning("ignoring an unreadable cache entry %s", key[:12])
+        return found
+
+    def put_many(self, entries: Iterable[tuple[str, DocParts]]) -> None:
+        now = time.time()
+        rows = [(key, parts_to_json(parts), now) for key, parts in entries]
+        if not rows:
+            return
         with closing(self._connect()) as conn, conn:
-            conn.execute(
+            conn.executemany(
                 "INSERT OR REPLACE INTO docstrings (key, value, created_at) VALUES (?, ?, ?)",
-                (key, parts_to_json(parts), time.time()),
+                rows,
             )
 
     def __len__(self) -> int:
@@ -223,5 +268,37 @@ class RedisCache:
     def put(self, key: str, parts: DocParts) -> None:
         try:
             self.client.set(self._key(key), parts_to_json(parts), ex=self.ttl)
+        except RedisError as exc:
+            log.warning("docstring cache unavailable (not stored): %s", exc)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, DocParts]:
+        wanted = list(dict.fromkeys(keys))
+        if not wanted:
+            return {}
+        try:
+            raws = self.client.mget([self._key(k) for k in wanted])
+        except RedisError as exc:
+            log.warning("docstring cache unavailable (misses): %s", exc)
+            return {}
+        found = {}
+        for key, raw in zip(wanted, raws, strict=True):
+            if raw is None:
+                continue
+            try:
+                found[key] = parts_from_json(raw)
+            except (ValueError, TypeError):
+                log.warning("ignoring an unreadable cache entry %s", key[:12])
+        return found
+
+    def put_many(self, entries: Iterable[tuple[str, DocParts]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        count = 0
+        for key, parts in entries:
+            pipe.set(self._key(key), parts_to_json(parts), ex=self.ttl)
+            count += 1
+        if not count:
+            return
+        try:
+            pipe.execute()
         except RedisError as exc:
             log.warning("docstring cache unavailable (not stored): %s", exc)

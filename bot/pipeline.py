@@ -262,13 +262,16 @@ async def _generate_all(
     model = ctx.provider.model
     language = ctx.config.language
     todo: list[_Candidate] = []
+    keys: dict[int, str] = {}
+    if not repair:  # a repair round regenerates what was rejected: no cache
+        keys = {id(c): cache_key(c.target, c.file.style, model, language) for c in candidates}
+    found = ctx.cache.get_many(keys.values()) if keys else {}  # one read per round
     for c in candidates:
-        if not repair:
-            hit = ctx.cache.get(cache_key(c.target, c.file.style, model, language))
-            if hit is not None:
-                c.parts, c.cached = hit, True
-                report.cache_hits += 1
-                continue
+        hit = found.get(keys[id(c)]) if keys else None
+        if hit is not None:
+            c.parts, c.cached = hit, True
+            report.cache_hits += 1
+            continue
         todo.append(c)
     if not todo:
         return
@@ -401,6 +404,7 @@ def _finish(
     new_texts: dict[str, str] = {}
     head_texts: dict[str, str] = {}
     by_file: dict[str, list[_Candidate]] = {}
+    fresh: list[tuple[str, DocParts]] = []  # proven and newly generated: cache them
     for c in candidates:
         by_file.setdefault(c.file.change.path, []).append(c)
     for f in files:
@@ -417,7 +421,7 @@ def _finish(
                 report.outcomes.append(_skip(c.target, c.reason or "no docstring produced"))
                 continue
             if not c.cached:
-                ctx.cache.put(cache_key(c.target, f.style, model, ctx.config.language), c.parts)
+                fresh.append((cache_key(c.target, f.style, model, ctx.config.language), c.parts))
             action = Action.UPDATED if c.target.decision == Decision.STALE else Action.ADDED
             report.outcomes.append(
                 Outcome(
@@ -432,6 +436,7 @@ def _finish(
         if new_text != f.text:
             new_texts[path] = new_text
             head_texts[path] = f.text
+    ctx.cache.put_many(fresh)  # one transaction / round trip per run
     return new_texts, head_texts
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import sqlite3
 import threading
 from dataclasses import replace
@@ -11,11 +12,13 @@ from pathlib import Path
 import httpx2
 import openai
 import pytest
+import redis
 
 from bot import cache as cache_mod
 from bot.cache import (
     DocstringCache,
     MemoryCache,
+    RedisCache,
     SqliteCache,
     cache_key,
     parts_from_json,
@@ -23,8 +26,10 @@ from bot.cache import (
 )
 from bot.generate import GenerationItem, GenerationRequest, OpenAIProvider
 from bot.models import DocParts, Param, Style, Target
-from tests import factories
+from tests import factories, redis_helpers
 from tests.fake_openai import API_KEY, recorded
+
+redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures: a real Redis
 
 SOURCE = 'def add(a: int, b: int = 1) -> int:\n    """Old."""\n    return a + b\n'
 
@@ -181,6 +186,70 @@ def test_sqlite_cache_is_safe_across_threads(tmp_path: Path) -> None:
         t.join()
     assert errors == []
     assert len(c) == 160
+
+
+def test_many_at_once(store: DocstringCache) -> None:
+    entries = [(f"k{i}", replace(PARTS, summary=f"Item {i}.")) for i in range(1200)]
+    store.put_many(entries)
+    store.put_many([])
+    found = store.get_many([*(k for k, _ in entries), "missing", "k0"])
+    assert found == dict(entries)  # duplicates and misses are fine; > SQL's variable cap
+    assert store.get_many([]) == {}
+
+
+def test_sqlite_cache_writes_a_run_in_one_transaction(tmp_path: Path) -> None:
+    path = tmp_path / "cache.sqlite3"
+    c = SqliteCache(path)
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO docstrings VALUES ('bad', 'not json', 0)")
+    conn.close()
+    opened = 0
+    statements: list[str] = []
+    real = c._connect
+
+    def traced() -> sqlite3.Connection:
+        nonlocal opened
+        opened += 1
+        conn = real()
+        conn.set_trace_callback(statements.append)
+        return conn
+
+    c._connect = traced  # type: ignore[method-assign]
+    c.put_many([(f"k{i}", PARTS) for i in range(200)])
+    assert opened == 1
+    assert sum(s.strip().upper() == "COMMIT" for s in statements) == 1
+    assert len(c.get_many([f"k{i}" for i in range(200)] + ["bad"])) == 200  # bad: a miss
+    assert opened == 2
+
+
+def test_redis_cache_many_at_once(redis_url: str, ns: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        cache = RedisCache(client, prefix=ns, ttl=60)
+        cache.put_many([("a", PARTS), ("b", replace(PARTS, summary="Bee."))])
+        client.set(f"{ns}:cache:bad", "{not json")
+        found = cache.get_many(["a", "b", "bad", "missing"])
+        assert found == {"a": PARTS, "b": replace(PARTS, summary="Bee.")}
+        assert 0 < client.ttl(f"{ns}:cache:b") <= 60
+        assert cache.get_many([]) == {}
+        cache.put_many([])
+    finally:
+        client.close()
+
+
+def test_redis_trouble_is_misses_and_lost_puts(caplog: pytest.LogCaptureFixture) -> None:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()  # nothing listens there now
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        cache = RedisCache(client)
+        assert cache.get_many(["a"]) == {}
+        cache.put_many([("a", PARTS)])
+    finally:
+        client.close()
+    assert "docstring cache unavailable" in caplog.text
 
 
 # ---------------------------------------------------------- a hit costs no tokens
