@@ -255,17 +255,47 @@ class Result:
     client_cpu: float = 0.0  # and this process
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and its live descendants (``DOCGEN_WEB_PROCESSES`` > 1: the web processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+        children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += children.get(p, [])
+    return out
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` so far."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time so far of process ``pid`` and its live descendants."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+    """Resident memory of process ``pid`` and its live descendants."""
+    total = 0
+    for p in process_tree(pid):
+        try:
+            lines = Path(f"/proc/{p}/status").read_text().splitlines()
+        except OSError:
+            continue
+        total += sum(int(line.split()[1]) for line in lines if line.startswith("VmRSS:"))
+    return total
 
 
 class RawConnection:
@@ -416,6 +446,7 @@ def server_env(api_url: str, private_pem: str, data_dir: Path, args: argparse.Na
         GITHUB_API_URL=api_url,
         DOCGEN_DATA_DIR=str(data_dir),
         DOCGEN_WORKERS=str(args.workers),
+        DOCGEN_WEB_PROCESSES=str(args.web_processes),
         LOG_LEVEL=args.log_level,
     )
     if args.redis:
@@ -596,6 +627,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--redeliveries", type=float, default=0.05)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--workers", type=int, default=1, help="DOCGEN_WORKERS")
+    parser.add_argument(
+        "--web-processes", type=int, default=1, help="DOCGEN_WEB_PROCESSES (embedded mode)"
+    )
     parser.add_argument("--payload-kb", type=float, default=12.0, help="PR body padding")
     parser.add_argument("--rate", type=float, default=None, help="open loop: deliveries/s")
     parser.add_argument("--log-level", default="INFO")
@@ -777,7 +811,12 @@ def main(argv: list[str] | None = None) -> int:
     mode = (
         f"Redis mode, {args.redis_workers} `docgen worker` process(es)"
         if args.redis
-        else f"embedded: SQLite journal, {args.workers} in-process worker(s)"
+        else f"embedded: SQLite journal, {args.workers} job worker(s)"
+        + (
+            f" in the supervisor of {args.web_processes} web processes"
+            if args.web_processes > 1
+            else " in the web process"
+        )
     )
     print(
         f"docgen serve ({mode}); Python {server_python[0]}, uvicorn on "
