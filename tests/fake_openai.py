@@ -244,7 +244,7 @@ class FakeOpenAI:
         if step == "400":
             return _error(
                 400,
-                "Invalid schema for response_format 'docstrings'.",
+                "Invalid schema for response_format 'docs'.",
                 "invalid_request_error",
                 "invalid_value",
                 "response_format",
@@ -263,14 +263,14 @@ class FakeOpenAI:
         finish = "stop"
         refusal = None
         if step == "invalid_json":
-            content: str | None = "Sure! Here are the docstrings you asked for: {docstrings: ["
+            content: str | None = "Sure! Here are the docstrings you asked for: {docs: ["
         elif step == "refusal":
             content, refusal = None, "I'm sorry, but I can't help with that request."
         else:
             answers = [self._answer(item, step) for item in items]
             if step == "missing_ids":
                 answers = answers[:1]
-            content = json.dumps({"docstrings": answers}, ensure_ascii=False)
+            content = json.dumps({"docs": answers}, ensure_ascii=False)
             if step == "length":
                 content = content[: max(1, len(content) // 3)]
                 finish = "length"
@@ -370,12 +370,8 @@ class FakeOpenAI:
     def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
         for message in reversed(body["messages"]):
             if message.get("role") == "user":
-                try:
-                    data = json.loads(message["content"])
-                except (ValueError, TypeError):
-                    return []
-                items = data.get("items") if isinstance(data, dict) else None
-                return items if isinstance(items, list) else []
+                content = message.get("content")
+                return parse_items(content) if isinstance(content, str) else []
         return []
 
     @staticmethod
@@ -384,10 +380,7 @@ class FakeOpenAI:
         found = re.search(r"(?:def|class)\s+(\w+)", source)
         name = found.group(1) if found else "it"
         params = [
-            {
-                "name": p["name"] if isinstance(p, dict) else str(p),
-                "description": f"Value that controls how {name} behaves.",
-            }
+            {"name": str(p), "description": f"Value that controls how {name} behaves."}
             for p in item.get("params", [])
         ]
         summary = "Carry out one step of the workflow and report the outcome."
@@ -404,25 +397,83 @@ class FakeOpenAI:
             "returns": "The outcome of the step." if item.get("returns") else "",
             "yields": "Each intermediate result." if item.get("yields") else "",
             "raises": [
-                {"exception": e, "description": "If the input is not valid."}
+                {"name": e, "description": "If the input is not valid."}
                 for e in item.get("raises", [])
             ],
         }
 
 
-def _strict_ok(schema: Any) -> bool:
-    """Strict mode's rules: every object lists all properties as required, no extras."""
+# ------------------------------------------------------------------ the prompt
+
+_HEADER = re.compile(r"## (\S+?)(?:; (.*))?")
+_OPENING = re.compile(r" {0,3}(`{3,})([^`]*)")
+
+
+def parse_items(text: str) -> list[dict[str, Any]]:
+    """The items of a user message, read the way a Markdown reader would.
+
+    An item is a ``## <id>; params: a, b; returns; yields; raises: E`` line, then
+    ``fix:`` lines and fenced blocks whose info string names them (``context``,
+    ``source``).  A fence closes only on a line of at least as many backticks
+    (CommonMark), so what a hostile source holds stays inside its block.
+    """
+    items: list[dict[str, Any]] = []
+    fence: tuple[int, str, list[str]] | None = None  # length, label, lines
+    for line in text.split("\n"):
+        if fence is not None:
+            length, label, lines = fence
+            if re.fullmatch(rf" {{0,3}}`{{{length},}} *", line):
+                if items:
+                    items[-1][label or "code"] = "\n".join(lines)
+                fence = None
+            else:
+                lines.append(line)
+            continue
+        opening = _OPENING.fullmatch(line)
+        if opening:
+            fence = (len(opening.group(1)), opening.group(2).strip(), [])
+            continue
+        header = _HEADER.fullmatch(line)
+        if header:
+            item: dict[str, Any] = {"id": header.group(1), "params": [], "raises": []}
+            for fact in (header.group(2) or "").split("; "):
+                key, _, names = fact.partition(": ")
+                if key in ("params", "raises"):
+                    item[key] = names.split(", ")
+                elif key in ("returns", "yields"):
+                    item[key] = True
+            items.append(item)
+        elif line.startswith("fix: ") and items:
+            items[-1].setdefault("fix", []).append(line.removeprefix("fix: "))
+    return items
+
+
+def _strict_ok(
+    schema: Any, defs: dict[str, Any] | None = None, seen: frozenset[str] = frozenset()
+) -> bool:
+    """Strict mode's rules: every object lists all properties as required, no extras;
+    a ``$ref`` points into the root's ``$defs``."""
     if not isinstance(schema, dict):
         return False
+    if defs is None:
+        defs = schema.get("$defs", {})
+        if not isinstance(defs, dict):
+            return False
+    if "$ref" in schema:
+        ref = schema["$ref"]
+        name = ref.removeprefix("#/$defs/") if isinstance(ref, str) else ""
+        if ref == name or name not in defs:
+            return False
+        return name in seen or _strict_ok(defs[name], defs, seen | {name})
     if schema.get("type") == "object":
         props = schema.get("properties", {})
         if schema.get("additionalProperties") is not False:
             return False
         if set(schema.get("required", [])) != set(props):
             return False
-        return all(_strict_ok(p) for p in props.values())
+        return all(_strict_ok(p, defs, seen) for p in props.values())
     if schema.get("type") == "array":
-        return _strict_ok(schema.get("items"))
+        return _strict_ok(schema.get("items"), defs, seen)
     return "type" in schema
 
 

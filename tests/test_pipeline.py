@@ -284,11 +284,11 @@ class TestThroughTheModel:
         assert_invariants(sample_changes, result)
 
     def test_budget_is_never_exceeded(self, sample_changes):
-        result, _ = run_llm(sample_changes, "normal", "pipeline_small_budget", budget=2_500)
+        result, _ = run_llm(sample_changes, "normal", "pipeline_small_budget", budget=2_000)
         report = result.report
-        assert report.usage.total <= 2_500
+        assert report.usage.total <= 2_000
         deferred = [o for o in report.outcomes if "budget" in o.reason]
-        assert deferred, "a 2,500-token budget cannot cover six definitions"
+        assert deferred, "a 2,000-token budget cannot cover six definitions"
         assert any(o.action == Action.ADDED for o in report.outcomes)
 
     def test_second_run_costs_nothing_and_suggests_the_same(self, sample_changes, tmp_path):
