@@ -19,6 +19,17 @@ client could get wrong:
   object media type, and are refused (403 ``too_large``) with the default one.
 * Pagination: ``per_page`` (default 30, at most 100) and ``Link`` headers; the files
   of a PR stop at 3,000.
+* GraphQL: ``POST /graphql`` (GHES: ``/api/graphql`` beside ``/api/v3``) takes the
+  same installation tokens, parses the query (operations, variables with their
+  declared types, aliases, arguments, inline and named fragments) and answers
+  ``repository(owner:, name:) { alias: object(expression: "<rev>:<path>") { ... on Blob
+  { oid byteSize isBinary isTruncated text } } }`` in GitHub's shapes: ``null`` for
+  a missing object, ``NOT_FOUND`` (``type``/``path``/``locations``/``message``) for a
+  repository the installation cannot see, GitHub's variable errors (status 200, no
+  data), text cut at :attr:`FakeGitHub.graphql_text_limit` bytes with ``isTruncated``,
+  ``text: null`` for binary blobs.  Anything else in a query is a request the fake
+  cannot handle (500, recorded).  :meth:`FakeGitHub.fail_object` scripts an error
+  for one object; :meth:`Fault.graphql_rate_limit` the 200 + RATE_LIMITED answer.
 * App manifests: :meth:`FakeGitHub.register_manifest` stands for the person pressing
   *Create GitHub App* on GitHub's page and returns the one-hour, one-use ``code``;
   ``POST /app-manifests/{code}/conversions`` (no auth) answers 201 with the new App's
@@ -53,7 +64,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import jwt
@@ -74,6 +85,9 @@ BOT_LOGIN = "docgen[bot]"
 WEB = "https://github.com"
 DOCS = "https://docs.github.com/rest"
 CONTENTS_LIMIT = 1024 * 1024  # the contents API inlines files up to 1 MB
+# GitHub truncates Blob.text without documenting where; the fake cuts at 512 KiB.
+GRAPHQL_TEXT_LIMIT = 512 * 1024
+GRAPHQL_DOCS = "https://docs.github.com/graphql"
 MAX_PR_FILES = 3_000
 RATE_LIMIT = 5_000
 _EPOCH = datetime(2026, 1, 5, 12, 0, 0, tzinfo=UTC)
@@ -340,6 +354,32 @@ class Fault:
         return cls.secondary_rate_limit(retry_after, status=429)
 
     @classmethod
+    def graphql_rate_limit(
+        cls, reset: float, installation_id: int = 1, error_type: str = "RATE_LIMITED"
+    ) -> Fault:
+        """GraphQL's primary rate limit: status 200, an error, ``x-ratelimit-remaining: 0``.
+
+        https://docs.github.com/en/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api#exceeding-the-rate-limit
+        (newer answers say ``RATE_LIMIT``: https://github.com/yanyongyu/githubkit/issues/271)
+        """
+        body = {
+            "errors": [
+                {
+                    "type": error_type,
+                    "code": "graphql_rate_limit",
+                    "message": "API rate limit already exceeded for installation ID"
+                    f" {installation_id}.",
+                }
+            ]
+        }
+        headers = {
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": str(int(reset)),
+            "x-ratelimit-resource": "graphql",
+        }
+        return cls(200, body, headers)
+
+    @classmethod
     def primary_rate_limit(cls, reset: float, installation_id: int = 1) -> Fault:
         body = {
             "message": f"API rate limit exceeded for installation ID {installation_id}.",
@@ -369,6 +409,402 @@ def _not_found(doc: str = DOCS) -> _Refused:
 
 def _unprocessable(errors: list[Any], doc: str) -> _Refused:
     return _Refused(422, "Unprocessable Entity", errors, doc)
+
+
+# ------------------------------------------------------------------------- GraphQL
+#
+# Enough of GraphQL's grammar (https://spec.graphql.org/October2021/) to read the
+# queries a client sends for blobs, with GitHub's answers and error shapes.
+
+
+class _CannotHandle(Exception):
+    """A query using GraphQL the fake does not implement (answered 500 and recorded)."""
+
+
+_GQL_TOKEN = re.compile(
+    r"""(?P<skip>[\s,\ufeff]+|\#[^\n\r]*)
+      | (?P<spread>\.\.\.)
+      | (?P<punct>[!$():=@\[\]{}|&])
+      | (?P<string>"(?:[^"\\\n\r]|\\(?:["\\/bfnrt]|u[0-9A-Fa-f]{4}))*")
+      | (?P<number>-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?)
+      | (?P<name>[_A-Za-z][_0-9A-Za-z]*)""",
+    re.X,
+)
+
+
+@dataclass(frozen=True)
+class _Token:
+    kind: str  # "punct" | "spread" | "string" | "number" | "name" | "end"
+    text: str
+    offset: int
+
+
+@dataclass(frozen=True)
+class _Var:
+    name: str
+
+
+@dataclass(frozen=True)
+class _Field:
+    alias: str | None
+    name: str
+    args: dict[str, Any]  # values: python literals or _Var
+    selections: tuple[Any, ...]
+    location: dict[str, int]
+
+    @property
+    def key(self) -> str:
+        return self.alias or self.name
+
+
+@dataclass(frozen=True)
+class _InlineFragment:
+    on: str | None
+    selections: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _Spread:
+    name: str
+
+
+@dataclass(frozen=True)
+class _Operation:
+    kind: str  # "query" | "mutation" | "subscription"
+    name: str | None
+    variables: dict[str, tuple[str, Any]]  # name -> (type as written, default)
+    selections: tuple[Any, ...]
+    location: dict[str, int]
+
+
+class _GraphQLParser:
+    """A recursive-descent parser for executable GraphQL documents."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.tokens: list[_Token] = []
+        pos = 0
+        while pos < len(text):
+            match = _GQL_TOKEN.match(text, pos)
+            if match is None:
+                raise _CannotHandle(f"unexpected character {text[pos]!r} at {pos}")
+            if match.lastgroup != "skip":
+                self.tokens.append(_Token(match.lastgroup or "", match.group(), pos))
+            pos = match.end()
+        self.tokens.append(_Token("end", "", len(text)))
+        self.i = 0
+
+    def location(self, token: _Token) -> dict[str, int]:
+        line = self.text.count("\n", 0, token.offset) + 1
+        column = token.offset - (self.text.rfind("\n", 0, token.offset) + 1) + 1
+        return {"line": line, "column": column}
+
+    def peek(self) -> _Token:
+        return self.tokens[self.i]
+
+    def take(self, kind: str | None = None, text: str | None = None) -> _Token:
+        token = self.tokens[self.i]
+        if (kind and token.kind != kind) or (text is not None and token.text != text):
+            raise _CannotHandle(f"expected {text or kind}, found {token.text or 'the end'!r}")
+        self.i += 1
+        return token
+
+    def at(self, text: str) -> bool:
+        return self.peek().text == text and self.peek().kind in ("punct", "spread", "name")
+
+    def document(self) -> tuple[list[_Operation], dict[str, _InlineFragment]]:
+        operations: list[_Operation] = []
+        fragments: dict[str, _InlineFragment] = {}
+        while self.peek().kind != "end":
+            if self.at("fragment"):
+                self.take()
+                name = self.take("name").text
+                self.take("name", "on")
+                fragments[name] = _InlineFragment(self.take("name").text, self.selection_set())
+            else:
+                operations.append(self.operation())
+        return operations, fragments
+
+    def operation(self) -> _Operation:
+        start = self.peek()
+        if self.at("{"):
+            return _Operation("query", None, {}, self.selection_set(), self.location(start))
+        kind = self.take("name").text
+        if kind not in ("query", "mutation", "subscription"):
+            raise _CannotHandle(f"unknown operation type {kind!r}")
+        name = self.take("name").text if self.peek().kind == "name" else None
+        variables: dict[str, tuple[str, Any]] = {}
+        if self.at("("):
+            self.take()
+            while not self.at(")"):
+                self.take("punct", "$")
+                var = self.take("name").text
+                self.take("punct", ":")
+                type_text = self.type_ref()
+                default = None
+                if self.at("="):
+                    self.take()
+                    default = self.value(const=True)
+                variables[var] = (type_text, default)
+            self.take("punct", ")")
+        if self.at("@"):
+            raise _CannotHandle("directives")
+        return _Operation(kind, name, variables, self.selection_set(), self.location(start))
+
+    def type_ref(self) -> str:
+        if self.at("["):
+            self.take()
+            inner = self.type_ref()
+            self.take("punct", "]")
+            text = f"[{inner}]"
+        else:
+            text = self.take("name").text
+        if self.at("!"):
+            self.take()
+            text += "!"
+        return text
+
+    def selection_set(self) -> tuple[Any, ...]:
+        self.take("punct", "{")
+        selections: list[Any] = []
+        while not self.at("}"):
+            selections.append(self.selection())
+        self.take("punct", "}")
+        if not selections:
+            raise _CannotHandle("an empty selection set")
+        return tuple(selections)
+
+    def selection(self) -> Any:
+        if self.peek().kind == "spread":
+            self.take()
+            if self.at("on") or self.at("{"):
+                on = None
+                if self.at("on"):
+                    self.take()
+                    on = self.take("name").text
+                return _InlineFragment(on, self.selection_set())
+            return _Spread(self.take("name").text)
+        start = self.peek()
+        name = self.take("name").text
+        alias = None
+        if self.at(":"):
+            self.take()
+            alias, name = name, self.take("name").text
+        args: dict[str, Any] = {}
+        if self.at("("):
+            self.take()
+            while not self.at(")"):
+                arg = self.take("name").text
+                self.take("punct", ":")
+                args[arg] = self.value(const=False)
+            self.take("punct", ")")
+        if self.at("@"):
+            raise _CannotHandle("directives")
+        selections = self.selection_set() if self.at("{") else ()
+        return _Field(alias, name, args, selections, self.location(start))
+
+    def value(self, *, const: bool) -> Any:
+        token = self.peek()
+        if token.text == "$" and token.kind == "punct":
+            if const:
+                raise _CannotHandle("a variable in a default value")
+            self.take()
+            return _Var(self.take("name").text)
+        if token.kind == "string":
+            self.take()
+            return json.loads(token.text)
+        if token.kind == "number":
+            self.take()
+            return json.loads(token.text)
+        if token.kind == "name":
+            self.take()
+            return {"true": True, "false": False, "null": None}.get(token.text, token.text)
+        if self.at("["):
+            self.take()
+            items = []
+            while not self.at("]"):
+                items.append(self.value(const=const))
+            self.take("punct", "]")
+            return items
+        raise _CannotHandle(f"value {token.text!r}")
+
+
+def _graphql_error(message: str, **fields: Any) -> dict[str, Any]:
+    return {**fields, "message": message}
+
+
+def _used_variables(selections: tuple[Any, ...], fragments: dict[str, _InlineFragment]) -> set[str]:
+    used: set[str] = set()
+    for sel in selections:
+        if isinstance(sel, _Field):
+            used |= {v.name for v in sel.args.values() if isinstance(v, _Var)}
+            used |= _used_variables(sel.selections, fragments)
+        elif isinstance(sel, _InlineFragment):
+            used |= _used_variables(sel.selections, fragments)
+        elif sel.name in fragments:
+            used |= _used_variables(fragments[sel.name].selections, fragments)
+    return used
+
+
+def _coerce_variables(
+    op: _Operation, given: Any, fragments: dict[str, _InlineFragment]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The operation's variable values, or GitHub's errors for them (graphql-ruby's)."""
+    given = given if isinstance(given, dict) else {}
+    label = op.name or "anonymous query"
+    errors = []
+    used = _used_variables(op.selections, fragments)
+    for name in sorted(used - set(op.variables)):
+        errors.append(
+            _graphql_error(
+                f"Variable ${name} is used by {label} but not declared",
+                locations=[op.location],
+                extensions={"code": "variableNotDefined", "variableName": name},
+            )
+        )
+    for name in sorted(set(op.variables) - used):
+        errors.append(
+            _graphql_error(
+                f"Variable ${name} is declared by {label} but not used",
+                locations=[op.location],
+                extensions={"code": "variableNotUsed", "variableName": name},
+            )
+        )
+    values: dict[str, Any] = {}
+    scalars = {"String": str, "ID": (str, int), "Int": int, "Boolean": bool}
+    for name, (type_text, default) in op.variables.items():
+        value = given.get(name, default)
+        base = type_text.rstrip("!")
+        if base not in scalars:
+            raise _CannotHandle(f"variables of type {type_text}")
+        problem = None
+        if value is None and type_text.endswith("!"):
+            problem = "Expected value to not be null"
+        elif value is not None and not isinstance(value, scalars[base]):
+            problem = f"Could not coerce value {json.dumps(value)} to {base}"
+        if problem:
+            errors.append(
+                _graphql_error(
+                    f"Variable ${name} of type {type_text} was provided invalid value",
+                    locations=[op.location],
+                    extensions={
+                        "value": value,
+                        "problems": [{"path": [], "explanation": problem}],
+                    },
+                )
+            )
+        values[name] = value
+    return values, errors
+
+
+class _GraphQLRun:
+    """One query's execution against a :class:`FakeGitHub` (the types docgen reads)."""
+
+    # Types an inline fragment or a fragment may name, with what they implement.
+    TYPES: ClassVar[dict[str, frozenset[str]]] = {
+        "Query": frozenset({"Query"}),
+        "Repository": frozenset({"Repository", "Node"}),
+        "Blob": frozenset({"Blob", "GitObject", "Node"}),
+        "Tree": frozenset({"Tree", "GitObject", "Node"}),
+        "Commit": frozenset({"Commit", "GitObject", "Node"}),
+    }
+    ABSTRACT: ClassVar[frozenset[str]] = frozenset({"GitObject", "Node"})
+
+    def __init__(
+        self,
+        fake: FakeGitHub,
+        installation: int,
+        variables: dict[str, Any],
+        fragments: dict[str, _InlineFragment],
+    ) -> None:
+        self.fake = fake
+        self.installation = installation
+        self.variables = variables
+        self.fragments = fragments
+        self.errors: list[dict[str, Any]] = []
+
+    def value(self, raw: Any) -> Any:
+        return self.variables.get(raw.name) if isinstance(raw, _Var) else raw
+
+    def fields(self, selections: tuple[Any, ...], type_name: str) -> list[_Field]:
+        """The fields that apply to an object of ``type_name`` (fragments flattened)."""
+        out: list[_Field] = []
+        for sel in selections:
+            if isinstance(sel, _Spread):
+                if sel.name not in self.fragments:
+                    raise _CannotHandle(f"unknown fragment {sel.name}")
+                sel = self.fragments[sel.name]
+            if isinstance(sel, _InlineFragment):
+                known = self.TYPES.keys() | self.ABSTRACT
+                if sel.on is not None and sel.on not in known:
+                    raise _CannotHandle(f"fragments on {sel.on}")
+                if sel.on is None or sel.on in self.TYPES[type_name]:
+                    out += self.fields(sel.selections, type_name)
+                continue
+            out.append(sel)
+        return out
+
+    def query_field(self, field: _Field) -> Any:
+        if field.name == "__typename":
+            return "Query"
+        if field.name != "repository":
+            raise _CannotHandle(f"field Query.{field.name}")
+        owner, name = self.value(field.args.get("owner")), self.value(field.args.get("name"))
+        repo = self.fake.repos.get(f"{owner}/{name}")
+        if repo is None or repo.installation_id != self.installation:
+            self.errors.append(
+                _graphql_error(
+                    f"Could not resolve to a Repository with the name '{owner}/{name}'.",
+                    type="NOT_FOUND",
+                    path=[field.key],
+                    locations=[field.location],
+                )
+            )
+            return None
+        return {
+            f.key: self.repository_field(repo, f, [field.key])
+            for f in self.fields(field.selections, "Repository")
+        }
+
+    def repository_field(self, repo: Repo, field: _Field, path: list[Any]) -> Any:
+        if field.name == "__typename":
+            return "Repository"
+        if field.name == "nameWithOwner":
+            return repo.full_name
+        if field.name == "name":
+            return repo.name
+        if field.name != "object":
+            raise _CannotHandle(f"field Repository.{field.name}")
+        if set(field.args) - {"expression", "oid"} or "oid" in field.args:
+            raise _CannotHandle("object(oid:)")
+        expression = self.value(field.args.get("expression"))
+        _, _, file_path = str(expression).partition(":")
+        if file_path in self.fake.object_errors:
+            error_type, message = self.fake.object_errors[file_path]
+            self.errors.append(
+                _graphql_error(
+                    message,
+                    type=error_type,
+                    path=[*path, field.key],
+                    locations=[field.location],
+                )
+            )
+            return None
+        found = self.fake._git_object(repo, str(expression))
+        if found is None:
+            return None  # no such object at that revision: null, without an error
+        type_name, data = found
+        out: dict[str, Any] = {}
+        for f in self.fields(field.selections, type_name):
+            if f.name == "__typename":
+                out[f.key] = type_name
+            elif type_name == "Blob":
+                out[f.key] = self.fake._blob_field(f.name, data)
+            elif f.name == "oid":
+                out[f.key] = hashlib.sha1(expression.encode()).hexdigest()
+            else:
+                raise _CannotHandle(f"field {type_name}.{f.name}")
+        return out
 
 
 # --------------------------------------------------------------------------- routes
@@ -427,7 +863,8 @@ _ROUTE_TABLE: list[tuple[str, str, str]] = [
     ("POST", r"/app-manifests/(?P<code>[A-Za-z0-9_-]+)/conversions", "manifests.convert"),
 ]
 ROUTES = [(m, re.compile(p + r"\Z"), name) for m, p, name in _ROUTE_TABLE]
-ROUTE_NAMES = frozenset(name for _, _, name in _ROUTE_TABLE)
+# POST /graphql (GHES: /api/graphql) is matched apart: its path does not follow the prefix.
+ROUTE_NAMES = frozenset(name for _, _, name in _ROUTE_TABLE) | {"graphql"}
 
 
 class FakeGitHub:
@@ -441,10 +878,21 @@ class FakeGitHub:
         prefix: str = "",
         token_ttl: float = 3600.0,
         contents_limit: int = CONTENTS_LIMIT,
+        graphql_text_limit: int = GRAPHQL_TEXT_LIMIT,
     ) -> None:
         self.public_key = public_key  # the App's (what GitHub keeps after registration)
         self.app_id = app_id
         self.prefix = prefix.rstrip("/")  # "/api/v3" for GitHub Enterprise Server
+        # GHES serves GraphQL at /api/graphql beside /api/v3:
+        # https://docs.github.com/en/enterprise-server@latest/graphql/guides/forming-calls-with-graphql#the-graphql-endpoint
+        self.graphql_path = (
+            self.prefix.removesuffix("/v3") + "/graphql"
+            if self.prefix.endswith("/api/v3")
+            else self.prefix + "/graphql"
+        )
+        self.graphql_text_limit = graphql_text_limit
+        # path -> (error type, message) answered for that object (see fail_object)
+        self.object_errors: dict[str, tuple[str, str]] = {}
         self.token_ttl = token_ttl
         self.contents_limit = contents_limit
         self.calls: list[Call] = []
@@ -454,7 +902,8 @@ class FakeGitHub:
         self.repos: dict[str, Repo] = {}
         # code -> (manifest, expiry), from register_manifest
         self.manifest_codes: dict[str, tuple[dict[str, Any], float]] = {}
-        self.rate_used: dict[int, int] = {}
+        self.rate_used: dict[int, int] = {}  # REST ("core") requests per installation
+        self.graphql_rate_used: dict[int, int] = {}
         self.rate_reset = int(time.time()) + 3600
         self._faults: dict[str, deque[Fault]] = {}
         self._ids = itertools.count(1001)
@@ -633,12 +1082,30 @@ class FakeGitHub:
             raise ValueError(f"unknown route name {route!r}; one of {sorted(ROUTE_NAMES)}")
         self._faults.setdefault(route, deque()).extend(faults)
 
+    def fail_object(
+        self,
+        path: str,
+        error_type: str = "NOT_FOUND",
+        message: str = "Something went wrong while executing your query.",
+    ) -> None:
+        """Answer GraphQL ``object`` fields for ``path`` with null and an error naming it."""
+        self.object_errors[path] = (error_type, message)
+
     def expire_tokens(self) -> None:
         """Make every issued installation token expired (GitHub answers 401 to them)."""
         self.tokens = {t: (i, 0.0) for t, (i, _) in self.tokens.items()}
 
     def calls_to(self, route: str) -> list[Call]:
         return [c for c in self.calls if c.route == route]
+
+    @property
+    def graphql_objects(self) -> list[str]:
+        """Every ``object(expression:)`` value asked for, over all GraphQL calls."""
+        out = []
+        for call in self.calls_to("graphql"):
+            variables = (call.json or {}).get("variables") or {}
+            out += [v for k, v in variables.items() if re.fullmatch(r"e\d+", k)]
+        return out
 
     @property
     def token_requests(self) -> int:
@@ -665,13 +1132,14 @@ class FakeGitHub:
         try:
             installation = self._authenticate(route, params, headers)
             fault = self._next_fault(route)
+            resource = "graphql" if route == "graphql" else "core"
             if fault is not None and not fault.process:
-                return self._answer(fault.status, fault.body, installation, fault.headers)
+                return self._answer(fault.status, fault.body, installation, fault.headers, resource)
             handler: Callable[..., Response] = getattr(self, "_" + route.replace(".", "_"))
             response = handler(request, params, payload, installation)
             if fault is not None:
-                return self._answer(fault.status, fault.body, installation, fault.headers)
-            self._rate_headers(response, installation)
+                return self._answer(fault.status, fault.body, installation, fault.headers, resource)
+            self._rate_headers(response, installation, resource)
             return response
         except _Refused as exc:
             return self._answer(exc.status, exc.body, installation)
@@ -679,6 +1147,8 @@ class FakeGitHub:
             return self._error(f"{request.method} {path}: {type(exc).__name__}: {exc}")
 
     def _match(self, method: str, path: str) -> tuple[str | None, dict[str, str]]:
+        if path == self.graphql_path:
+            return ("graphql", {}) if method == "POST" else (None, {})
         if self.prefix:
             if not path.startswith(self.prefix + "/"):
                 return None, {}
@@ -705,23 +1175,29 @@ class FakeGitHub:
         body: Any,
         installation: int | None,
         headers: Mapping[str, str] | None = None,
+        resource: str = "core",
     ) -> Response:
         response = JSONResponse(body, status_code=status)
-        self._rate_headers(response, installation)
+        self._rate_headers(response, installation, resource)
         for name, value in (headers or {}).items():
             response.headers[name] = value
         return response
 
-    def _rate_headers(self, response: Response, installation: int | None) -> None:
+    def _rate_headers(
+        self, response: Response, installation: int | None, resource: str = "core"
+    ) -> None:
+        # GraphQL has its own budget (points; one per query here):
+        # https://docs.github.com/en/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api
         if installation is None:
             return
+        counts = self.graphql_rate_used if resource == "graphql" else self.rate_used
         with self._lock:
-            used = self.rate_used[installation] = self.rate_used.get(installation, 0) + 1
+            used = counts[installation] = counts.get(installation, 0) + 1
         response.headers["x-ratelimit-limit"] = str(RATE_LIMIT)
         response.headers["x-ratelimit-remaining"] = str(max(RATE_LIMIT - used, 0))
         response.headers["x-ratelimit-used"] = str(used)
         response.headers["x-ratelimit-reset"] = str(self.rate_reset)
-        response.headers["x-ratelimit-resource"] = "core"
+        response.headers["x-ratelimit-resource"] = resource
 
     def _authenticate(
         self, route: str, params: dict[str, str], headers: dict[str, str]
@@ -737,11 +1213,14 @@ class FakeGitHub:
             if installation not in self.installations:
                 raise _not_found()
             return installation
+        doc = GRAPHQL_DOCS if route == "graphql" else DOCS
         if scheme.lower() not in ("token", "bearer") or credential not in self.tokens:
-            raise _Refused(401, "Bad credentials")
+            raise _Refused(401, "Bad credentials", doc=doc)
         installation, expires = self.tokens[credential]
         if expires <= time.time():
-            raise _Refused(401, "Bad credentials")
+            raise _Refused(401, "Bad credentials", doc=doc)
+        if route == "graphql":  # the repository is an argument, checked when resolved
+            return installation
         repo = self.repos.get(f"{params.get('owner')}/{params.get('repo')}")
         if repo is None or repo.installation_id != installation:
             raise _not_found()
@@ -1068,6 +1547,65 @@ class FakeGitHub:
                 "encoding": "base64",
             }
         )
+
+    # ---------------------------------------------------------------- GraphQL
+
+    def _graphql(self, request: Request, params, payload, installation: int) -> Response:
+        """``POST /graphql``: one query operation over repositories and their git objects.
+
+        https://docs.github.com/en/graphql/guides/forming-calls-with-graphql
+        """
+        payload = payload if isinstance(payload, dict) else {}
+        if not isinstance(payload.get("query"), str):
+            raise _Refused(400, "Problems parsing JSON", doc=GRAPHQL_DOCS)
+        operations, fragments = _GraphQLParser(payload["query"]).document()
+        name = payload.get("operationName")
+        chosen = [op for op in operations if name is None or op.name == name]
+        if len(chosen) != 1:
+            raise _CannotHandle("no single operation to run")
+        op = chosen[0]
+        if op.kind != "query":
+            raise _CannotHandle(f"{op.kind} operations")
+        variables, errors = _coerce_variables(op, payload.get("variables"), fragments)
+        if errors:  # GitHub answers invalid variables with 200 and no data
+            return JSONResponse({"errors": errors})
+        run = _GraphQLRun(self, installation, variables, fragments)
+        data = {f.key: run.query_field(f) for f in run.fields(op.selections, "Query")}
+        body: dict[str, Any] = {"data": data}
+        if run.errors:
+            body["errors"] = run.errors
+        return JSONResponse(body)
+
+    def _git_object(self, repo: Repo, expression: str) -> tuple[str, bytes] | None:
+        """What ``object(expression: "<rev>:<path>")`` finds: ("Blob", bytes), ("Tree", b"")."""
+        rev, colon, path = expression.partition(":")
+        files = repo.resolve(rev) if colon else None
+        if files is None:
+            return None
+        path = path.strip("/")
+        if path in files:
+            return "Blob", files[path]
+        if not path or any(p.startswith(path + "/") for p in files):
+            return "Tree", b""
+        return None
+
+    def _blob_field(self, name: str, data: bytes) -> Any:
+        # git's own test for binary content: a NUL in the first 8,000 bytes.
+        binary = b"\0" in data[:8000]
+        if name == "oid":
+            return git_blob_sha(data)
+        if name == "abbreviatedOid":
+            return git_blob_sha(data)[:7]
+        if name == "byteSize":
+            return len(data)
+        if name == "isBinary":
+            return binary
+        if name == "isTruncated":
+            return not binary and len(data) > self.graphql_text_limit
+        if name == "text":
+            # Not the bytes when they are not UTF-8 (GitHub renders text; so does this).
+            return None if binary else data[: self.graphql_text_limit].decode("utf-8", "replace")
+        raise _CannotHandle(f"field Blob.{name}")
 
     # ------------------------------------------------------------- check runs
 
