@@ -18,6 +18,11 @@ Built on githubkit (async).  What githubkit does for us, and what we add:
   (one per installation client) lets reads through and runs content-creating requests
   one at a time, at least a second apart, as GitHub asks.
   https://docs.github.com/en/rest/using-the-rest-api/best-practices-for-using-the-rest-api#avoid-concurrent-requests
+* **Connections.** githubkit opens a new ``httpx.AsyncClient`` (connection pool, TLS
+  handshake) for every request unless the caller is inside ``async with github:``, whose
+  client lives only in that task's context.  :class:`PooledGitHub` keeps one client per
+  installation while a job holds it (``async with api:``), and every client shares one
+  SSL context per process (building one loads the CA bundle: ~40 ms each).
 * **Versions.** Requests pin ``X-GitHub-Api-Version: 2022-11-28`` (githubkit sends its
   newest, which GitHub Enterprise Server rejects).  Responses are read as plain JSON for
   the few fields we need rather than through githubkit's full models, which older GHES
@@ -37,8 +42,10 @@ import binascii
 import contextlib
 import dataclasses
 import email.utils
+import functools
 import logging
 import re
+import ssl
 import threading
 import time
 from collections import Counter
@@ -72,6 +79,7 @@ __all__ = [
     "GitHubUnavailable",
     "InstallationClients",
     "NotFound",
+    "PooledGitHub",
     "PullChanges",
     "PullInfo",
     "PullRequestAPI",
@@ -86,6 +94,7 @@ __all__ = [
     "check_run_update_payloads",
     "make_app_github",
     "review_payload",
+    "shared_ssl_context",
 ]
 
 log = logging.getLogger(__name__)
@@ -310,12 +319,24 @@ def _client_config(
         base_url=api_url,  # githubkit appends the "/" that GHES's ".../api/v3" lacks
         user_agent=USER_AGENT,
         timeout=httpx.Timeout(30.0, connect=10.0),  # githubkit's default is no timeout
+        ssl_verify=shared_ssl_context(),
         async_transport=async_transport,
         cache_strategy=cache,
         http_cache=False,  # each PR is read once per push: conditional requests buy nothing
         throttler=pacer,
         auto_retry=False,  # PullRequestAPI retries, with a cap and an injectable clock
     )
+
+
+@functools.cache
+def shared_ssl_context() -> ssl.SSLContext:
+    """One verifying SSL context for every GitHub client of the process.
+
+    httpx builds a new one for each client it creates unless it is given one, and that
+    loads the whole CA bundle (``load_verify_locations``, ~40 ms).  Same CA choice as
+    httpx: ``SSL_CERT_FILE``/``SSL_CERT_DIR`` when set, else certifi.
+    """
+    return httpx.create_ssl_context(trust_env=True)
 
 
 def _check_private_key(pem: str) -> None:
@@ -354,12 +375,75 @@ def make_app_github(
     return GitHub(AppAuthStrategy(settings.github_app_id, pem), config=config)
 
 
+class PooledGitHub(GitHub[Any]):
+    """A githubkit client whose requests share one ``httpx.AsyncClient`` while it is held.
+
+    githubkit opens (and closes) a new httpx client for every request unless the caller
+    is inside ``async with github:``, and that client lives in a ContextVar of the task
+    that entered it: no help for the jobs an installation runs in other tasks.  Here,
+    while at least one holder is inside :meth:`pooled` (a job: ``async with api:``),
+    every request of this installation goes through one client: one connection pool,
+    one auth flow, no per-request set-up.  The last holder to leave closes it, so
+    nothing stays open between jobs (httpx drops idle connections after 5 s anyway) and
+    no shutdown hook is needed; :meth:`aclose` closes it early (the installation was
+    deleted).  Outside :meth:`pooled` requests behave as githubkit's do.
+    """
+
+    def __init__(self, auth: Any, *, config: Config) -> None:
+        super().__init__(auth, config=config)
+        self.clients_created = 0  # httpx clients built for this installation
+        self._shared: httpx.AsyncClient | None = None
+        self._shared_loop: asyncio.AbstractEventLoop | None = None
+        self._holders = 0
+
+    @property
+    def shared_client(self) -> httpx.AsyncClient | None:
+        """The client requests go through now, or None (one per request)."""
+        shared = self._shared
+        return None if shared is None or shared.is_closed else shared
+
+    async def _create_async_client(self) -> httpx.AsyncClient:
+        self.clients_created += 1
+        return await super()._create_async_client()
+
+    @contextlib.asynccontextmanager
+    async def get_async_client(self) -> AsyncGenerator[httpx.AsyncClient, None]:
+        shared = self.shared_client
+        # An httpx client's connections belong to the event loop that opened them.
+        if shared is not None and self._shared_loop is asyncio.get_running_loop():
+            yield shared
+            return
+        async with super().get_async_client() as client:
+            yield client
+
+    @contextlib.asynccontextmanager
+    async def pooled(self) -> AsyncGenerator[PooledGitHub, None]:
+        """Hold the shared client (opening it if needed) for the duration of the block."""
+        self._holders += 1
+        try:
+            if self.shared_client is None:
+                self._shared = await self._create_async_client()
+                self._shared_loop = asyncio.get_running_loop()
+            yield self
+        finally:
+            self._holders -= 1
+            if self._holders == 0:
+                await self.aclose()
+
+    async def aclose(self) -> None:
+        """Close the shared client now; later requests open their own until re-pooled."""
+        shared, self._shared, self._shared_loop = self._shared, None, None
+        if shared is not None and not shared.is_closed:
+            await shared.aclose()
+
+
 class InstallationClients:
-    """One githubkit client per installation: its own token cache and write pacer.
+    """One githubkit client per installation: its own token cache, write pacer and pool.
 
     githubkit issues and caches the installation token (until a minute before it
     expires); keeping the client keeps the token.  Call :meth:`forget` when the
-    installation is deleted or suspended.
+    installation is deleted or suspended: it drops the token and closes the
+    installation's HTTP client.
     """
 
     def __init__(
@@ -378,9 +462,10 @@ class InstallationClients:
         self.retry = retry or RetryPolicy()
         self._write_interval = write_interval
         self._cache_factory = cache_factory
-        self._clients: dict[int, GitHub[Any]] = {}
+        self._clients: dict[int, PooledGitHub] = {}
+        self._closing: set[asyncio.Task[None]] = set()
 
-    def client(self, installation_id: int) -> GitHub[Any]:
+    def client(self, installation_id: int) -> PooledGitHub:
         """The installation's client (created on first use)."""
         found = self._clients.get(installation_id)
         if found is None:
@@ -390,18 +475,38 @@ class InstallationClients:
                 cache_strategy=self._cache_factory(),
             )
             auth = self.app.auth.as_installation(installation_id)
-            found = self._clients[installation_id] = GitHub(auth, config=config)
+            found = self._clients[installation_id] = PooledGitHub(auth, config=config)
         return found
 
     def api(self, installation_id: int, owner: str, repo: str) -> PullRequestAPI:
-        """A :class:`PullRequestAPI` for one repository of the installation."""
+        """A :class:`PullRequestAPI` for one repository of the installation.
+
+        Use it as ``async with api:`` so that its requests share one HTTP client.
+        """
         return PullRequestAPI(
             self.client(installation_id), owner, repo, clock=self.clock, retry=self.retry
         )
 
     def forget(self, installation_id: int) -> None:
-        """Drop the installation's client, and with it its cached token."""
-        self._clients.pop(installation_id, None)
+        """Drop the installation's client, its cached token, and close its HTTP client.
+
+        Called from the webhook handler (synchronous, inside the event loop): the close
+        is scheduled on the running loop.
+        """
+        client = self._clients.pop(installation_id, None)
+        if client is None or client.shared_client is None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # no loop: nobody can be holding the client (it needs one)
+            return
+        task = loop.create_task(client.aclose())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    async def aclose(self) -> None:
+        """Close every installation's HTTP client (at shutdown; tokens stay cached)."""
+        await asyncio.gather(*(c.aclose() for c in self._clients.values()), *self._closing)
 
     def __contains__(self, installation_id: object) -> bool:
         return installation_id in self._clients
@@ -783,9 +888,24 @@ class PullRequestAPI:
         self.last_rate_limit_remaining: int | None = None
         self.waited = 0.0  # seconds spent waiting for rate limits and backoff
         self._headers = {"X-GitHub-Api-Version": API_VERSION}
+        self._held: contextlib.AsyncExitStack | None = None
 
     def __repr__(self) -> str:
         return f"PullRequestAPI({self.owner}/{self.repo})"
+
+    async def __aenter__(self) -> PullRequestAPI:
+        """Send this API's requests through one HTTP client until the block ends."""
+        if self._held is not None:
+            raise RuntimeError("PullRequestAPI is already entered")
+        stack = contextlib.AsyncExitStack()
+        await stack.enter_async_context(self._gh.pooled())
+        self._held = stack
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        stack, self._held = self._held, None
+        if stack is not None:
+            await stack.aclose()
 
     # ----------------------------------------------------------------- plumbing
 
@@ -1249,15 +1369,17 @@ class PullRequestAPI:
         return _parsed(_id, response, "POST /repos/{owner}/{repo}/issues/{issue_number}/comments")
 
 
-def _prepared(client: GitHub[Any], clock: Clock | None) -> GitHub[Any]:
-    """``client`` as PullRequestAPI needs it: our pacer, no githubkit retries or HTTP cache.
+def _prepared(client: GitHub[Any], clock: Clock | None) -> PooledGitHub:
+    """``client`` as PullRequestAPI needs it: our pacer, no githubkit retries or HTTP
+    cache, a pool for ``async with api:``.
 
     Clients from :class:`InstallationClients` already are; any other gets an equivalent
     client sharing its auth and token cache.
     """
     config = client.config
     if (
-        isinstance(config.throttler, WritePacer)
+        isinstance(client, PooledGitHub)
+        and isinstance(config.throttler, WritePacer)
         and config.auto_retry is None
         and not config.http_cache
     ):
@@ -1266,4 +1388,4 @@ def _prepared(client: GitHub[Any], clock: Clock | None) -> GitHub[Any]:
         config.throttler if isinstance(config.throttler, WritePacer) else WritePacer(clock=clock)
     )
     changed = dataclasses.replace(config, throttler=throttler, auto_retry=None, http_cache=False)
-    return GitHub(client.auth, config=changed)
+    return PooledGitHub(client.auth, config=changed)

@@ -126,34 +126,39 @@ async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
             api = deps.clients.api(int(p["installation_id"]), p["owner"], p["repo"])
         except (KeyError, TypeError, ValueError) as exc:
             raise PermanentJobError(f"job payload is incomplete: {exc}") from None
-        try:
-            if p.get("type") == "reply":
-                await api.post_issue_comment(int(p["number"]), p.get("body") or HELP)
-                return
-            await review(job, ctx, deps, api)
-        except GitHubUnavailable as exc:
-            retry_at = getattr(exc, "retry_at", None) or deps.clock() + 60
-            when = time.strftime("%H:%M UTC", time.gmtime(retry_at))
-            await _report_retry(ctx, api, f"GitHub is unavailable ({exc}); retrying at {when}.")
-            raise RetryLater(retry_at, f"GitHub unavailable: {exc}") from None
-        except NotFound as exc:
-            await _fail_check_run(ctx, api, f"Not found on GitHub: {exc}")
-            raise PermanentJobError(f"not found on GitHub: {exc}") from None
-        except Exception as exc:
-            if job.attempts >= deps.journal.max_attempts:
-                # The journal gives up after this attempt: say so where users look.
-                await _fail_check_run(
-                    ctx, api, f"docgen gave up after {job.attempts} attempts: {exc}"
-                )
-            else:
-                await _report_retry(
-                    ctx,
-                    api,
-                    f"Attempt {job.attempts} failed ({type(exc).__name__}: {exc}); docgen will retry.",
-                )
-            raise
-        finally:
-            _count_api_calls(api, deps.metrics)
+        async with api:  # one HTTP client (pool, TLS) for every request of the job
+            await _run(job, ctx, deps, api)
+
+
+async def _run(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI) -> None:
+    """The job's work, and what to tell GitHub and the journal when it fails."""
+    p = job.payload
+    try:
+        if p.get("type") == "reply":
+            await api.post_issue_comment(int(p["number"]), p.get("body") or HELP)
+            return
+        await review(job, ctx, deps, api)
+    except GitHubUnavailable as exc:
+        retry_at = getattr(exc, "retry_at", None) or deps.clock() + 60
+        when = time.strftime("%H:%M UTC", time.gmtime(retry_at))
+        await _report_retry(ctx, api, f"GitHub is unavailable ({exc}); retrying at {when}.")
+        raise RetryLater(retry_at, f"GitHub unavailable: {exc}") from None
+    except NotFound as exc:
+        await _fail_check_run(ctx, api, f"Not found on GitHub: {exc}")
+        raise PermanentJobError(f"not found on GitHub: {exc}") from None
+    except Exception as exc:
+        if job.attempts >= deps.journal.max_attempts:
+            # The journal gives up after this attempt: say so where users look.
+            await _fail_check_run(ctx, api, f"docgen gave up after {job.attempts} attempts: {exc}")
+        else:
+            await _report_retry(
+                ctx,
+                api,
+                f"Attempt {job.attempts} failed ({type(exc).__name__}: {exc}); docgen will retry.",
+            )
+        raise
+    finally:
+        _count_api_calls(api, deps.metrics)
 
 
 def _count_api_calls(api: PullRequestAPI, metrics: Metrics) -> None:

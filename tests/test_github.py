@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import ssl
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -35,6 +36,7 @@ from bot.github import (
     check_run_update_payloads,
     make_app_github,
     review_payload,
+    shared_ssl_context,
 )
 from bot.models import Suggestion
 from tests.conftest import OWNER, REPO, FakeClock
@@ -245,6 +247,98 @@ def test_unpaced_clients_are_wrapped(fake_github, github_settings, fake_clock, m
     fake_github.fail("pulls.get", Fault.server_error())
     assert run(api.get_pull(1)).number == 1
     assert fake_clock.sleeps == [1.0]  # our retry on the fake clock, not githubkit's
+
+
+# -------------------------------------------------------- one HTTP client per job
+
+
+def test_a_job_sends_every_request_through_one_client(github_clients, fake_github, make_pr):
+    make_pr({"a.py": "x = 1\n"}, {"a.py": "x = 2\n"})
+    gh = github_clients.client(1)
+    api = api_for(github_clients)
+
+    async def job() -> None:
+        async with api:
+            await api.get_pull(1)
+            await api.list_files(1)
+            shared = gh.shared_client
+            assert shared is not None
+            # A second API of the installation in the same time (another job) shares it.
+            async with api_for(github_clients) as other:
+                await other.get_pull(1)
+                assert gh.shared_client is shared
+        assert shared.is_closed and gh.shared_client is None  # the last holder closed it
+
+    run(job())
+    assert gh.clients_created == 1
+    assert len(fake_github.calls) == 4  # token + three reads, all through that client
+
+    run(api.get_pull(1))  # outside a job: githubkit's client per request
+    run(api.get_pull(1))
+    assert gh.clients_created == 3
+
+
+def test_forget_closes_the_installation_client(github_clients, make_pr):
+    make_pr({"a.py": "x = 1\n"}, {"a.py": "x = 2\n"})
+    gh = github_clients.client(1)
+    api = api_for(github_clients)
+
+    async def job() -> None:
+        async with api:
+            await api.get_pull(1)
+            shared = gh.shared_client
+            assert shared is not None and not shared.is_closed
+            github_clients.forget(1)  # from the webhook handler, synchronously
+            assert 1 not in github_clients
+            await asyncio.sleep(0)  # the scheduled close runs
+            assert shared.is_closed and gh.shared_client is None
+            assert (await api.get_pull(1)).number == 1  # the running job still works
+
+    run(job())
+
+
+def test_aclose_closes_every_installation_client(github_clients, fake_github, make_pr):
+    make_pr({"a.py": "x = 1\n"}, {"a.py": "x = 2\n"})
+    other = fake_github.add_repo("acme", "tools", installation_id=2)
+    fake_github.add_pull(other, 7, {}, {"b.py": "y\n"})
+
+    async def go() -> list[httpx.AsyncClient | None]:
+        one, two = api_for(github_clients), github_clients.api(2, "acme", "tools")
+        await one.__aenter__()
+        await two.__aenter__()
+        await one.get_pull(1)
+        await two.get_pull(7)
+        shared = [github_clients.client(i).shared_client for i in (1, 2)]
+        await github_clients.aclose()
+        await one.__aexit__(None, None, None)
+        await two.__aexit__(None, None, None)
+        return shared
+
+    shared = run(go())
+    assert all(c is not None and c.is_closed for c in shared)
+
+
+def test_every_client_shares_one_ssl_context(github_settings, monkeypatch):
+    context = shared_ssl_context()
+    loads = []
+    original = ssl.SSLContext.load_verify_locations
+
+    def counting(self: ssl.SSLContext, *args: Any, **kwargs: Any) -> None:
+        loads.append(args)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counting)
+    clients = InstallationClients(make_app_github(github_settings))
+
+    async def go() -> None:
+        for installation in (1, 2):
+            gh = clients.client(installation)
+            assert gh.config.ssl_verify is context
+            async with gh.pooled():
+                assert gh.shared_client is not None
+
+    run(go())
+    assert loads == []  # no CA bundle loaded per client
 
 
 # ------------------------------------------------------------------------ reads
@@ -931,5 +1025,14 @@ def test_fake_serves_over_a_socket(fake_github, github_settings, make_pr):
     make_pr({"a.py": ""}, {"a.py": "x = 1\n"})
     with fake_github.serve() as url:
         settings = github_settings.model_copy(update={"github_api_url": url})
-        api = InstallationClients(make_app_github(settings)).api(1, OWNER, REPO)
+        clients = InstallationClients(make_app_github(settings))
+        api = clients.api(1, OWNER, REPO)
         assert run(api.get_pull(1)).number == 1
+
+        async def job() -> int:
+            async with api:  # one pooled client over a real socket, closed at the end
+                await api.get_pull(1)
+                return len(await api.list_files(1))
+
+        assert run(job()) == 1
+    assert clients.client(1).clients_created == 2 and clients.client(1).shared_client is None
