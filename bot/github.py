@@ -23,6 +23,9 @@ Built on githubkit (async).  What githubkit does for us, and what we add:
   client lives only in that task's context.  :class:`PooledGitHub` keeps one client per
   installation while a job holds it (``async with api:``), and every client shares one
   SSL context per process (building one loads the CA bundle: ~40 ms each).
+* **Reads.** A PR's head contents come from GraphQL, up to 100 files per query
+  (:meth:`PullRequestAPI.fetch_changes`); REST blobs only for what GraphQL cannot give
+  (binary, truncated or non-UTF-8 text).
 * **Versions.** Requests pin ``X-GitHub-Api-Version: 2022-11-28`` (githubkit sends its
   newest, which GitHub Enterprise Server rejects).  Responses are read as plain JSON for
   the few fields we need rather than through githubkit's full models, which older GHES
@@ -43,6 +46,7 @@ import contextlib
 import dataclasses
 import email.utils
 import functools
+import json
 import logging
 import re
 import ssl
@@ -60,6 +64,7 @@ from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
 from githubkit.config import Config, get_config
 from githubkit.exception import RequestError, RequestFailed
+from githubkit.graphql import GraphQLError, GraphQLNamespace, GraphQLResponse
 from githubkit.response import Response
 from githubkit.throttling import BaseThrottler, LocalThrottler
 
@@ -71,6 +76,7 @@ __all__ = [
     "API_VERSION",
     "CHECK_NAME",
     "GENERATE_ACTION",
+    "GRAPHQL_BATCH",
     "CheckRunAction",
     "Clock",
     "FileEntry",
@@ -92,6 +98,9 @@ __all__ = [
     "check_run_create_payload",
     "check_run_output",
     "check_run_update_payloads",
+    "graphql_url",
+    "head_blobs_query",
+    "is_write",
     "make_app_github",
     "review_payload",
     "shared_ssl_context",
@@ -117,6 +126,11 @@ MUTATING_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
 # https://docs.github.com/en/rest/repos/contents#get-repository-content
 _OBJECT_MEDIA = "application/vnd.github.object+json"
 _NEXT_LINK = re.compile(r'<([^<>]+)>;\s*rel="next"')
+# Aliased ``object`` fields per GraphQL query: 100 keeps a query at 1 point and well
+# under the node limit.
+# https://docs.github.com/en/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api
+GRAPHQL_BATCH = 100
+GRAPHQL_ROUTE = "/graphql"
 _TRUNCATED = "\n\n*… truncated (GitHub's size limit)*"
 
 Conclusion = Literal[
@@ -191,6 +205,27 @@ class Clock:
         await asyncio.sleep(seconds)
 
 
+_GRAPHQL_COMMENT = re.compile(r"#[^\n\r]*")
+_GRAPHQL_OPERATION = re.compile(r"\s*(?:(query|mutation|subscription)\b|(\{))")
+
+
+def is_write(request: httpx.Request) -> bool:
+    """Whether a request creates content (and is paced): POST/PATCH/PUT/DELETE, except a
+    GraphQL *query*, which is a POST that only reads."""
+    if request.method not in MUTATING_METHODS:
+        return False
+    if request.method != "POST" or not request.url.path.endswith(GRAPHQL_ROUTE):
+        return True
+    try:
+        document = json.loads(request.content).get("query")
+    except (httpx.RequestNotRead, ValueError, AttributeError):
+        return True
+    if not isinstance(document, str):
+        return True
+    match = _GRAPHQL_OPERATION.match(_GRAPHQL_COMMENT.sub("", document))
+    return match is None or match[1] not in ("query", None)
+
+
 class WritePacer(BaseThrottler):
     """githubkit throttler: content-creating requests run one at a time, ≥ ``interval`` apart.
 
@@ -225,7 +260,7 @@ class WritePacer(BaseThrottler):
 
     @contextlib.contextmanager
     def acquire(self, request: httpx.Request) -> Generator[None, Any, Any]:
-        if request.method not in MUTATING_METHODS:
+        if not is_write(request):
             with self._reads.acquire(request):
                 yield
             return
@@ -240,7 +275,7 @@ class WritePacer(BaseThrottler):
 
     @contextlib.asynccontextmanager
     async def async_acquire(self, request: httpx.Request) -> AsyncGenerator[None, Any]:
-        if request.method not in MUTATING_METHODS:
+        if not is_write(request):
             async with self._reads.async_acquire(request):
                 yield
             return
@@ -281,6 +316,24 @@ class RetryPolicy:
         """
         if status not in (403, 429):
             return None
+        asked = self._asked_wait(headers, now)
+        if asked is not None:
+            return asked
+        if status == 429 or "rate limit" in message.lower():
+            return self.rate_limit_wait
+        return None
+
+    def graphql_rate_limit_delay(self, headers: httpx.Headers, now: float) -> float:
+        """Seconds to wait after a GraphQL answer whose ``errors`` say RATE_LIMITED.
+
+        GraphQL answers a rate limit with status 200: wait for ``retry-after``, else
+        until ``x-ratelimit-reset`` when nothing remains, else at least a minute.
+        https://docs.github.com/en/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api#exceeding-the-rate-limit
+        """
+        asked = self._asked_wait(headers, now)
+        return self.rate_limit_wait if asked is None else asked
+
+    def _asked_wait(self, headers: httpx.Headers, now: float) -> float | None:
         if "retry-after" in headers:
             return _retry_after_seconds(headers["retry-after"], now, self.rate_limit_wait)
         if headers.get("x-ratelimit-remaining") == "0" and "x-ratelimit-reset" in headers:
@@ -288,8 +341,6 @@ class RetryPolicy:
                 return max(float(headers["x-ratelimit-reset"]) - now, 0.0) + 1.0
             except ValueError:
                 return self.rate_limit_wait
-        if status == 429 or "rate limit" in message.lower():
-            return self.rate_limit_wait
         return None
 
 
@@ -855,6 +906,104 @@ _ERRORS: dict[int, type[GitHubError]] = {
 }
 
 
+# ---------------------------------------------------------------------- GraphQL
+
+
+def graphql_url(api_url: httpx.URL | str) -> str:
+    """GitHub's GraphQL endpoint beside a REST base URL.
+
+    github.com: ``https://api.github.com`` → ``https://api.github.com/graphql``;
+    GitHub Enterprise Server: ``https://HOST/api/v3`` → ``https://HOST/api/graphql``.
+    https://docs.github.com/en/enterprise-server@latest/graphql/guides/forming-calls-with-graphql#the-graphql-endpoint
+    """
+    url = httpx.URL(str(api_url))
+    path = url.path.rstrip("/")
+    path = path.removesuffix("/v3") + "/graphql" if path.endswith("/api/v3") else path + "/graphql"
+    return str(url.copy_with(path=path, query=None))
+
+
+_BLOB_FIELDS = "oid byteSize isBinary isTruncated text"
+
+
+@functools.cache
+def _head_blobs_document(count: int) -> str:
+    variables = "".join(f", $e{i}: String!" for i in range(count))
+    fields = "".join(
+        f"\n    f{i}: object(expression: $e{i}) {{ ... on Blob {{ {_BLOB_FIELDS} }} }}"
+        for i in range(count)
+    )
+    return (
+        f"query DocgenHeadBlobs($owner: String!, $name: String!{variables}) {{"
+        f"\n  repository(owner: $owner, name: $name) {{{fields}\n  }}\n}}"
+    )
+
+
+def head_blobs_query(
+    owner: str, repo: str, sha: str, paths: Sequence[str]
+) -> tuple[str, dict[str, Any]]:
+    """The GraphQL query (and its variables) reading ``paths`` at commit ``sha``.
+
+    Alias ``f<i>`` answers for ``paths[i]``; the expressions ``<sha>:<path>`` are
+    variables ``$e<i>``, so a path is never part of the query's text.
+    https://docs.github.com/en/graphql/reference/objects#repository (``object``)
+    """
+    variables: dict[str, Any] = {"owner": owner, "name": repo}
+    variables.update({f"e{i}": f"{sha}:{path}" for i, path in enumerate(paths)})
+    return _head_blobs_document(len(paths)), variables
+
+
+class _ViaRest:
+    """GraphQL's answer for a file is not its bytes: read it through REST."""
+
+
+_VIA_REST = _ViaRest()
+
+
+def _blob_content(node: Any, entry: FileEntry) -> bytes | _ViaRest | None:
+    """What one GraphQL ``Blob`` gives for ``entry``: its bytes, None, or ``_VIA_REST``.
+
+    Only text GitHub sent whole, of exactly ``byteSize`` bytes once encoded as UTF-8,
+    is the file: anything else goes to REST, which gives the raw bytes that the
+    pipeline turns into a skip with its reason (binary, not UTF-8, too large).
+    """
+    if not isinstance(node, dict) or "isBinary" not in node:
+        return _VIA_REST  # null: missing at that commit, or an error for this alias; a tree
+    if entry.sha and node.get("oid") not in (None, entry.sha):
+        return _VIA_REST  # not the blob the PR's file list names
+    if node.get("isBinary"):
+        # No patch: the pipeline skips the file for that, whatever its content.
+        return None if entry.patch is None else _VIA_REST
+    text = node.get("text")
+    if not isinstance(text, str) or node.get("isTruncated"):
+        return _VIA_REST
+    try:
+        data = text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: GitHub's rendering, not the bytes
+        return _VIA_REST
+    return data if len(data) == node.get("byteSize") else _VIA_REST
+
+
+# GraphQL's own error types; a rate limit is RATE_LIMITED, or RATE_LIMIT in newer answers
+# (https://github.com/yanyongyu/githubkit/issues/271).
+_GRAPHQL_RATE_LIMITS = frozenset({"RATE_LIMITED", "RATE_LIMIT"})
+_GRAPHQL_ERRORS: dict[str, type[GitHubError]] = {"NOT_FOUND": NotFound, "FORBIDDEN": Forbidden}
+
+
+def _graphql_rate_limited(response: Response[Any]) -> str | None:
+    """GitHub's message when a GraphQL answer (status 200) is a rate limit, else None.
+
+    https://docs.github.com/en/graphql/overview/rate-limits-and-query-limits-for-the-graphql-api#exceeding-the-rate-limit
+    """
+    try:
+        parsed: GraphQLResponse = response.parsed_data  # parsed once, kept by the response
+    except ValueError:  # not a GraphQL answer: the caller says so
+        return None
+    for error in parsed.errors or []:
+        if error.type in _GRAPHQL_RATE_LIMITS or "secondary rate limit" in error.message:
+            return error.message or "rate limited"
+    return None
+
+
 # --------------------------------------------------------------------------- API
 
 _Call = Callable[[], Awaitable[Response[Any]]]
@@ -887,6 +1036,7 @@ class PullRequestAPI:
         self.calls: Counter[str] = Counter()
         self.last_rate_limit_remaining: int | None = None
         self.waited = 0.0  # seconds spent waiting for rate limits and backoff
+        self.graphql_url = graphql_url(self._gh.config.base_url)
         self._headers = {"X-GitHub-Api-Version": API_VERSION}
         self._held: contextlib.AsyncExitStack | None = None
 
@@ -916,12 +1066,14 @@ class PullRequestAPI:
         call: _Call,
         *,
         already_done: Callable[[], Awaitable[bool]] | None = None,
+        graphql: bool = False,
     ) -> Response[Any] | None:
         """Send one request, waiting out rate limits and retrying 5xx within the policy.
 
         ``already_done`` is asked before a non-idempotent request is re-sent after a
         5xx or a network error (GitHub may have acted before failing); when it says
-        yes, nothing is re-sent and None is returned.
+        yes, nothing is re-sent and None is returned.  With ``graphql``, a 200 answer
+        whose ``errors`` say RATE_LIMITED is a rate limit like a REST 403.
         """
         label = f"{method} {route}"
         attempt = 0
@@ -940,6 +1092,7 @@ class PullRequestAPI:
                 waited += block
             self.calls[label] += 1
             failed: httpx.Response | None = None
+            graphql_limit: str | None = None
             try:
                 response = await call()
             except RequestFailed as exc:
@@ -954,19 +1107,28 @@ class PullRequestAPI:
                     raise GitHubError(f"{label}: {type(inner).__name__}", route=label) from None
             else:
                 self._note(response.headers)
-                return response
+                graphql_limit = _graphql_rate_limited(response) if graphql else None
+                if graphql_limit is None:
+                    return response
 
             now = self.clock.time()
             status: int | None = None
             limited = False
-            if failed is None:
+            if graphql_limit is not None:
+                status = response.status_code
+                problem = f"{status} {graphql_limit}"
+                delay, limited = self.retry.graphql_rate_limit_delay(response.headers, now), True
+                self.pacer.block_until(now + delay)
+            elif failed is None:
                 delay = self.retry.backoff_delay(attempt)
             else:
                 self._note(failed.headers)
                 status = failed.status_code
                 message, errors = _error_details(failed)
                 problem = f"{status} {message}"
-                rate_delay = self.retry.rate_limit_delay(status, failed.headers, message, now)
+                rate_delay = self.retry.rate_limit_delay(
+                    status, failed.headers, " ".join([message, *errors]), now
+                )
                 if rate_delay is not None:
                     delay, limited = rate_delay, True
                     # Every request of this installation waits, not only this one.
@@ -1189,31 +1351,125 @@ class PullRequestAPI:
         return found
 
     async def fetch_changes(
-        self, number: int, *, wanted: Callable[[str], bool] | None = None
+        self, pull: PullInfo, *, wanted: Callable[[str], bool] | None = None
     ) -> PullChanges:
-        """The PR and its changed files, with head contents of the ``wanted`` paths.
+        """The PR's changed files, with head contents of the ``wanted`` paths.
 
-        Contents are read one file at a time (GitHub asks for serial requests); removed
-        and unwanted files come without content.
+        ``pull`` is the PR as the caller already read it: its ``head_sha`` is the
+        commit whose contents are read.  Files come from REST (100 per page, with their
+        patches); contents from GraphQL, 100 files per query (:meth:`head_contents`).
+        Removed and unwanted files come without content.
         """
-        pull = await self.get_pull(number)
-        files = await self.list_files(number)
+        files = await self.list_files(pull.number)
         notes = []
         if len(files) < pull.changed_files:
             notes.append(
                 f"GitHub lists only {len(files):,} of the {pull.changed_files:,} changed files;"
                 " the others were not reviewed"
             )
-        changes = []
-        for f in files:
-            head = None
-            if f.status != "removed" and (wanted is None or wanted(f.filename)):
-                if f.sha:
-                    head = await self.get_blob(f.sha)
-                if head is None:
-                    head = await self.get_file(f.filename, pull.head_sha)
-            changes.append(FileChange(f.filename, f.status, f.patch, head, f.previous_filename))
+        read = [
+            f for f in files if f.status != "removed" and (wanted is None or wanted(f.filename))
+        ]
+        heads = await self.head_contents(pull.head_sha, read)
+        changes = [
+            FileChange(f.filename, f.status, f.patch, heads.get(f.filename), f.previous_filename)
+            for f in files
+        ]
         return PullChanges(pull, changes, notes)
+
+    async def head_contents(
+        self, head_sha: str, files: Sequence[FileEntry]
+    ) -> dict[str, bytes | None]:
+        """The bytes of ``files`` at ``head_sha``, by path (None: no content to review).
+
+        One GraphQL query per 100 files reads each as
+        ``object(expression: "<sha>:<path>") { ... on Blob { … } }`` (the expressions
+        are variables: a path never becomes query text).  What GraphQL cannot give
+        exactly — binary blobs GitHub shows a patch for, text it truncated, text that
+        is not the file's bytes (not UTF-8), an alias it answered with null or an
+        error — is read through REST as before (``git/blobs``, then ``contents``), one
+        file at a time.  A binary blob without a patch needs no content: the pipeline
+        skips it for its missing patch.
+        https://docs.github.com/en/graphql/reference/objects#blob
+        """
+        found: dict[str, bytes | None] = {}
+        rest: list[FileEntry] = []
+        for start in range(0, len(files), GRAPHQL_BATCH):
+            batch = list(files[start : start + GRAPHQL_BATCH])
+            nodes = await self._blobs(head_sha, [f.filename for f in batch])
+            if nodes is None:
+                rest.extend(batch)
+                continue
+            for i, entry in enumerate(batch):
+                content = _blob_content(nodes.get(f"f{i}"), entry)
+                if isinstance(content, _ViaRest):
+                    rest.append(entry)
+                else:
+                    found[entry.filename] = content
+        for entry in rest:
+            found[entry.filename] = await self._rest_head(entry, head_sha)
+        return found
+
+    async def _rest_head(self, entry: FileEntry, head_sha: str) -> bytes | None:
+        head = await self.get_blob(entry.sha) if entry.sha else None
+        return head if head is not None else await self.get_file(entry.filename, head_sha)
+
+    async def _blobs(self, head_sha: str, paths: Sequence[str]) -> dict[str, Any] | None:
+        """``{alias: node}`` for ``paths`` (alias ``f<i>``: null or errored → None).
+
+        None when GraphQL could not answer for the repository at all for a reason
+        other than access (e.g. a GitHub Enterprise Server whose schema lacks a field):
+        the caller reads those files through REST.
+        """
+        query, variables = head_blobs_query(self.owner, self.repo, head_sha, paths)
+        data, errors = await self._graphql(query, variables)
+        repository = data.get("repository")
+        if not isinstance(repository, dict):
+            for error in errors:
+                kind = _GRAPHQL_ERRORS.get(error.type or "")
+                if kind is not None and (error.path or ["repository"])[0] == "repository":
+                    label = f"POST {GRAPHQL_ROUTE}"
+                    raise kind(f"{label}: {error.message}", route=label, errors=[error.message])
+            log.warning(
+                "GitHub GraphQL could not read blobs (%s); reading them through REST",
+                "; ".join(e.message for e in errors) or "no repository in the answer",
+            )
+            return None
+        nodes = dict(repository)
+        for error in errors:
+            path = error.path or []
+            if len(path) >= 2 and path[0] == "repository" and isinstance(path[1], str):
+                nodes[path[1]] = None  # its data, if any, is not to be trusted
+            else:
+                log.warning("GitHub GraphQL error beside the blobs: %s", error.message)
+        return nodes
+
+    async def _graphql(
+        self, query: str, variables: dict[str, Any]
+    ) -> tuple[dict[str, Any], list[GraphQLError]]:
+        """POST one query through githubkit; its ``data`` and GraphQL ``errors``.
+
+        HTTP failures, rate limits (also those GraphQL answers with 200) and 5xx are
+        handled by :meth:`_send` as for REST.  Partial answers are GraphQL's normal:
+        ``data`` with ``errors`` naming the ``path`` of what failed.
+        https://docs.github.com/en/graphql/guides/forming-calls-with-graphql#communicating-with-graphql
+        """
+        label = f"POST {GRAPHQL_ROUTE}"
+        body = GraphQLNamespace.build_graphql_request(query, variables)
+        response = await self._send(
+            "POST",
+            GRAPHQL_ROUTE,
+            lambda: self._gh.arequest(
+                "POST", self.graphql_url, json=body, response_model=GraphQLResponse
+            ),
+            graphql=True,
+        )
+        assert response is not None
+        try:
+            parsed: GraphQLResponse = response.parsed_data
+        except ValueError:  # pydantic: neither data nor errors, or not JSON
+            raise GitHubError(f"{label}: unexpected answer from GitHub", route=label) from None
+        return dict(parsed.data or {}), list(parsed.errors or [])
 
     # ------------------------------------------------------------------- writes
 

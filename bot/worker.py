@@ -233,11 +233,11 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         )
         return
 
+    # Contents at the head read above (not re-read: a push meanwhile sends its own
+    # synchronize event, whose job supersedes this one).
     fetched = await api.fetch_changes(
-        number, wanted=_wanted(config, tuple(options.get("paths") or ()))
+        pull, wanted=_wanted(config, tuple(options.get("paths") or ()))
     )
-    if fetched.pull.head_sha != head_sha:
-        head_sha = fetched.pull.head_sha  # pushed meanwhile: review what is there now
     changes = _only_wanted(fetched.changes, config, tuple(options.get("paths") or ()))
 
     spent = deps.journal.spent(job.key)

@@ -9,6 +9,7 @@ the offline provider.
 from __future__ import annotations
 
 import time
+from collections import Counter
 
 import httpx
 import pytest
@@ -107,6 +108,39 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     assert 'docgen_github_api_calls_total{method="POST"}' in metrics
     assert 'docgen_jobs{state="done"} 2.0' in metrics
     assert "docgen_github_rate_limit_remaining" in metrics
+
+
+def test_a_review_reads_github_once_per_kind_of_thing(app_env, make_pr):
+    """Issue 5: the PR once, its files, every head in one GraphQL query — no blob per file.
+
+    A binary file and a latin-1 one still end as skips with their reasons.
+    """
+    client, runtime, fake = app_env
+    head = {PATH: HEAD, "shop/extra.py": HEAD, "shop/blob.py": b"\x00\x01binary\n"}
+    head["shop/latin.py"] = b"# caf\xe9\n\n\ndef f(x):\n    return x\n"
+    pull = make_pr({PATH: BASE}, head)
+    # GitHub shows the diff of a latin-1 file (transcoded); the fake cannot make it.
+    latin = next(f for f in pull.files if f["filename"] == "shop/latin.py")
+    latin["patch"] = "@@ -0,0 +1,5 @@\n+# café\n+\n+\n+def f(x):\n+    return x"
+    fake.calls.clear()
+    assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
+    settle(runtime)
+
+    reads = Counter(c.route for c in fake.calls if c.method == "GET" or c.route == "graphql")
+    assert reads == {
+        "pulls.get": 1,  # not read again to fetch the changes
+        "repos.contents": 4,  # docgen.yml/.yaml here, then in octo/.github (none exist)
+        "pulls.files": 1,
+        "graphql": 1,  # four heads
+        "git.blob": 1,  # latin.py: GraphQL's text is not its bytes
+        "comments.list": 1,
+    }
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.status == "completed"
+    lines = run.summary.splitlines()
+    assert any("shop/latin.py" in line and "not valid UTF-8" in line for line in lines)
+    assert any("shop/blob.py" in line and "no patch from GitHub" in line for line in lines)
+    assert len(pull.comments) == 12  # both copies of the sample module documented
 
 
 def test_github_outage_is_retried_later_and_the_check_run_says_why(app_env, make_pr):

@@ -380,13 +380,15 @@ def test_list_files_paginates_100_per_page(github_clients, fake_github, make_pr)
 
 def test_github_lists_at_most_3000_files(github_clients, fake_github, make_pr):
     make_pr({}, {f"f{i:04}.txt": "x\n" for i in range(3_005)})
-    changes = run(api_for(github_clients).fetch_changes(1, wanted=lambda path: False))
+    api = api_for(github_clients)
+    changes = run(api.fetch_changes(run(api.get_pull(1)), wanted=lambda path: False))
     assert len(changes.changes) == 3_000
     assert changes.pull.changed_files == 3_005
     assert changes.notes == [
         "GitHub lists only 3,000 of the 3,005 changed files; the others were not reviewed"
     ]
     assert len(fake_github.calls_to("pulls.files")) == 30
+    assert fake_github.calls_to("graphql") == []  # nothing wanted, nothing read
 
 
 def test_large_file_falls_back_to_the_blob(github_clients, fake_github, make_pr):
@@ -426,8 +428,11 @@ def test_fetch_changes(github_clients, fake_github, make_pr):
         "moved.py": "c = 3\n",
         "img.png": b"\x89PNG\0",
     }
-    make_pr(base, head, renames={"moved.py": "old.py"})
-    result = run(api_for(github_clients).fetch_changes(1, wanted=lambda p: p.endswith(".py")))
+    pr = make_pr(base, head, renames={"moved.py": "old.py"})
+    api = api_for(github_clients)
+    pull = run(api.get_pull(1))
+    result = run(api.fetch_changes(pull, wanted=lambda p: p.endswith(".py")))
+    assert result.pull is pull
     by_path = {c.path: c for c in result.changes}
     assert sorted(by_path) == ["gone.py", "img.png", "keep.py", "moved.py", "new.py"]
     assert by_path["keep.py"].head == head["keep.py"].encode()
@@ -437,6 +442,16 @@ def test_fetch_changes(github_clients, fake_github, make_pr):
     assert by_path["moved.py"].status == "renamed" and by_path["moved.py"].patch is None
     assert by_path["img.png"].patch is None and by_path["img.png"].head is None  # not wanted
     assert result.notes == []
+    # One PR read (the caller's), one page of files, one GraphQL query for the three
+    # wanted heads; no blob or contents request.
+    assert [c.route for c in fake_github.calls if c.route != "tokens.create"] == [
+        "pulls.get",
+        "pulls.files",
+        "graphql",
+    ]
+    assert fake_github.graphql_objects == [
+        f"{pr.head_sha}:{path}" for path in ("keep.py", "moved.py", "new.py")
+    ]
 
 
 CONFIG = b"budget: 5000\n"
@@ -1029,10 +1044,11 @@ def test_fake_serves_over_a_socket(fake_github, github_settings, make_pr):
         api = clients.api(1, OWNER, REPO)
         assert run(api.get_pull(1)).number == 1
 
-        async def job() -> int:
+        async def job() -> bytes | None:
             async with api:  # one pooled client over a real socket, closed at the end
-                await api.get_pull(1)
-                return len(await api.list_files(1))
+                pull = await api.get_pull(1)
+                changes = await api.fetch_changes(pull)
+            return changes.changes[0].head
 
-        assert run(job()) == 1
+        assert run(job()) == b"x = 1\n"
     assert clients.client(1).clients_created == 2 and clients.client(1).shared_client is None
