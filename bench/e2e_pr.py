@@ -11,7 +11,8 @@ and the GitHub API calls used: O(1) + files/100 reads, ≤ 3 writes besides paci
   ``max_functions`` and ``budget`` so that the whole PR is in scope.
 * **GitHub**: ``tests/fake_github.py`` in-process (``httpx.ASGITransport``), with its
   checks (App JWT, installation token, review lines inside the diff, 50 annotations
-  per request).  Every request it gets is counted by route.
+  per request).  Every request it gets is counted by route; a GraphQL query is a read
+  (a POST, but no mutation), shown with the number of files it read.
 * **LLM**: ``tests/fake_openai.py`` on a loopback port (zero latency, valid structured
   answers, real token counts), reached through the real OpenAI provider.
 * **docgen**: ``bot.server.build`` — the app, the SQLite journal and the in-process
@@ -49,7 +50,7 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from bot import server  # noqa: E402
+from bot import github, server  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.generate import make_provider  # noqa: E402
 from tests import fake_openai  # noqa: E402
@@ -61,6 +62,15 @@ CONFIG = "max_functions: 1000\nbudget: 5000000\n"
 READS_O1 = 5  # what "O(1)" is taken to mean: PR, config, existing comments, ...
 MAX_WRITES = 3  # check run created, review, check run completed
 WRITE_ROUTES = {"checks.create", "checks.update", "reviews.create", "issue_comments.create"}
+
+
+def is_write(call: Any) -> bool:
+    """Whether a call to the fake wrote: a GraphQL POST is a read unless it is a mutation
+    (classified as docgen's write pacer does), REST by route."""
+    if call.route == "graphql":
+        request = httpx.Request(call.method, f"https://api.github.com{call.path}", json=call.json)
+        return github.is_write(request)
+    return call.route in WRITE_ROUTES
 
 
 def _fake_openai_main(conn: Any) -> None:
@@ -196,6 +206,7 @@ def run_once(
         "run": run,
         "pull": pull,
         "calls": list(fake.calls),
+        "graphql_files": len(fake.graphql_objects),
         "errors": list(fake.errors),
         "llm_requests": llm_requests() - requests_before,
         "llm_seconds": metric(metrics, "docgen_llm_call_seconds_sum"),
@@ -216,11 +227,10 @@ def summary_field(summary: str, name: str) -> str:
 
 def report(label: str, out: dict[str, Any], files: int, added: int) -> list[str]:
     """Print one run; returns the ways it misses the target."""
-    calls = out["calls"]
-    by_route = Counter(c.route or "unknown" for c in calls)
-    auth = by_route.pop("tokens.create", 0)
-    writes = {r: n for r, n in by_route.items() if r in WRITE_ROUTES}
-    reads = {r: n for r, n in by_route.items() if r not in WRITE_ROUTES}
+    calls = [c for c in out["calls"] if c.route != "tokens.create"]
+    auth = len(out["calls"]) - len(calls)
+    writes = Counter(c.route or "unknown" for c in calls if is_write(c))
+    reads = Counter(c.route or "unknown" for c in calls if not is_write(c))
     n_reads, n_writes = sum(reads.values()), sum(writes.values())
     read_target = READS_O1 + math.ceil(files / 100)
     run, pull = out["run"], out["pull"]
@@ -250,7 +260,13 @@ def report(label: str, out: dict[str, Any], files: int, added: int) -> list[str]
         f"cost {summary_field(summary, 'Cost')}"
     )
     print(f"GitHub API calls: {n_reads + n_writes} (+{auth} installation token)")
-    print(f"  reads  {n_reads:>4}  " + ", ".join(f"{r} {n}" for r, n in sorted(reads.items())))
+    print(
+        f"  reads  {n_reads:>4}  "
+        + ", ".join(
+            f"{r} {n}" + (f" ({out['graphql_files']} files)" if r == "graphql" else "")
+            for r, n in sorted(reads.items())
+        )
+    )
     print(f"  writes {n_writes:>4}  " + ", ".join(f"{r} {n}" for r, n in sorted(writes.items())))
     if out["errors"]:
         print(f"  fake GitHub errors: {out['errors'][:3]}")
