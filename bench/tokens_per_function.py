@@ -71,7 +71,7 @@ def answer_json(target: Target, docstring: str) -> str | None:
     except (docstring_parser.ParseError, ValueError):
         return None
     entry = {
-        "id": target.id,
+        "id": "1",  # the short per-request id the model copies
         "summary": doc.short_description or "",
         "description": doc.long_description or "",
         "params": [{"name": p.arg_name, "description": p.description or ""} for p in doc.params],
@@ -82,7 +82,7 @@ def answer_json(target: Target, docstring: str) -> str | None:
         if doc.returns and doc.returns.is_generator
         else "",
         "raises": [
-            {"exception": r.type_name or "", "description": r.description or ""} for r in doc.raises
+            {"name": r.type_name or "", "description": r.description or ""} for r in doc.raises
         ],
     }
     return json.dumps(entry, ensure_ascii=False)

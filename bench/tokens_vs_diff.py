@@ -17,7 +17,8 @@ the PR deletes.  Patches are ``difflib.unified_diff(n=3)`` hunks, as GitHub's ``
 ``budget.plan`` → batched requests → validate) with a provider that records each
 :class:`~bot.generate.GenerationRequest` it is sent and answers with valid parts.
 Our tokens are :func:`bot.generate.estimate_prompt_tokens` of those requests: system
-prompt, JSON items (source, trimmed context, facts) and the response schema, o200k_base.
+prompt, plain-text items (a facts header, trimmed context and source in fences) and the
+response schema, o200k_base.
 The budget is large enough that nothing is deferred (``--budget``).
 
 **Theirs** (a lower bound, favouring PR-Agent): the diff rendered the way PR-Agent
@@ -42,7 +43,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import sys
 import time
@@ -172,7 +172,7 @@ class Row:
     ours: int
     theirs: int
     overhead: int = 0  # ours: system prompt + schema + framing, once per call
-    sources: int = 0  # ours: the definitions' sources (JSON strings in the items)
+    sources: int = 0  # ours: the definitions' sources (raw text, as sent)
     new_code: int = 0  # tokens of the added functions' code (what any tool must send)
 
     @property
@@ -219,9 +219,7 @@ def measure(
         for r in provider.requests
     )
     sources = sum(
-        counter.count(json.dumps(prompt_source(i.target), ensure_ascii=False))
-        for r in provider.requests
-        for i in r.items
+        counter.count(prompt_source(i.target)) for r in provider.requests for i in r.items
     )
     return Row(
         pr.path,
@@ -263,9 +261,9 @@ def table(title: str, rows: list[Row]) -> Row:
     rest = total.ours - total.overhead - total.sources
     print(
         f"ours = {total.overhead:,} per-call overhead (system prompt, schema; "
-        f"{100 * total.overhead / max(1, total.ours):.0f} %) + {total.sources:,} sources as "
-        f"JSON strings ({100 * total.sources / max(1, total.ours):.0f} %) + {rest:,} item "
-        f"facts and context ({100 * rest / max(1, total.ours):.0f} %); "
+        f"{100 * total.overhead / max(1, total.ours):.0f} %) + {total.sources:,} sources, raw "
+        f"text ({100 * total.sources / max(1, total.ours):.0f} %) + {rest:,} item headers, "
+        f"fences and context ({100 * rest / max(1, total.ours):.0f} %); "
         f"the new functions' code alone is {100 * total.new_code / max(1, total.theirs):.0f} % "
         "of theirs"
     )
