@@ -10,11 +10,14 @@ itself — payload, state, attempts, ``data`` — is a hash of ours, so that:
 
 * **Delivery dedupe** outlives arq's results: ``SET NX`` on the delivery id, kept a week.
   Inside :meth:`RedisJournal.atomic` the key is first a one-minute claim, made final
-  in the same ``MULTI`` that writes the job, so a web process killed between the two
+  by the same script that writes the job, so a web process killed between the two
   writes does not make GitHub's redelivery look like a duplicate.
 * **Coalescing**: ``pr:{key}:latest`` names the newest job of a PR.  Enqueueing marks a
-  queued predecessor ``superseded`` (it ends as a no-op when arq starts it) and flags a
-  running one, whose handler then sees :meth:`RedisJobContext.is_superseded`.
+  queued predecessor ``superseded`` and takes it out of arq's queue, so a PR has one
+  queue entry however many pushes arrive while no worker runs (a predecessor arq has
+  just started ends as a no-op).  A running one is flagged instead, and its handler
+  sees :meth:`RedisJobContext.is_superseded`.  The newest job's run concludes the check
+  runs its superseded predecessors had opened (:meth:`RedisJournal.superseded_data`).
 * **One run per PR**: ``pr:{key}:lock`` holds the run's token with a lease
   (``DOCGEN_JOB_LEASE``) that :class:`JobRunner` renews every third of it, together with
   arq's in-progress key.  A job whose PR is busy is deferred (arq ``Retry``).
@@ -26,16 +29,20 @@ itself — payload, state, attempts, ``data`` — is a hash of ours, so that:
   :class:`~bot.jobs.RetryLater`), carried out by arq ``Retry(defer=…)``; arq's own
   ``max_tries`` is set out of the way because a PR-busy deferral is not an attempt.
 
-Every read-modify-write is a ``WATCH``/``MULTI`` transaction that checks the lease
-token, as the SQLite journal checks ``worker_id``.  Keys assume one Redis (not a
-cluster).  Use a Redis with persistence (AOF): a restart without it loses the queue.
-https://redis.io/docs/latest/develop/interact/transactions/
+The web side takes two round trips per delivery (``SET NX`` for the delivery, one Lua
+script for the job); on the worker side every read-modify-write is a ``WATCH``/``MULTI``
+transaction that checks the lease token, as the SQLite journal checks ``worker_id``.
+Keys assume one Redis (not a cluster: the scripts build key names).  Use a Redis with
+persistence (AOF): a restart without it loses the queue.
+https://redis.io/docs/latest/develop/interact/transactions/ and
+https://redis.io/docs/latest/develop/interact/programmability/eval-intro/
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import json
 import logging
 import os
@@ -51,13 +58,14 @@ from typing import Any, TypeVar
 
 import redis
 from arq.connections import RedisSettings
-from arq.constants import in_progress_key_prefix, job_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
 from arq.jobs import serialize_job
 from arq.worker import Retry, Worker, func
 from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
 from bot import logs
+from bot.github import InstallationClients
 from bot.jobs import (
     BACKOFF_BASE,
     BACKOFF_CAP,
@@ -84,13 +92,87 @@ log = logging.getLogger(__name__)
 JOB_FUNCTION = "docgen.job"
 DELIVERY_CLAIM = 60  # s: a delivery recorded but not yet committed with its job
 LEDGER_RETENTION = 90 * 24 * 3600  # a PR's spend, kept this long after its last run
+FORGOTTEN_RETENTION = 24 * 3600  # s an installation's forget mark is kept
 ARQ_JOB_EXPIRY = 2 * 24 * 3600  # arq drops a job not finished by then (deferrals included)
 ARQ_MAX_TRIES = 1_000_000  # ours count attempts; arq's would count PR-busy deferrals too
 BUSY_POLL = 1.0  # s between tries of a job whose PR is busy with another run
-MAX_CHAIN = 50  # superseded predecessors looked at
+MAX_CHAIN = 1000  # superseded predecessors looked at (in Redis, by _SUPERSEDED_DATA)
+SUPERSEDED_TOMBSTONE_MS = 1000  # blocks an arq start racing with the removal of a job
+_ID_MARKER = "@docgen-job-id@"  # in the arq job body _ENQUEUE completes with the new id
 DRAIN_TIMEOUT = 25  # s a stopping worker lets running jobs finish before handing them back
 
 T = TypeVar("T")
+
+# enqueue in one round trip: the job's id, the coalescing, our hash and arq's entry, and
+# the block's pending deliveries made final — all or nothing, as Lua scripts run
+# atomically.  A queued predecessor is marked superseded and, unless an arq worker has
+# already started it (its in-progress key: the run will be a no-op), taken out of arq's
+# queue with its arq keys; a tombstone in-progress key makes an arq worker that read
+# the queue just before abort its start (arq WATCHes that key).  A running predecessor
+# is only flagged: it sees is_superseded() and the new job waits for the PR's lock.
+# Job keys are built here from the prefix: one Redis, not a cluster (see above).
+# KEYS: seq, the PR's latest, arq's queue.  ARGV: prefix, arq's job/retry/in-progress
+# key prefixes, PR key, kind, payload, delivery id, now (s), now (ms), arq job body,
+# id marker, job retention (s), arq job expiry (ms), delivery retention (s), tombstone
+# (ms), then the pending (delivery key, value) pairs.
+_ENQUEUE = """
+local prefix = ARGV[1]
+local job_id = redis.call('INCR', KEYS[1])
+local prev = redis.call('GET', KEYS[2])
+local prev_state = false
+if prev then
+  local prev_key = prefix .. ':job:' .. prev
+  prev_state = redis.call('HGET', prev_key, 'state')
+  if prev_state == 'queued' then
+    redis.call('HSET', prev_key, 'state', 'superseded', 'superseded_by', job_id,
+               'updated', ARGV[9])
+    local arq_prev = prefix .. ':' .. prev
+    if redis.call('EXISTS', ARGV[4] .. arq_prev) == 0 then
+      redis.call('ZREM', KEYS[3], arq_prev)
+      redis.call('DEL', ARGV[2] .. arq_prev, ARGV[3] .. arq_prev)
+      redis.call('SET', ARGV[4] .. arq_prev, 'superseded', 'PX', ARGV[16])
+    end
+  elseif prev_state == 'running' then
+    redis.call('HSET', prev_key, 'superseded_by', job_id)
+  end
+end
+redis.call('SET', KEYS[2], job_id, 'EX', ARGV[13])
+local job_key = prefix .. ':job:' .. job_id
+redis.call('HSET', job_key, 'id', job_id, 'key', ARGV[5], 'kind', ARGV[6],
+           'payload', ARGV[7], 'state', 'queued', 'attempts', 0, 'deferrals', 0,
+           'data', '{}', 'delivery_id', ARGV[8], 'supersedes', prev or '',
+           'run_after', ARGV[9], 'created', ARGV[9], 'updated', ARGV[9])
+redis.call('EXPIRE', job_key, ARGV[13])
+local arq_id = prefix .. ':' .. job_id
+local body, marker = ARGV[11], ARGV[12]
+local at = string.find(body, marker, 1, true)
+body = string.sub(body, 1, at - 1) .. job_id .. string.sub(body, at + #marker)
+redis.call('SET', ARGV[2] .. arq_id, body, 'PX', ARGV[14])
+redis.call('ZADD', KEYS[3], ARGV[10], arq_id)
+for i = 17, #ARGV, 2 do
+  redis.call('SET', ARGV[i], ARGV[i + 1], 'EX', ARGV[15])
+end
+return {job_id, prev or '', prev_state or ''}
+"""
+
+# superseded_data: the data of the unfinished jobs down the ``supersedes`` chain,
+# newest first.  ARGV: prefix, job id, the most links to follow.
+_SUPERSEDED_DATA = """
+local prefix = ARGV[1]
+local out = {}
+local current = redis.call('HGET', prefix .. ':job:' .. ARGV[2], 'supersedes')
+for _ = 1, tonumber(ARGV[3]) do
+  if not current or current == '' then break end
+  local f = redis.call('HMGET', prefix .. ':job:' .. current, 'state', 'data', 'supersedes')
+  local state = f[1]
+  if not state or state == 'done' or state == 'failed' then break end
+  if (state == 'superseded' or state == 'running') and f[2] and f[2] ~= '{}' then
+    table.insert(out, f[2])
+  end
+  current = f[3]
+end
+return out
+"""
 
 
 def _dumps(value: Mapping[str, Any]) -> str:
@@ -149,7 +231,7 @@ class Claim:
 class RedisJournal:
     """Deliveries, jobs and the token ledger in Redis; the web app's and the handler's journal.
 
-    Synchronous, like :class:`bot.jobs.Journal`: each call is one or two round trips
+    Synchronous, like :class:`bot.jobs.Journal`: each call is one round trip or a few
     (well under a millisecond on a local network), made straight from the event loop.
     """
 
@@ -174,6 +256,8 @@ class RedisJournal:
         self.clock = clock
         self._rng = rng
         self._local = threading.local()
+        self._enqueue_script = client.register_script(_ENQUEUE)
+        self._superseded_script = client.register_script(_SUPERSEDED_DATA)
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> RedisJournal:
@@ -276,65 +360,44 @@ class RedisJournal:
         *,
         delivery_id: str | None = None,
     ) -> EnqueueResult:
-        """Queue a job for ``key`` in ours and arq's structures, superseding older ones."""
-        job_id = int(self.client.incr(f"{self.prefix}:seq"))
+        """Queue a job for ``key`` in ours and arq's structures, superseding older ones.
+
+        One round trip: :data:`_ENQUEUE` runs the whole read-modify-write in Redis,
+        including the final write of the block's pending deliveries.
+        """
         now = self.clock()
-        arq_id = self.arq_job_id(job_id)
         body = serialize_job(
-            JOB_FUNCTION, (job_id,), {}, None, int(now * 1000), serializer=_arq_dumps
+            JOB_FUNCTION, (_ID_MARKER,), {}, None, int(now * 1000), serializer=_arq_dumps
         )
         pending: list[tuple[str, str]] = getattr(self._local, "pending", None) or []
-        latest_key = self._pr_key(key, "latest")
-
-        def write(pipe: Pipeline) -> tuple[int | None, str | None]:
-            pipe.watch(latest_key)
-            prev = pipe.get(latest_key)
-            prev_state = None
-            if prev:
-                pipe.watch(self._job_key(prev))
-                prev_state = pipe.hget(self._job_key(prev), "state")
-            pipe.multi()
-            if prev_state == JobState.QUEUED:
-                pipe.hset(
-                    self._job_key(prev),
-                    mapping={"state": JobState.SUPERSEDED, "superseded_by": job_id, "updated": now},
-                )
-            elif prev_state == JobState.RUNNING:
-                pipe.hset(self._job_key(prev), "superseded_by", job_id)
-            pipe.set(latest_key, job_id, ex=int(JOB_RETENTION))
-            pipe.hset(
-                self._job_key(job_id),
-                mapping={
-                    "id": job_id,
-                    "key": key,
-                    "kind": kind,
-                    "payload": _dumps(payload),
-                    "state": JobState.QUEUED,
-                    "attempts": 0,
-                    "deferrals": 0,
-                    "data": "{}",
-                    "delivery_id": delivery_id or "",
-                    "supersedes": prev or "",
-                    "run_after": now,
-                    "created": now,
-                    "updated": now,
-                },
-            )
-            pipe.expire(self._job_key(job_id), int(JOB_RETENTION))
-            # What arq's enqueue_job writes, in our transaction.
-            pipe.psetex(job_key_prefix + arq_id, ARQ_JOB_EXPIRY * 1000, body)
-            pipe.zadd(self.queue_name, {arq_id: int(now * 1000)})
-            for delivery_key, value in pending:
-                pipe.set(delivery_key, value, ex=int(DELIVERY_RETENTION))
-            pipe.execute()
-            return (int(prev) if prev else None), prev_state
-
-        prev, prev_state = self._transaction(write)
+        job_id, prev, prev_state = self._enqueue_script(
+            keys=[f"{self.prefix}:seq", self._pr_key(key, "latest"), self.queue_name],
+            args=[
+                self.prefix,
+                job_key_prefix,
+                retry_key_prefix,
+                in_progress_key_prefix,
+                key,
+                kind,
+                _dumps(payload),
+                delivery_id or "",
+                repr(now),
+                int(now * 1000),
+                body,
+                json.dumps(_ID_MARKER),
+                int(JOB_RETENTION),
+                ARQ_JOB_EXPIRY * 1000,
+                int(DELIVERY_RETENTION),
+                SUPERSEDED_TOMBSTONE_MS,
+                *(part for pair in pending for part in pair),
+            ],
+        )
         pending.clear()
+        job_id = int(job_id)
         result = EnqueueResult(
             job_id,
             coalesced=prev_state == JobState.QUEUED,
-            behind=prev if prev_state == JobState.RUNNING else None,
+            behind=int(prev) if prev_state == JobState.RUNNING else None,
         )
         if result.coalesced or result.behind:
             log.info(
@@ -345,6 +408,24 @@ class RedisJournal:
                 extra={"delivery_id": delivery_id, "job_key": key, "job_id": job_id},
             )
         return result
+
+    def forget_installation(self, installation_id: int) -> None:
+        """Tell every worker to drop the installation's cached client (deleted, suspended).
+
+        A fresh random mark: a worker that saw another (or none) before forgets its
+        client on the next use (:class:`RedisInstallationClients`).  Kept a day, much
+        longer than an installation token lives (an hour).
+        """
+        self.client.set(
+            self._forgotten_key(installation_id), uuid.uuid4().hex, ex=FORGOTTEN_RETENTION
+        )
+
+    def forgotten_mark(self, installation_id: int) -> str | None:
+        """The installation's current forget mark (None: never forgotten, or long ago)."""
+        return self.client.get(self._forgotten_key(installation_id))
+
+    def _forgotten_key(self, installation_id: int) -> str:
+        return f"{self.prefix}:installation:{int(installation_id)}:forgotten"
 
     def writable(self) -> bool:
         """A cheap real write, for ``/healthz``."""
@@ -410,22 +491,12 @@ class RedisJournal:
         """The ``data`` of the jobs this one replaced that did not finish, oldest first.
 
         Walks the ``supersedes`` links back to the last job that ended (done or failed:
-        it concluded its predecessors itself).  A predecessor still marked running is
-        a dead run: the caller holds the PR's lock, so no live run can exist.
+        it concluded its predecessors itself), in Redis (:data:`_SUPERSEDED_DATA`, one
+        round trip however many pushes were coalesced).  A predecessor still marked
+        running is a dead run: the caller holds the PR's lock, so no live run can exist.
         """
-        out: list[dict[str, Any]] = []
-        current = self.client.hget(self._job_key(job_id), "supersedes")
-        for _ in range(MAX_CHAIN):
-            if not current:
-                break
-            state, data, current = self.client.hmget(
-                self._job_key(current), "state", "data", "supersedes"
-            )
-            if state is None or state in (JobState.DONE, JobState.FAILED):
-                break
-            if state in (JobState.SUPERSEDED, JobState.RUNNING) and data and data != "{}":
-                out.append(json.loads(data))
-        return out[::-1]
+        found = self._superseded_script(args=[self.prefix, job_id, MAX_CHAIN])
+        return [json.loads(data) for data in reversed(found)]
 
     def claim(self, job_id: int, token: str, *, arq_job_id: str | None = None) -> Claim:
         """Take the PR's lock for job ``job_id`` under ``token`` and count an attempt."""
@@ -632,6 +703,43 @@ class RedisJournal:
         return self._settle(job_id, token, decide)
 
 
+class RedisInstallationClients(InstallationClients):
+    """:class:`~bot.github.InstallationClients` whose :meth:`forget` reaches every worker.
+
+    The web process receives the ``installation`` deleted/suspend event, but the
+    installation tokens are cached in the workers: it records a forget mark in Redis
+    (:meth:`RedisJournal.forget_installation`), and each worker compares the mark with
+    the one it saw last before handing out a cached client (one ``GET`` per job).
+    """
+
+    def __init__(self, app: Any, journal: RedisJournal, **options: Any) -> None:
+        super().__init__(app, **options)
+        self.journal = journal
+        self._marks: dict[int, str | None] = {}
+
+    def client(self, installation_id: int) -> Any:
+        try:
+            mark = self.journal.forgotten_mark(installation_id)
+        except RedisError as exc:  # the job itself will find out whether Redis is back
+            log.warning(
+                "could not check whether installation %s was forgotten: %s", installation_id, exc
+            )
+        else:
+            if installation_id in self and self._marks.get(installation_id) != mark:
+                log.info(
+                    "installation %s was deleted or suspended: its token is dropped",
+                    installation_id,
+                )
+                super().forget(installation_id)
+            self._marks[installation_id] = mark
+        return super().client(installation_id)
+
+    def forget(self, installation_id: int) -> None:
+        """Drop the installation's client in this process and every worker."""
+        super().forget(installation_id)
+        self.journal.forget_installation(installation_id)
+
+
 class RedisJobContext(JobContext):
     """:class:`bot.jobs.JobContext` over :class:`RedisJournal`; the worker id is the
     lease token, and a heartbeat renews the lease (and arq's in-progress key)."""
@@ -828,19 +936,26 @@ def make_worker(
     job_timeout: float = 900.0,
     poll_delay: float = 0.5,
     drain_timeout: float = DRAIN_TIMEOUT,
+    on_startup: Callable[[], Any] | None = None,
     on_shutdown: Callable[[], Any] | None = None,
 ) -> Worker:
     """An arq worker running ``handler`` for the jobs :meth:`RedisJournal.enqueue` writes.
 
     SIGTERM/SIGINT: arq stops taking jobs, lets running ones finish for
     ``drain_timeout`` s, then cancels them (:class:`JobRunner` hands them back).
-    Create it with the event loop it will run on set as the current loop.
+    ``on_startup`` runs once arq is connected, ``on_shutdown`` after the last job
+    (either may be a coroutine function).  Create the worker with the event loop it
+    will run on set as the current loop.
     """
     runner = JobRunner(journal, handler, job_timeout=job_timeout)
 
+    async def startup(ctx: dict[str, Any]) -> None:
+        if on_startup is not None and inspect.isawaitable(result := on_startup()):
+            await result
+
     async def shutdown(ctx: dict[str, Any]) -> None:
-        if on_shutdown is not None:
-            on_shutdown()
+        if on_shutdown is not None and inspect.isawaitable(result := on_shutdown()):
+            await result
         log.info("docgen worker stopped")
 
     function = func(
@@ -862,6 +977,7 @@ def make_worker(
         health_check_interval=60,
         job_serializer=_arq_dumps,
         job_deserializer=_arq_loads,
+        on_startup=startup,
         on_shutdown=shutdown,
     )
     # arq marks a started job in progress for its timeout + 10 s; a killed worker's job

@@ -14,11 +14,20 @@ import pytest
 from arq.constants import in_progress_key_prefix, job_key_prefix
 from arq.jobs import deserialize_job
 from arq.worker import Retry
+from redis.exceptions import RedisError
 
 from bot.cache import RedisCache
+from bot.github import make_app_github
 from bot.jobs import JobLost, JobState, PermanentJobError, RetryLater
 from bot.models import DocParts
-from bot.redisq import BUSY_POLL, DELIVERY_CLAIM, JOB_FUNCTION, JobRunner, RedisJournal
+from bot.redisq import (
+    BUSY_POLL,
+    DELIVERY_CLAIM,
+    JOB_FUNCTION,
+    JobRunner,
+    RedisInstallationClients,
+    RedisJournal,
+)
 from tests import redis_helpers
 from tests.redis_helpers import free_port, redis_client
 
@@ -89,6 +98,92 @@ def test_a_newer_job_supersedes_a_queued_one(journal):
     claim = journal.claim(first.job_id, "w1")
     assert claim.job is None and "superseded" in claim.reason  # arq's run of it is a no-op
     assert journal.claim(second.job_id, "w1").job is not None
+
+
+def arq_keys(journal, job_id):
+    """Which of arq's structures still hold job ``job_id``: queue, job, in-progress."""
+    arq_id = journal.arq_job_id(job_id)
+    return (
+        journal.client.zscore(journal.queue_name, arq_id) is not None,
+        journal.client.exists(job_key_prefix + arq_id) == 1,
+        journal.client.exists(in_progress_key_prefix + arq_id) == 1,
+    )
+
+
+def test_pushes_while_no_worker_runs_leave_one_arq_entry_per_pr(journal):
+    ids = [enqueue(journal, delivery_id=f"d{i}", head=i).job_id for i in range(6)]
+    other = enqueue(journal, key="octo/demo#2", delivery_id="other").job_id
+    newest = ids[-1]
+    queued = journal.client.zrange(journal.queue_name, 0, -1)
+    assert sorted(queued) == sorted([journal.arq_job_id(newest), journal.arq_job_id(other)])
+    assert journal.counts() == {"queued": 2}
+    for job_id in ids[:-1]:
+        assert journal.get(job_id).state == JobState.SUPERSEDED
+        queue, body, in_progress = arq_keys(journal, job_id)
+        assert not queue and not body  # nothing left for a worker to pull
+        assert in_progress  # the tombstone that makes a racing arq start give up ...
+        assert journal.client.pttl(in_progress_key_prefix + journal.arq_job_id(job_id)) <= 1000
+    time.sleep(1.1)  # ... for a moment only
+    assert not any(arq_keys(journal, ids[0]))
+    assert journal.get(newest).payload["head"] == 5
+    assert arq_keys(journal, newest) == (True, True, False)
+
+
+def test_a_superseded_job_arq_has_started_stays_for_its_no_op_run(journal):
+    first = enqueue(journal).job_id
+    arq_id = journal.arq_job_id(first)
+    journal.client.set(in_progress_key_prefix + arq_id, "1", px=60_000)  # arq took it
+    second = enqueue(journal, delivery_id="d2")
+    assert second.coalesced and arq_keys(journal, first) == (True, True, True)
+    claim = journal.claim(first, "w1", arq_job_id=arq_id)
+    assert claim.job is None and claim.reason == "already superseded"
+
+
+def test_a_deferred_job_superseded_in_the_queue_leaves_its_check_run_to_the_newer_one(journal):
+    first = enqueue(journal).job_id
+    journal.claim(first, "w1", arq_job_id=journal.arq_job_id(first))
+    journal.save_data(first, {"check_run_id": 7, "check_run_sha": "a"}, worker_id="w1")
+    # GitHub failed: deferred; arq's run ends, its in-progress key goes, the entry stays.
+    assert journal.fail(first, "busy", token="w1", retry=True, delay=600)[0] == JobState.QUEUED
+    journal.client.delete(in_progress_key_prefix + journal.arq_job_id(first))
+    second = enqueue(journal, delivery_id="d2").job_id
+    assert arq_keys(journal, first)[:2] == (False, False)
+    assert journal.counts() == {"queued": 1}
+    assert journal.superseded_data(second) == [{"check_run_id": 7, "check_run_sha": "a"}]
+
+
+def test_superseded_data_follows_a_long_chain_in_one_round_trip(journal):
+    first = enqueue(journal).job_id
+    journal.claim(first, "w1")
+    journal.save_data(first, {"check_run_id": 1, "check_run_sha": "a"}, worker_id="w1")
+    journal.fail(first, "boom", token="w1", retry=True)
+    last = [enqueue(journal, delivery_id=f"d{i}").job_id for i in range(120)][-1]
+    assert journal.superseded_data(first) == []  # the script is loaded from here on
+    calls = []
+    execute = journal.client.execute_command
+    journal.client.execute_command = lambda *a, **k: calls.append(a[0]) or execute(*a, **k)
+    try:
+        assert journal.superseded_data(last) == [{"check_run_id": 1, "check_run_sha": "a"}]
+    finally:
+        del journal.client.execute_command
+    assert calls == ["EVALSHA"]
+
+
+def test_the_ack_path_is_two_round_trips(journal):
+    enqueue(journal, key="octo/demo#9", delivery_id="warm")  # scripts loaded once
+    calls = []
+    execute = journal.client.execute_command
+    journal.client.execute_command = lambda *a, **k: calls.append(a[0]) or execute(*a, **k)
+    journal.client.pipeline = None  # no WATCH/MULTI either
+    try:
+        for delivery in ("d1", "d2"):  # the second one coalesces
+            with journal.atomic():
+                assert journal.record_delivery(delivery, "pull_request", "sync", outcome="run")
+                enqueue(journal, delivery_id=delivery)
+    finally:
+        del journal.client.execute_command, journal.client.pipeline
+    assert calls == ["SET", "EVALSHA"] * 2
+    assert journal.client.ttl(f"{journal.prefix}:delivery:d2") > WEEK - 5
 
 
 def test_a_running_job_is_told_and_the_newer_one_waits_for_it(journal):
@@ -197,6 +292,35 @@ def test_the_ledger_adds_up_across_runs(journal):
     assert (spent.prompt_tokens, spent.completion_tokens, spent.runs) == (200, 40, 2)
     assert spent.tokens == 240 and spent.cost_usd == pytest.approx(0.001)
     assert journal.spent("octo/demo#2").tokens == 0
+
+
+def test_a_forgotten_installation_is_forgotten_in_every_worker(
+    redis_url, ns, github_settings, monkeypatch, caplog
+):
+    web, worker = (RedisJournal.from_url(redis_url, prefix=ns) for _ in range(2))
+    clients = RedisInstallationClients(make_app_github(github_settings), worker)
+    first, other = clients.client(1), clients.client(2)
+    assert clients.client(1) is first and other is not first  # cached: one token each
+    web.forget_installation(1)  # the web process got `installation` deleted/suspend
+    again = clients.client(1)
+    assert again is not first and clients.client(1) is again
+    assert clients.client(2) is other
+    web.forget_installation(1)  # suspended again, later: a new mark, forgotten again
+    assert clients.client(1) is not again
+    assert 0 < web.client.ttl(f"{ns}:installation:1:forgotten") <= 24 * 3600
+
+    def down(installation_id):
+        raise RedisError("connection refused")
+
+    latest = clients.client(1)
+    monkeypatch.setattr(worker, "forgotten_mark", down)
+    assert clients.client(1) is latest  # Redis trouble: the cached client, and a warning
+    assert "could not check whether installation 1 was forgotten" in caplog.text
+    monkeypatch.undo()
+    clients.forget(2)  # forgetting in a worker reaches the others too
+    assert web.forgotten_mark(2) is not None and 2 not in clients
+    web.close()
+    worker.close()
 
 
 def test_redis_cache_round_trip_and_unreadable_entries(redis_url, ns):
