@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     # How long a killed worker's job waits before another worker runs it; a live worker
     # renews its lease every third of this.
     docgen_job_lease: float = Field(default=30.0, ge=1, le=600)
+    # ``docgen worker`` serves Prometheus ``/metrics`` on this port (all interfaces);
+    # 0 turns it off.  The web process has ``/metrics`` on its own port already.
+    docgen_metrics_port: int = Field(default=8001, ge=0, le=65535)
 
     @field_validator("redis_url", mode="before")
     @classmethod

@@ -1,13 +1,17 @@
 """Prometheus metrics for ``GET /metrics`` (web and worker).
 
 One :class:`Metrics` object per process, with its own registry (no module-level
-globals, so tests get fresh counters).
+globals, so tests get fresh counters).  The web process serves them on its own port
+(``bot.app``); ``docgen worker`` has no web app and serves them on
+``DOCGEN_METRICS_PORT`` with :meth:`Metrics.serve`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -16,6 +20,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 
 from bot.models import Usage
@@ -31,6 +36,10 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        self._collectors: list[Callable[[Metrics], None]] = []
+        # First in the registry: the on_collect hooks run before any metric is read,
+        # whoever scrapes (render() or the worker's server).
+        r.register(_Hooks(self))
         self.deliveries = Counter(
             "docgen_webhook_deliveries",
             "Webhook deliveries by event and outcome",
@@ -44,6 +53,9 @@ class Metrics:
             registry=r,
         )
         self.jobs = Gauge("docgen_jobs", "Jobs in the journal by state", ["state"], registry=r)
+        self.jobs_running = Gauge(
+            "docgen_jobs_running", "Jobs running in this process now", registry=r
+        )
         self.job_results = Counter(
             "docgen_job_results", "Finished job runs by result", ["result"], registry=r
         )
@@ -72,7 +84,6 @@ class Metrics:
         self.suggestions = Counter(
             "docgen_suggestions", "Docstring suggestions by action", ["action"], registry=r
         )
-        self._collectors: list[Callable[[Metrics], None]] = []
 
     def on_collect(self, fn: Callable[[Metrics], None]) -> None:
         """Run ``fn`` before each scrape (e.g. to read job counts from the journal)."""
@@ -84,9 +95,54 @@ class Metrics:
         self.cost.inc(cost_usd)
 
     def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    def run_collectors(self) -> None:
         for fn in self._collectors:
             try:
                 fn(self)
             except Exception:  # a broken gauge must not break the scrape
                 log.exception("metrics collector failed")
-        return generate_latest(self.registry)
+
+    def serve(self, port: int, host: str = "0.0.0.0") -> MetricsServer:
+        """Serve ``GET /metrics`` on ``host:port`` from a thread; OSError if the port is taken."""
+        return MetricsServer(self, port, host)
+
+
+class _Hooks:
+    """A collector with no metrics of its own: it runs the ``on_collect`` hooks."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def describe(self) -> list[Any]:
+        return []  # registering must not run the hooks
+
+    def collect(self) -> Iterable[Any]:
+        self._metrics.run_collectors()
+        return []
+
+
+class MetricsServer:
+    """prometheus_client's HTTP exposition server (a daemon thread) over one :class:`Metrics`.
+
+    Any path answers with the metrics (``/metrics`` is what Prometheus asks for);
+    requests are not logged, so the process's stderr stays JSON lines.
+    """
+
+    def __init__(self, metrics: Metrics, port: int, host: str = "0.0.0.0") -> None:
+        self._server, self._thread = start_http_server(port, host, registry=metrics.registry)
+        self.host = host
+        self.port: int = self._server.server_address[1]
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop serving and free the port; safe to call twice."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)

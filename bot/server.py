@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,11 +32,11 @@ from bot.app import Deps, create_app
 from bot.budget import TokenCounter, encoding_for_model, load_encoding
 from bot.cache import DocstringCache, RedisCache, SqliteCache
 from bot.config import Settings
-from bot.generate import ConfigError, make_provider
+from bot.generate import ConfigError, Provider, make_provider
 from bot.github import InstallationClients, make_app_github
-from bot.jobs import Journal, WorkerPool
-from bot.metrics import Metrics
-from bot.redisq import RedisJournal, make_worker
+from bot.jobs import Handler, Job, JobContext, Journal, WorkerPool
+from bot.metrics import Metrics, MetricsServer
+from bot.redisq import RedisInstallationClients, RedisJournal, make_worker
 from bot.worker import TimedProvider, WorkerDeps, make_handler
 
 if TYPE_CHECKING:
@@ -133,25 +134,36 @@ def _worker_deps(
     metrics: Metrics,
     *,
     github_transport: httpx.AsyncBaseTransport | None,
-    provider,
+    provider: Provider | None,
     write_interval: float,
     github_clock,
-) -> WorkerDeps:
-    """What a job needs (GitHub clients, the model, token counting), for either mode."""
+) -> tuple[WorkerDeps, Provider | None]:
+    """What a job needs (GitHub clients, the model, token counting), for either mode.
+
+    Also the provider made here from the settings (None when the caller passed one):
+    the process closes its HTTP client at shutdown (:func:`close_provider`).
+    """
     try:
         app_github = make_app_github(settings, async_transport=github_transport, clock=github_clock)
     except ValueError as exc:
         raise StartupError(str(exc)) from None
-    try:
-        provider = provider or make_provider(settings)
-    except ConfigError as exc:
-        raise StartupError(str(exc)) from None
+    made = None
+    if provider is None:
+        try:
+            provider = made = make_provider(settings)
+        except ConfigError as exc:
+            raise StartupError(str(exc)) from None
     # write_interval: GitHub asks for ≥ 1 s between content-creating requests.
-    clients = InstallationClients(app_github, write_interval=write_interval, clock=github_clock)
+    pacing = {"write_interval": write_interval, "clock": github_clock}
+    clients = (
+        RedisInstallationClients(app_github, journal, **pacing)
+        if isinstance(journal, RedisJournal)
+        else InstallationClients(app_github, **pacing)
+    )
     counter = TokenCounter(
         load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))
     )
-    return WorkerDeps(
+    deps = WorkerDeps(
         settings=settings,
         clients=clients,
         provider=TimedProvider(provider, metrics),
@@ -160,6 +172,52 @@ def _worker_deps(
         journal=journal,  # type: ignore[arg-type]  # RedisJournal has the methods used
         metrics=metrics,
     )
+    return deps, made
+
+
+def _handler(deps: WorkerDeps) -> Handler:
+    """The job handler, counted in ``docgen_jobs_running`` while it runs."""
+    handler = make_handler(deps)
+
+    async def counted(job: Job, ctx: JobContext) -> None:
+        with deps.metrics.jobs_running.track_inprogress():
+            await handler(job, ctx)
+
+    return counted
+
+
+async def close_provider(provider: object) -> None:
+    """Close the LLM provider's HTTP client (connection pool); never raises.
+
+    :class:`~bot.generate.OpenAIProvider` keeps the ``openai`` SDK client in ``client``
+    (``AsyncOpenAI.close()``); a provider with an ``aclose()`` of its own is asked first.
+    """
+    close = getattr(provider, "aclose", None)
+    if close is None:
+        close = getattr(getattr(provider, "client", None), "close", None)
+    if close is None:  # the offline provider holds nothing
+        return
+    try:
+        result = close()
+        if inspect.isawaitable(result):
+            await result
+    except Exception as exc:  # shutting down: say so, carry on
+        log.warning("could not close the LLM client: %s", exc)
+
+
+def _redis_job_gauges(journal: RedisJournal) -> Callable[[Metrics], None]:
+    """An ``on_collect`` hook: ``docgen_jobs`` from arq's queue in Redis."""
+
+    def job_gauges(m: Metrics) -> None:
+        try:
+            counts = journal.counts()
+        except RedisError as exc:
+            log.warning("could not read the queue length: %s", exc)
+            return
+        for state, count in counts.items():
+            m.jobs.labels(state).set(count)
+
+    return job_gauges
 
 
 def build(
@@ -185,7 +243,7 @@ def build(
     except OSError as exc:
         raise StartupError(f"DOCGEN_DATA_DIR is not writable ({exc.strerror})") from None
     metrics = Metrics()
-    deps = _worker_deps(
+    deps, made = _worker_deps(
         settings,
         journal,
         SqliteCache(data_dir / "cache.sqlite3"),
@@ -198,7 +256,7 @@ def build(
     clients = deps.clients
     pool = WorkerPool(
         journal,
-        make_handler(deps),
+        _handler(deps),
         concurrency=settings.docgen_workers,
         poll_interval=poll_interval,
         job_timeout=settings.docgen_job_timeout,
@@ -221,6 +279,7 @@ def build(
         finally:
             # SIGTERM: stop claiming, let running jobs finish (or requeue them).
             await pool.stop(timeout=25.0)
+            await close_provider(made)
             log.info("docgen stopped")
 
     secret = settings.github_webhook_secret
@@ -247,17 +306,7 @@ def build_web(settings: Settings) -> Runtime:
     check_settings(settings)
     journal = _redis_journal(settings)
     metrics = Metrics()
-
-    def job_gauges(m: Metrics) -> None:
-        try:
-            counts = journal.counts()
-        except RedisError as exc:
-            log.warning("could not read the queue length: %s", exc)
-            return
-        for state, count in counts.items():
-            m.jobs.labels(state).set(count)
-
-    metrics.on_collect(job_gauges)
+    metrics.on_collect(_redis_job_gauges(journal))
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -279,8 +328,9 @@ def build_web(settings: Settings) -> Runtime:
             run_drafts=settings.docgen_run_drafts,
             skip_forks=settings.docgen_skip_forks,
             reply_to_strangers=settings.docgen_reply_to_strangers,
-            # Installation tokens are cached in the workers; a deleted installation's
-            # tokens are revoked by GitHub and expire within the hour anyway.
+            # Installation tokens are cached in the workers: a mark in Redis tells
+            # them to drop an installation's client (RedisInstallationClients).
+            forget=journal.forget_installation,
             lifespan=lifespan,
         )
     )
@@ -301,27 +351,58 @@ def build_worker(
     if url is None:
         raise StartupError(NO_REDIS)
     journal = _redis_journal(settings)
-    deps = _worker_deps(
-        settings,
-        journal,
-        RedisCache(journal.client, prefix=settings.docgen_redis_prefix),
-        Metrics(),
-        github_transport=github_transport,
-        provider=provider,
-        write_interval=write_interval,
-        github_clock=github_clock,
-    )
-    log.info(
-        "docgen worker started",
-        extra={"workers": settings.docgen_workers, "lease_s": settings.docgen_job_lease},
-    )
+    metrics = Metrics()
+    metrics.on_collect(_redis_job_gauges(journal))
+    try:
+        deps, made = _worker_deps(
+            settings,
+            journal,
+            RedisCache(journal.client, prefix=settings.docgen_redis_prefix),
+            metrics,
+            github_transport=github_transport,
+            provider=provider,
+            write_interval=write_interval,
+            github_clock=github_clock,
+        )
+    except StartupError:
+        journal.close()
+        raise
+    port = settings.docgen_metrics_port
+    served: list[MetricsServer] = []
+
+    def startup() -> None:
+        if port:
+            try:
+                served.append(metrics.serve(port))
+            except OSError as exc:  # e.g. a second worker on this machine: run without
+                log.warning(
+                    "DOCGEN_METRICS_PORT %d: cannot listen (%s); /metrics is not served",
+                    port,
+                    exc.strerror or exc,
+                )
+        log.info(
+            "docgen worker started",
+            extra={
+                "workers": settings.docgen_workers,
+                "lease_s": settings.docgen_job_lease,
+                "metrics_port": served[0].port if served else None,
+            },
+        )
+
+    async def shutdown() -> None:
+        for server in served:
+            server.close()
+        await close_provider(made)
+        journal.close()
+
     return make_worker(
         journal,
-        make_handler(deps),
+        _handler(deps),
         redis_url=url,
         concurrency=settings.docgen_workers,
         job_timeout=settings.docgen_job_timeout,
-        on_shutdown=journal.close,
+        on_startup=startup,
+        on_shutdown=shutdown,
     )
 
 

@@ -153,6 +153,7 @@ def worker_env(
         GITHUB_API_URL=api_url,
         REDIS_URL=redis_url,
         DOCGEN_REDIS_PREFIX=prefix,
+        DOCGEN_METRICS_PORT="0",  # a test that scrapes a worker passes a free port
         LOG_LEVEL="INFO",
     )
     env.update(extra)

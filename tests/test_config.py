@@ -54,6 +54,20 @@ class TestSettings:
         with pytest.raises(ValueError):
             Settings()
 
+    def test_worker_metrics_port_defaults_next_to_the_web_port_and_0_turns_it_off(
+        self, clean_env, monkeypatch
+    ):
+        monkeypatch.delenv("DOCGEN_METRICS_PORT", raising=False)
+        assert Settings().docgen_metrics_port == 8001
+        monkeypatch.setenv("DOCGEN_METRICS_PORT", "0")
+        assert Settings().docgen_metrics_port == 0
+        monkeypatch.setenv("DOCGEN_METRICS_PORT", "9464")
+        assert Settings().docgen_metrics_port == 9464
+        for bad in ("-1", "65536", "metrics"):
+            monkeypatch.setenv("DOCGEN_METRICS_PORT", bad)
+            with pytest.raises(ValueError):
+                Settings()
+
 
 def test_prices_by_longest_prefix():
     assert price_for("gpt-4o-mini-2024-07-18").prompt == 0.15

@@ -24,7 +24,7 @@ from bot.config import Settings
 from bot.sample import BASE, HEAD
 from tests import redis_helpers
 from tests.conftest import OWNER, REPO
-from tests.fake_github import APP_ID, signed_delivery
+from tests.fake_github import APP_ID, Fault, signed_delivery
 from tests.redis_helpers import (
     SECRET,
     free_port,
@@ -67,6 +67,18 @@ def deliver(client, payload, delivery=None, event="pull_request"):
     return client.post("/webhook", content=body, headers=headers)
 
 
+def scrape(port: int) -> dict[str, float]:
+    """``GET /metrics`` of a worker process: sample (name and labels) → value."""
+    r = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    samples = {}
+    for line in r.text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            samples[name] = float(value)
+    return samples
+
+
 def job(redis_url: str, prefix: str, job_id: int) -> dict[str, str]:
     client = redis_client(redis_url)
     try:
@@ -91,12 +103,30 @@ def test_the_web_process_enqueues_and_a_worker_process_reviews(
         assert job(redis_url, ns, job_id)["state"] == "queued"
         assert not runs  # nothing ran in the web process
 
+        port = free_port()
         env = worker_env(
-            redis_url=redis_url, prefix=ns, api_url=api_url, private_key_pem=private_key_pem
+            redis_url=redis_url,
+            prefix=ns,
+            api_url=api_url,
+            private_key_pem=private_key_pem,
+            DOCGEN_METRICS_PORT=str(port),
         )
         with workers(env, tmp_path) as [worker]:
             wait_for(lambda: job(redis_url, ns, job_id)["state"] == "done", 60, "the job")
+            metrics = scrape(port)
     assert worker.proc.returncode == 0  # SIGTERM: arq stops gracefully
+    with pytest.raises(httpx.ConnectError):  # the port is closed with the worker
+        httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
+    assert metrics['docgen_job_results_total{result="done"}'] == 1
+    assert metrics["docgen_job_seconds_count"] == 1
+    assert metrics['docgen_jobs{state="queued"}'] == 0  # arq's queue, read at the scrape
+    assert metrics["docgen_jobs_running"] == 0
+    assert metrics['docgen_github_api_calls_total{method="GET"}'] > 0
+    assert metrics['docgen_github_api_calls_total{method="POST"}'] >= 2  # check run, review
+    assert 0 < metrics["docgen_github_rate_limit_remaining"] <= 5000
+    assert metrics["docgen_llm_call_seconds_count"] >= 1  # the offline provider, timed too
+    assert metrics["docgen_llm_cost_usd_total"] == 0  # offline: no tokens, no cost
+    assert metrics['docgen_suggestions_total{action="added"}'] == 5
     [run] = runs.values()
     assert run.status == "completed" and run.head_sha == pull.head_sha
     assert "Docstring coverage" in run.summary
@@ -231,30 +261,111 @@ def test_a_delivery_posted_to_two_web_processes_is_queued_once(
         client.close()
 
 
-def test_two_pushes_while_queued_review_only_the_newer_head(
+def test_pushes_while_queued_leave_one_queue_entry_and_only_the_newest_head_runs(
     fake_github, make_pr, private_key_pem, redis_url, ns, tmp_path
 ):
-    older = make_pr({PATH: BASE}, {PATH: HEAD})
+    pushes = 6
+    heads = [HEAD + f"\n\ndef step_{i}(value):\n    return value + {i}\n" for i in range(pushes)]
+    pulls = []
     with fake_github.serve() as api_url:
         runtime = web(private_key_pem, redis_url, ns)
         with TestClient(runtime.app) as client:
-            first = deliver(client, payload_for(older, "synchronize")).json()
-            newer_head = HEAD + "\n\ndef double(value):\n    return value * 2\n"
-            newer = make_pr({PATH: BASE}, {PATH: newer_head})  # pushed again: PR #1, new head
-            second = deliver(client, payload_for(newer, "synchronize")).json()
-        assert not first["coalesced"] and second["coalesced"]
+            answers = []
+            for head in heads:  # pushed again and again: PR #1, a new head each time
+                pulls.append(make_pr({PATH: BASE}, {PATH: head}))
+                answers.append(deliver(client, payload_for(pulls[-1], "synchronize")).json())
+        assert [a["coalesced"] for a in answers] == [False] + [True] * (pushes - 1)
+        newest = answers[-1]["job_id"]
+        redis = redis_client(redis_url)
+        try:  # one entry in arq's queue for the PR, not one per push
+            assert redis.zrange(f"{ns}:queue", 0, -1) == [f"{ns}:{newest}"]
+            assert redis.keys(f"arq:job:{ns}:*") == [f"arq:job:{ns}:{newest}"]
+        finally:
+            redis.close()
         env = worker_env(
             redis_url=redis_url, prefix=ns, api_url=api_url, private_key_pem=private_key_pem
         )
-        with workers(env, tmp_path):
+        with workers(env, tmp_path) as [worker]:
+            wait_for(lambda: job(redis_url, ns, newest)["state"] == "done", 60, "the newest job")
+    for answer in answers[:-1]:
+        assert job(redis_url, ns, answer["job_id"])["state"] == "superseded"
+    [run] = fake_github.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.head_sha == pulls[-1].head_sha and run.status == "completed"
+    assert len(pulls[-1].reviews) == 1 and all(p.reviews == [] for p in pulls[:-1])
+    assert f"step_{pushes - 1}" in run.summary  # the function only the newest head has
+    assert "not run" not in worker.log()  # no superseded entry was pulled and dropped
+
+
+def test_a_deferred_jobs_check_run_is_cancelled_by_the_push_that_supersedes_it(
+    fake_github, make_pr, private_key_pem, redis_url, ns, tmp_path
+):
+    older = make_pr({PATH: BASE}, {PATH: HEAD})
+    # Fetching the files fails four times: the job's check run is open, GitHub looks
+    # down, and the job waits in arq's queue (RetryLater) for the next try.
+    fake_github.fail("pulls.files", *[Fault.server_error(502)] * 4)
+    runs = fake_github.repo(f"{OWNER}/{REPO}").check_runs
+    with fake_github.serve() as api_url:
+        runtime = web(private_key_pem, redis_url, ns)
+        env = worker_env(
+            redis_url=redis_url, prefix=ns, api_url=api_url, private_key_pem=private_key_pem
+        )
+        with TestClient(runtime.app) as client, workers(env, tmp_path):
+            first = deliver(client, payload_for(older, "synchronize")).json()["job_id"]
+
+            def deferred() -> bool:
+                fields = job(redis_url, ns, first)
+                return fields["state"] == "queued" and fields["deferrals"] == "1"
+
+            wait_for(deferred, 30, "the first job to be deferred")
+            [opened] = runs
+            newer = make_pr({PATH: BASE}, {PATH: HEAD + "\n\ndef double(v):\n    return 2 * v\n"})
+            second = deliver(client, payload_for(newer, "synchronize")).json()
+            assert second["coalesced"]
+            redis = redis_client(redis_url)
+            try:
+                assert redis.zrange(f"{ns}:queue", 0, -1) == [f"{ns}:{second['job_id']}"]
+            finally:
+                redis.close()
             wait_for(
                 lambda: job(redis_url, ns, second["job_id"])["state"] == "done", 60, "the newer job"
             )
-    assert job(redis_url, ns, first["job_id"])["state"] == "superseded"
-    [run] = fake_github.repo(f"{OWNER}/{REPO}").check_runs.values()
-    assert run.head_sha == newer.head_sha and run.status == "completed"
-    assert len(newer.reviews) == 1 and older.reviews == []
-    assert "double" in run.summary  # the function only the newer head has
+    assert job(redis_url, ns, first)["state"] == "superseded"
+    assert len(runs) == 2
+    old_run, new_run = runs[opened], next(r for i, r in runs.items() if i != opened)
+    assert (old_run.head_sha, old_run.status, old_run.conclusion) == (
+        older.head_sha,
+        "completed",
+        "cancelled",
+    )
+    assert new_run.head_sha == newer.head_sha and new_run.status == "completed"
+    assert older.reviews == [] and len(newer.reviews) == 1
+
+
+def test_an_installation_deleted_on_the_web_is_forgotten_by_the_worker(
+    fake_github, make_pr, private_key_pem, redis_url, ns, tmp_path
+):
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    installation = pull.webhook_payload()["installation"]["id"]
+    with fake_github.serve() as api_url:
+        runtime = web(private_key_pem, redis_url, ns)
+        env = worker_env(
+            redis_url=redis_url, prefix=ns, api_url=api_url, private_key_pem=private_key_pem
+        )
+        with TestClient(runtime.app) as client, workers(env, tmp_path) as [worker]:
+
+            def review(action: str) -> None:
+                job_id = deliver(client, payload_for(pull, action)).json()["job_id"]
+                wait_for(lambda: job(redis_url, ns, job_id)["state"] == "done", 60, "the job")
+
+            review("opened")
+            review("synchronize")
+            assert fake_github.token_requests == 1  # the worker's cached token, reused
+            event = {"action": "suspend", "installation": {"id": installation}}
+            r = deliver(client, event, event="installation")
+            assert r.status_code == 200 and r.json()["message"].endswith("forgotten")
+            review("synchronize")
+            assert fake_github.token_requests == 2  # dropped in the worker: a fresh token
+    assert f"installation {installation} was deleted or suspended" in worker.log()
 
 
 def test_sigterm_lets_a_running_job_finish(
