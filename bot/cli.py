@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -75,6 +76,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, default=None, help="port (env PORT, default 8000)")
+    serve.add_argument(
+        "--web-processes",
+        type=int,
+        default=None,
+        metavar="N",
+        help="web processes sharing the port (env DOCGEN_WEB_PROCESSES, default 1)",
+    )
 
     sub.add_parser(
         "worker",
@@ -309,6 +317,11 @@ def _serve(args: argparse.Namespace) -> int:
     from bot.server import StartupError, serve
 
     settings = load_settings()
+    if args.web_processes is not None:
+        if not 1 <= args.web_processes <= 64:
+            raise UsageError("--web-processes must be between 1 and 64")
+        settings = settings.model_copy(update={"docgen_web_processes": args.web_processes})
+        os.environ["DOCGEN_WEB_PROCESSES"] = str(args.web_processes)  # for the children
     try:
         serve(settings, args.host, args.port or settings.port)
     except StartupError as exc:

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     sentry_dsn: SecretStr | None = None
     port: int = Field(default=8000, ge=1, le=65535)
     docgen_workers: int = Field(default=2, ge=1, le=64)  # in-process job workers
+    # ``docgen serve``: web processes sharing the port (bot.multiproc).  1: one process
+    # serves and runs the jobs; more: the jobs run in the supervising process.
+    docgen_web_processes: int = Field(default=1, ge=1, le=64)
     docgen_run_drafts: bool = False
     docgen_skip_forks: bool = False
     docgen_reply_to_strangers: bool = False  # one polite reply to /docgen from non-members

@@ -9,8 +9,10 @@ globals, so tests get fresh counters).  The web process serves them on its own p
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterable
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -21,11 +23,28 @@ from prometheus_client import (
     Histogram,
     generate_latest,
     start_http_server,
+    values,
 )
+from prometheus_client.multiprocess import MultiProcessCollector
 
 from bot.models import Usage
 
 log = logging.getLogger(__name__)
+
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def enable_multiprocess(directory: Path) -> None:
+    """Keep this process's metrics in files under ``directory`` (prometheus_client's
+    multiprocess mode), for every :class:`Metrics` made afterwards.
+
+    Processes spawned afterwards inherit the environment variable and start in that
+    mode on their own; this process imported prometheus_client before, so its value
+    class is switched here too.
+    """
+    os.environ[MULTIPROC_ENV] = str(directory)
+    values.ValueClass = values.MultiProcessValue()
 
 
 class Metrics:
@@ -52,9 +71,20 @@ class Metrics:
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10),
             registry=r,
         )
-        self.jobs = Gauge("docgen_jobs", "Jobs in the journal by state", ["state"], registry=r)
+        # multiprocess_mode: how several processes' values add up when they share a
+        # PROMETHEUS_MULTIPROC_DIR (bot.multiproc); ignored otherwise.
+        self.jobs = Gauge(
+            "docgen_jobs",
+            "Jobs in the journal by state",
+            ["state"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
         self.jobs_running = Gauge(
-            "docgen_jobs_running", "Jobs running in this process now", registry=r
+            "docgen_jobs_running",
+            "Jobs running in this process now",
+            registry=r,
+            multiprocess_mode="livesum",
         )
         self.job_results = Counter(
             "docgen_job_results", "Finished job runs by result", ["result"], registry=r
@@ -80,6 +110,7 @@ class Metrics:
             "docgen_github_rate_limit_remaining",
             "x-ratelimit-remaining last seen from GitHub",
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.suggestions = Counter(
             "docgen_suggestions", "Docstring suggestions by action", ["action"], registry=r
@@ -95,7 +126,15 @@ class Metrics:
         self.cost.inc(cost_usd)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        directory = os.environ.get(MULTIPROC_ENV)
+        if not directory:
+            return generate_latest(self.registry)
+        # Several processes (bot.multiproc): every one writes its samples to files in
+        # the directory; add them all up.  The hooks write this process's gauges first.
+        self.run_collectors()
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged, path=directory)
+        return generate_latest(merged)
 
     def run_collectors(self) -> None:
         for fn in self._collectors:

@@ -34,7 +34,7 @@ from bot.cache import DocstringCache, RedisCache, SqliteCache
 from bot.config import Settings
 from bot.generate import ConfigError, Provider, make_provider
 from bot.github import InstallationClients, make_app_github
-from bot.jobs import Handler, Job, JobContext, Journal, WorkerPool
+from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
 from bot.metrics import Metrics, MetricsServer
 from bot.redisq import RedisInstallationClients, RedisJournal, make_worker
 from bot.worker import TimedProvider, WorkerDeps, make_handler
@@ -438,7 +438,18 @@ def serve(settings: Settings, host: str, port: int) -> None:
 
     logs.setup(settings.log_level, secrets=_secrets(settings))
     sentry.init(settings)
+    if settings.docgen_web_processes > 1:
+        from bot.multiproc import serve_processes
+
+        serve_processes(settings, host, port, settings.docgen_web_processes)
+        return
     runtime = build(settings)
+    if isinstance(runtime.journal, Journal):
+        try:  # fail here, with a one-line reason, not inside uvicorn's lifespan
+            runtime.journal.lock_workers()
+        except JournalError as exc:
+            runtime.journal.close()
+            raise StartupError(str(exc)) from None
     uvicorn.run(
         runtime.app,
         host=host,

@@ -1,0 +1,305 @@
+"""``docgen serve`` with several web processes (embedded mode, ``DOCGEN_WEB_PROCESSES``).
+
+One Python process acknowledges about 1,200 deliveries a second (uvicorn on uvloop and
+httptools, a SQLite commit per delivery); with 50 deliveries in flight, each then waits
+~40 ms behind the others.  More cores answer more: this runs
+
+* ``N`` web processes (uvicorn's own supervisor: spawned, restarted when one dies,
+  stopped on SIGTERM/SIGINT) sharing the listening socket.  Each verifies, records
+  and enqueues through its own connection to the same SQLite journal (WAL: writers
+  take turns, readers never wait) and answers.  No job runs in them, so nothing
+  competes with an acknowledgement.
+* the job workers in the supervising process, in a thread with its own event loop:
+  the one process holding the journal's workers lock (:meth:`Journal.lock_workers`),
+  so start-up recovery stays right.  They find new jobs by polling the journal
+  (``poll_interval``); an installation deleted or suspended is recorded in the journal
+  by whichever web process got the event and read here before each job.
+* Prometheus metrics in multiprocess mode: every process writes its samples to files
+  under ``DOCGEN_DATA_DIR/metrics``; ``/metrics`` on any web process adds them up.
+
+With ``DOCGEN_WEB_PROCESSES=1`` (the default) none of this runs: one process serves
+and works, as before.  With ``REDIS_URL`` the web processes only enqueue and
+``docgen worker`` processes run the jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+from starlette.applications import Starlette
+
+from bot import logs, sentry
+from bot.app import Deps, create_app
+from bot.cache import SqliteCache
+from bot.config import Settings
+from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
+from bot.metrics import Metrics, enable_multiprocess
+
+log = logging.getLogger(__name__)
+
+METRICS_DIR = "metrics"
+
+
+def _data_dir(settings: Settings) -> Path:
+    from bot.server import DEFAULT_DATA_DIR
+
+    return settings.docgen_data_dir or DEFAULT_DATA_DIR
+
+
+# ---------------------------------------------------------------- web processes
+
+
+def web_app() -> Starlette:
+    """The app factory each web process calls (``uvicorn ... --factory``).
+
+    Settings come from the environment the supervisor was started with (children are
+    spawned: they inherit it).  Only verify, record, enqueue and answer here.
+    """
+    from bot.server import StartupError, _secrets, build_web, check_settings
+
+    settings = Settings()
+    logs.setup(settings.log_level, secrets=_secrets(settings))
+    sentry.init(settings)
+    try:
+        check_settings(settings)
+        if settings.redis_url is not None:  # Redis mode: the same web app as one process
+            return build_web(settings).app
+        journal = Journal.in_dir(_data_dir(settings))
+    except (StartupError, OSError, JournalError) as exc:
+        log.error("web process cannot start: %s", exc)
+        raise SystemExit(2) from None
+    metrics = Metrics()
+
+    def job_gauges(m: Metrics) -> None:
+        for state, count in journal.counts().items():
+            m.jobs.labels(state).set(count)
+
+    metrics.on_collect(job_gauges)
+
+    @contextlib.asynccontextmanager
+    async def lifespan() -> AsyncIterator[None]:
+        log.info("docgen web process started", extra={"pid": os.getpid()})
+        try:
+            yield
+        finally:
+            journal.close()
+
+    secret = settings.github_webhook_secret
+    assert secret is not None  # check_settings
+    return create_app(
+        Deps(
+            webhook_secret=secret.get_secret_value(),
+            journal=journal,
+            metrics=metrics,
+            app_id=settings.github_app_id,
+            run_drafts=settings.docgen_run_drafts,
+            skip_forks=settings.docgen_skip_forks,
+            reply_to_strangers=settings.docgen_reply_to_strangers,
+            # The job workers poll the journal; the tokens live in the supervisor.
+            forget=journal.forget_installation,
+            lifespan=lifespan,
+        )
+    )
+
+
+# ------------------------------------------------------------------- job workers
+
+
+def forgetting(handler: Handler, journal: Journal, forget: Callable[[int], None]) -> Handler:
+    """``handler``, after dropping the clients of installations forgotten meanwhile."""
+    cursor = journal.last_forgotten()
+    lock = asyncio.Lock()
+
+    async def run(job: Job, ctx: JobContext) -> None:
+        nonlocal cursor
+        async with lock:
+            ids, cursor = journal.forgotten_after(cursor)
+        for installation_id in ids:
+            forget(installation_id)
+            log.info("installation %d forgotten: its token is dropped", installation_id)
+        await handler(job, ctx)
+
+    return run
+
+
+class JobThread:
+    """The job workers on their own event loop, in a thread of the supervisor."""
+
+    def __init__(
+        self, pool: WorkerPool, *, closing: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        self.pool = pool
+        self._closing = closing  # an async callable run after the pool stopped
+        self._loop = asyncio.new_event_loop()
+        self._stop: asyncio.Event | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._main, name="docgen-jobs", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start the workers; raises what their start-up raised (e.g. the lock)."""
+        self._thread.start()
+        self._started.wait(timeout)
+        if self._error is not None:
+            self._thread.join(timeout)
+            raise self._error
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop claiming, let running jobs finish (``pool.stop``), close, join."""
+        if self._stop is not None and self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(timeout)
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._run())
+        finally:
+            self._loop.close()
+
+    async def _run(self) -> None:
+        self._stop = asyncio.Event()
+        try:
+            await self.pool.start()
+        except BaseException as exc:
+            self._error = exc
+            self._started.set()
+            return
+        self._started.set()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.pool.stop(timeout=25.0)
+            if self._closing is not None:
+                await self._closing()
+
+
+def _metrics_dir(data_dir: Path) -> Path:
+    """A fresh directory for this supervisor's metric files: ``metrics/<pid>``.
+
+    Per supervisor, so that a second ``docgen serve`` on the same data directory
+    (refused, or in Redis mode allowed) never wipes a running one's samples; the
+    directories of supervisors that are gone are removed.
+    """
+    root = data_dir / METRICS_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    for old in root.iterdir():
+        if old.name.isdigit() and not _alive(int(old.name)):
+            shutil.rmtree(old, ignore_errors=True)
+    mine = root / str(os.getpid())
+    shutil.rmtree(mine, ignore_errors=True)
+    mine.mkdir()
+    return mine
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def _run_web(host: str, port: int, processes: int) -> None:
+    """uvicorn's supervisor: spawn, restart and, on SIGTERM/SIGINT, stop the web processes."""
+    import uvicorn
+
+    uvicorn.run(
+        "bot.multiproc:web_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=processes,
+        log_config=None,  # our JSON logging, set up in each process
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def serve_processes(settings: Settings, host: str, port: int, processes: int) -> None:
+    """Run ``processes`` web processes and this process's job workers until SIGTERM.
+
+    Raises:
+        StartupError: settings, data directory, journal or lock problems, before any
+            process is started.
+    """
+    from bot.server import StartupError, _handler, _worker_deps, close_provider
+
+    data_dir = _data_dir(settings)
+    journal = None
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        if settings.redis_url is None:
+            journal = Journal.in_dir(data_dir)
+            journal.lock_workers()  # first: a refused second instance touches nothing
+        # Multiprocess metrics: set before the first metric of this process and before
+        # the web processes are spawned (they read it when prometheus_client is imported).
+        metrics_dir = _metrics_dir(data_dir)
+        enable_multiprocess(metrics_dir)
+    except (OSError, JournalError) as exc:
+        if journal is not None:
+            journal.close()
+        if isinstance(exc, JournalError):
+            raise StartupError(str(exc)) from None
+        raise StartupError(f"DOCGEN_DATA_DIR is not usable ({exc})") from None
+    if journal is None:  # Redis mode: docgen worker processes run the jobs
+        try:
+            _run_web(host, port, processes)
+        finally:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+        return
+    metrics = Metrics()
+    try:
+        deps, made = _worker_deps(
+            settings,
+            journal,
+            SqliteCache(data_dir / "cache.sqlite3"),
+            metrics,
+            github_transport=None,
+            provider=None,
+            write_interval=1.0,
+            github_clock=None,
+        )
+    except StartupError:
+        journal.close()
+        raise
+    pool = WorkerPool(
+        journal,
+        forgetting(_handler(deps), journal, deps.clients.forget),
+        concurrency=settings.docgen_workers,
+        job_timeout=settings.docgen_job_timeout,
+    )
+
+    async def closing() -> None:
+        await close_provider(made)
+
+    jobs = JobThread(pool, closing=closing)
+    try:
+        jobs.start()
+    except JournalError as exc:
+        journal.close()
+        raise StartupError(str(exc)) from None
+    log.info(
+        "docgen started",
+        extra={
+            "web_processes": processes,
+            "workers": settings.docgen_workers,
+            "data_dir": str(data_dir),
+        },
+    )
+    try:
+        _run_web(host, port, processes)
+    finally:
+        jobs.stop()
+        journal.close()
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        log.info("docgen stopped")
