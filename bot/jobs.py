@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 2
 JOURNAL_FILENAME = "journal.sqlite3"
+CHECKPOINT_INTERVAL = 1.0  # s between WAL checkpoints when commits do not make them
 DELIVERY_RETENTION = 7 * 24 * 3600.0  # redeliveries are possible for a few days: keep a week
 JOB_RETENTION = 14 * 24 * 3600.0  # finished jobs, for debugging
 MAX_ATTEMPTS = 6
@@ -76,6 +77,10 @@ class JobState(enum.StrEnum):
 
 class JournalError(Exception):
     """The journal cannot be used (closed, or written by a newer docgen)."""
+
+
+class JournalBusy(JournalError):
+    """``atomic(wait=False)``: another connection holds the write lock right now."""
 
 
 class PermanentJobError(Exception):
@@ -270,6 +275,7 @@ class Journal:
         backoff_base: float = BACKOFF_BASE,
         backoff_cap: float = BACKOFF_CAP,
         busy_timeout: float = 5.0,
+        autocheckpoint: bool = True,
         clock: Callable[[], float] = time.time,
         rng: Callable[[], float] = random.random,
     ) -> None:
@@ -283,6 +289,10 @@ class Journal:
         self.clock = clock
         self._rng = rng
         self._busy_timeout = busy_timeout
+        # False: commits never checkpoint the WAL (copy it into the database and fsync,
+        # tens of ms with the committing thread blocked); call checkpoint() elsewhere —
+        # WorkerPool does, from a thread, every CHECKPOINT_INTERVAL.
+        self.autocheckpoint = autocheckpoint
         self._local = threading.local()
         self._conns: list[sqlite3.Connection] = []
         self._conns_lock = threading.Lock()
@@ -311,8 +321,11 @@ class Journal:
             )
             conn.row_factory = sqlite3.Row
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")  # per connection
+            if not self.autocheckpoint:
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._local.conn = conn
             self._local.depth = 0
+            self._local.nowait = False
             with self._conns_lock:
                 self._conns.append(conn)
         return conn
@@ -339,7 +352,7 @@ class Journal:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextlib.contextmanager
-    def atomic(self) -> Iterator[sqlite3.Connection]:
+    def atomic(self, *, wait: bool = True) -> Iterator[sqlite3.Connection]:
         """One write transaction (``BEGIN IMMEDIATE``); nested blocks join the outer one.
 
         The web handler records a delivery and enqueues its job in one commit::
@@ -349,6 +362,11 @@ class Journal:
                     journal.enqueue(...)
 
         An exception that leaves the outermost block rolls everything back.
+
+        ``wait=False``: raise :class:`JournalBusy` at once when another connection holds
+        the write lock, instead of SQLite's busy handler sleeping (1, 2, 5, 10 ms...)
+        with the caller's thread blocked — on the web process's event loop that sleep
+        would hold up every request in flight; the handler awaits and retries instead.
         """
         conn = self._conn()
         local = self._local
@@ -359,7 +377,16 @@ class Journal:
             finally:
                 local.depth -= 1
             return
-        conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+        if local.nowait == wait:  # switch this connection's busy handling
+            timeout_ms = int(self._busy_timeout * 1000) if wait else 0
+            conn.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            local.nowait = not wait
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # take the write lock now: no upgrade deadlocks
+        except sqlite3.OperationalError as exc:
+            if wait or ("locked" not in str(exc) and "busy" not in str(exc)):
+                raise
+            raise JournalBusy(str(exc)) from None
         local.depth = 1
         try:
             yield conn
@@ -374,6 +401,12 @@ class Journal:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def checkpoint(self) -> tuple[int, int]:
+        """Copy the WAL into the database as far as readers allow (``PASSIVE``: never
+        waits for, nor blocks, anyone); returns (WAL frames, frames checkpointed)."""
+        row = self._conn().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(row[1]), int(row[2])
 
     def lock_workers(self) -> None:
         """Become the one process that runs this journal's jobs (an ``flock``).
@@ -932,6 +965,7 @@ class WorkerPool:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._maintenance: asyncio.Task[None] | None = None
+        self._checkpoints: asyncio.Task[None] | None = None
         self._running: dict[int, str] = {}  # job id -> worker id
 
     @property
@@ -954,6 +988,8 @@ class WorkerPool:
             for i in range(self.concurrency)
         ]
         self._maintenance = asyncio.create_task(self._maintain(), name="docgen-jobs-maintenance")
+        if not self.journal.autocheckpoint:
+            self._checkpoints = asyncio.create_task(self._checkpoint(), name="docgen-checkpoint")
         log.info("%d job workers started", self.concurrency)
 
     async def stop(self, timeout: float | None = 30.0) -> None:
@@ -969,10 +1005,12 @@ class WorkerPool:
             _, stuck = await asyncio.wait(pending, timeout=5.0)
             if stuck:
                 log.error("%d job workers ignored cancellation", len(stuck))
-        if self._maintenance is not None:
-            self._maintenance.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._maintenance
+        for task in (self._maintenance, self._checkpoints):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._checkpoints = None
         for task in self._workers:
             if task.done() and not task.cancelled() and task.exception() is not None:
                 log.error("job worker crashed", exc_info=task.exception())
@@ -1118,6 +1156,15 @@ class WorkerPool:
                     self.journal.prune()
             except (sqlite3.Error, JournalError):
                 log.exception("job maintenance failed")
+
+    async def _checkpoint(self) -> None:
+        # In a thread: the loop that answers webhooks never waits for the fsync.
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL)
+            try:
+                await asyncio.to_thread(self.journal.checkpoint)
+            except (sqlite3.Error, JournalError):
+                log.exception("journal checkpoint failed")
 
 
 def _describe(exc: BaseException) -> str:

@@ -4,8 +4,9 @@ One Python process acknowledges about 1,200 deliveries a second (uvicorn on uvlo
 httptools, a SQLite commit per delivery); with 50 deliveries in flight, each then waits
 ~40 ms behind the others.  More cores answer more: this runs
 
-* ``N`` web processes (uvicorn's own supervisor: spawned, restarted when one dies,
-  stopped on SIGTERM/SIGINT) sharing the listening socket.  Each verifies, records
+* ``N`` web processes (spawned; restarted when one dies; SIGTERM/SIGINT stops them
+  gracefully), each running uvicorn on its own ``SO_REUSEPORT`` socket on the same
+  port, so the kernel spreads connections evenly.  Each verifies, records
   and enqueues through its own connection to the same SQLite journal (WAL: writers
   take turns, readers never wait) and answers.  No job runs in them, so nothing
   competes with an acknowledgement.
@@ -27,9 +28,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import multiprocessing
 import os
 import shutil
+import signal
+import socket
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -45,6 +50,7 @@ from bot.metrics import Metrics, enable_multiprocess
 log = logging.getLogger(__name__)
 
 METRICS_DIR = "metrics"
+GAVE_UP = "the web processes kept exiting at start-up (their log lines say why)"
 
 
 def _data_dir(settings: Settings) -> Path:
@@ -71,7 +77,7 @@ def web_app() -> Starlette:
         check_settings(settings)
         if settings.redis_url is not None:  # Redis mode: the same web app as one process
             return build_web(settings).app
-        journal = Journal.in_dir(_data_dir(settings))
+        journal = Journal.in_dir(_data_dir(settings), autocheckpoint=False)
     except (StartupError, OSError, JournalError) as exc:
         log.error("web process cannot start: %s", exc)
         raise SystemExit(2) from None
@@ -209,20 +215,132 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _run_web(host: str, port: int, processes: int) -> None:
-    """uvicorn's supervisor: spawn, restart and, on SIGTERM/SIGINT, stop the web processes."""
+def _listener(host: str, port: int) -> socket.socket:
+    """A TCP socket on ``host:port`` with ``SO_REUSEPORT``: every web process binds its
+    own, and the kernel spreads connections over them by address hash.
+
+    One shared listening socket (uvicorn's ``workers=N``) lets whichever process is
+    idle at ``accept`` take a connection: GitHub's and load balancers' keep-alive
+    connections then pile onto one process while the other idles.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+    sock.bind((host, port))
+    return sock
+
+
+def _web_process(host: str, port: int) -> None:
+    """One web process (spawned): its own listening socket, uvicorn, the app factory."""
     import uvicorn
 
-    uvicorn.run(
+    sock = _listener(host, port)
+    sock.listen(2048)
+    config = uvicorn.Config(
         "bot.multiproc:web_app",
         factory=True,
-        host=host,
-        port=port,
-        workers=processes,
-        log_config=None,  # our JSON logging, set up in each process
+        log_config=None,  # our JSON logging, set up by the factory
         access_log=False,
         timeout_graceful_shutdown=30,
     )
+    uvicorn.Server(config).run(sockets=[sock])  # SIGTERM/SIGINT: graceful shutdown
+
+
+class WebProcesses:
+    """Start ``count`` web processes, restart one that dies, stop them all on request.
+
+    A process that dies within ``QUICK`` seconds of its start counts as a failed start;
+    after ``MAX_QUICK_DEATHS`` in a row the supervisor gives up (a broken setting, a
+    port in use) instead of restarting forever.
+    """
+
+    QUICK = 10.0
+    MAX_QUICK_DEATHS = 3
+
+    def __init__(self, host: str, port: int, count: int) -> None:
+        self.host, self.port, self.count = host, port, count
+        self._ctx = multiprocessing.get_context("spawn")  # no state inherited but the env
+        self._procs: list[tuple[multiprocessing.process.BaseProcess, float]] = []
+        self.quick_deaths = 0
+
+    def _start_one(self) -> tuple[multiprocessing.process.BaseProcess, float]:
+        proc = self._ctx.Process(
+            target=_web_process, args=(self.host, self.port), name="docgen-web", daemon=False
+        )
+        proc.start()
+        return proc, time.monotonic()
+
+    def start(self) -> None:
+        self._procs = [self._start_one() for _ in range(self.count)]
+
+    def check(self) -> bool:
+        """Restart the dead; False when they keep dying at start-up (give up)."""
+        for i, (proc, started) in enumerate(self._procs):
+            if proc.is_alive():
+                continue
+            quick = time.monotonic() - started < self.QUICK
+            self.quick_deaths = self.quick_deaths + 1 if quick else 0
+            log.warning(
+                "web process %s exited with %s%s",
+                proc.pid,
+                proc.exitcode,
+                "" if self.quick_deaths < self.MAX_QUICK_DEATHS else "; giving up",
+            )
+            if self.quick_deaths >= self.MAX_QUICK_DEATHS:
+                return False
+            self._procs[i] = self._start_one()
+        return True
+
+    @property
+    def pids(self) -> list[int]:
+        return [proc.pid for proc, _ in self._procs if proc.pid is not None]
+
+    def stop(self, timeout: float = 35.0) -> None:
+        """SIGTERM to each (uvicorn finishes the requests in flight), then wait; kill
+        what is still there after ``timeout``."""
+        for proc, _ in self._procs:
+            if proc.is_alive():
+                proc.terminate()
+        deadline = time.monotonic() + timeout
+        for proc, _ in self._procs:
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                log.error("web process %s did not stop: killed", proc.pid)
+                proc.kill()
+                proc.join(5)
+
+
+def _run_web(host: str, port: int, processes: int) -> bool:
+    """Supervise ``processes`` web processes until SIGTERM/SIGINT; False if they could
+    not stay up (each one logs why)."""
+    # Hold the port while the processes come and go: a bound, non-listening member
+    # of the SO_REUSEPORT group takes no connections but keeps others off the port.
+    try:
+        holder = _listener(host, port)
+    except OSError as exc:
+        from bot.server import StartupError
+
+        raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    web = WebProcesses(host, holder.getsockname()[1], processes)
+    healthy = True
+    try:
+        web.start()
+        log.info("web processes started", extra={"pids": web.pids, "port": web.port})
+        while not stop.wait(0.5):
+            if not web.check():
+                healthy = False
+                break
+    finally:
+        web.stop()
+        holder.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return healthy
 
 
 def serve_processes(settings: Settings, host: str, port: int, processes: int) -> None:
@@ -239,7 +357,7 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
         if settings.redis_url is None:
-            journal = Journal.in_dir(data_dir)
+            journal = Journal.in_dir(data_dir, autocheckpoint=False)
             journal.lock_workers()  # first: a refused second instance touches nothing
         # Multiprocess metrics: set before the first metric of this process and before
         # the web processes are spawned (they read it when prometheus_client is imported).
@@ -253,9 +371,11 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
         raise StartupError(f"DOCGEN_DATA_DIR is not usable ({exc})") from None
     if journal is None:  # Redis mode: docgen worker processes run the jobs
         try:
-            _run_web(host, port, processes)
+            healthy = _run_web(host, port, processes)
         finally:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        if not healthy:
+            raise StartupError(GAVE_UP)
         return
     metrics = Metrics()
     try:
@@ -297,9 +417,11 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
         },
     )
     try:
-        _run_web(host, port, processes)
+        healthy = _run_web(host, port, processes)
     finally:
         jobs.stop()
         journal.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("docgen stopped")
+    if not healthy:
+        raise StartupError(GAVE_UP)

@@ -308,10 +308,11 @@ class RedisJournal:
     # ------------------------------------------------------------------ web side
 
     @contextlib.contextmanager
-    def atomic(self) -> Iterator[RedisJournal]:
+    def atomic(self, *, wait: bool = True) -> Iterator[RedisJournal]:
         """Deliveries recorded in the block become final with the block's job, or are undone.
 
         Same use as :meth:`bot.jobs.Journal.atomic`; nested blocks join the outer one.
+        ``wait`` is accepted for that interface: there is no write lock to wait for.
         """
         local = self._local
         if getattr(local, "pending", None) is not None:

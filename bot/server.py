@@ -239,7 +239,7 @@ def build(
     data_dir = settings.docgen_data_dir or DEFAULT_DATA_DIR
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        journal = Journal.in_dir(data_dir)
+        journal = Journal.in_dir(data_dir, autocheckpoint=False)  # the pool checkpoints
     except OSError as exc:
         raise StartupError(f"DOCGEN_DATA_DIR is not writable ({exc.strerror})") from None
     metrics = Metrics()

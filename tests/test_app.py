@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import threading
 import uuid
 
 import pytest
 from githubkit.webhooks import sign
 from starlette.testclient import TestClient
 
-from bot.app import MAX_BODY_BYTES, Deps, create_app
+from bot import app as app_module
+from bot import events
+from bot.app import MAX_BODY_BYTES, Deps, Recorder, create_app
 from bot.jobs import Journal
 from bot.metrics import Metrics
 from tests.webhook_payloads import (
@@ -178,6 +182,31 @@ class TestRouting:
         assert lines[1].coalesced is True  # type: ignore[attr-defined]
         assert lines[1].job_key == "Codertocat/Hello-World#2"  # type: ignore[attr-defined]
 
+    def test_a_journal_held_by_another_process_is_waited_for_politely(self, env, monkeypatch):
+        """Another web process holds the write lock: the handler retries with the event
+        loop free (no busy-handler sleep), then records and answers 202."""
+        client, journal, _, _, _ = env
+        attempts: list[bool] = []
+        real = app_module.Recorder._transaction
+
+        def counting(self, batch, *, wait):
+            attempts.append(wait)
+            return real(self, batch, wait=wait)
+
+        monkeypatch.setattr(app_module.Recorder, "_transaction", counting)
+        other = Journal(journal.path)
+        other._conn().execute("BEGIN IMMEDIATE")
+        release = threading.Timer(0.3, other._conn().execute, args=("COMMIT",))
+        release.start()
+        try:
+            r = post(client, "pull_request", pull_request_event())
+        finally:
+            release.join()
+            other.close()
+        assert r.status_code == 202, r.text
+        assert len(attempts) > 3 and not any(attempts)  # polite retries only
+        assert journal.counts().get("queued") == 1
+
     def test_ignored_events_are_200(self, env):
         client, journal, _, _, _ = env
         for event, payload in [
@@ -224,3 +253,88 @@ def test_health_and_metrics(env):
     assert "docgen_webhook_ack_seconds_bucket" in text
     journal.close()
     assert client.get("/healthz").status_code == 503
+
+
+# ------------------------------------------------------------------ group commit
+
+
+def _run_decision(number: int, head: str) -> events.Run:
+    return events.Run(INSTALLATION_ID, "octo", "demo", number, head, "push")
+
+
+def test_deliveries_of_one_loop_turn_share_one_transaction(tmp_path):
+    journal = Journal(tmp_path / "journal.sqlite3")
+    recorder = Recorder(journal)
+
+    async def scenario():
+        return await asyncio.gather(
+            *(
+                recorder.record(
+                    _run_decision(n % 3, f"{n:040x}"), f"d-{n}", "pull_request", "x", "run"
+                )
+                for n in range(12)
+            ),
+            recorder.record(_run_decision(1, "f" * 40), "d-3", "pull_request", "x", "run"),
+        )
+
+    results = asyncio.run(scenario())
+    assert recorder.batches == 1
+    assert [new for new, _ in results] == [True] * 12 + [False]  # d-3 twice: once
+    jobs = [job for _, job in results[:12]]
+    assert len({j.job_id for j in jobs}) == 12
+    assert [j.coalesced for j in jobs] == [False] * 3 + [True] * 9  # 3 PRs, newest wins
+    assert journal.counts()["queued"] == 3 and journal.counts()["superseded"] == 9
+    journal.close()
+
+
+def test_one_failing_delivery_fails_alone_and_leaves_no_trace(tmp_path, monkeypatch):
+    journal = Journal(tmp_path / "journal.sqlite3")
+    recorder = Recorder(journal)
+    real = journal.enqueue
+
+    def enqueue(key, kind, payload, *, delivery_id=None):
+        if delivery_id == "d-bad":
+            raise RuntimeError("disk trouble for this one")
+        return real(key, kind, payload, delivery_id=delivery_id)
+
+    monkeypatch.setattr(journal, "enqueue", enqueue)
+
+    async def scenario():
+        return await asyncio.gather(
+            recorder.record(_run_decision(1, "a" * 40), "d-1", "pull_request", "x", "run"),
+            recorder.record(_run_decision(2, "b" * 40), "d-bad", "pull_request", "x", "run"),
+            recorder.record(_run_decision(3, "c" * 40), "d-3", "pull_request", "x", "run"),
+            return_exceptions=True,
+        )
+
+    first, bad, third = asyncio.run(scenario())
+    assert recorder.batches == 1
+    assert first[0] is True and third[0] is True
+    assert isinstance(bad, RuntimeError)
+    # Rolled back to its savepoint: neither the delivery nor a job remains, so
+    # GitHub's redelivery of it is accepted as new.
+    assert not journal.delivery_seen("d-bad") and journal.delivery_seen("d-3")
+    assert journal.counts()["queued"] == 2
+    monkeypatch.setattr(journal, "enqueue", real)
+    again = asyncio.run(
+        recorder.record(_run_decision(2, "b" * 40), "d-bad", "pull_request", "x", "run")
+    )
+    assert again[0] is True
+    journal.close()
+
+
+def test_a_failed_delivery_is_a_500_and_the_next_one_is_fine(env, monkeypatch):
+    client, journal, _, _, _ = env
+    real = journal.record_delivery
+    calls = iter([RuntimeError("boom"), None])
+
+    def flaky(*args, **kwargs):
+        exc = next(calls, None)
+        if exc is not None:
+            raise exc
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(journal, "record_delivery", flaky)
+    with TestClient(client.app, raise_server_exceptions=False) as plain:
+        assert post(plain, "pull_request", pull_request_event(), delivery="x-1").status_code == 500
+        assert post(plain, "pull_request", pull_request_event(), delivery="x-1").status_code == 202

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from bot import jobs as jobs_module
 from bot.jobs import (
     JOURNAL_FILENAME,
     MAX_DEFERRALS,
@@ -28,6 +29,7 @@ from bot.jobs import (
     JobContext,
     JobState,
     Journal,
+    JournalBusy,
     JournalError,
     PermanentJobError,
     RetryLater,
@@ -188,6 +190,30 @@ def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
         holder.wait(timeout=10)
         if holder.stdout is not None:
             holder.stdout.close()
+
+
+def test_atomic_without_waiting_says_busy_at_once_and_waits_again_after(path: Path) -> None:
+    with Journal(path) as holder, Journal(path, busy_timeout=5.0) as other:
+        with holder.atomic():
+            holder.record_delivery("held", "ping", None, outcome="ignore")
+            started = time.monotonic()
+            with pytest.raises(JournalBusy), other.atomic(wait=False):
+                pass
+            assert time.monotonic() - started < 0.5  # no busy-handler sleeping
+            with pytest.raises(JournalBusy), other.atomic(wait=False):
+                pass
+        with other.atomic(wait=False):  # free again
+            assert other.record_delivery("next", "ping", None, outcome="ignore")
+        # Back to waiting: SQLite's busy handler waits out a short hold.
+        release = threading.Timer(0.2, holder._conn().execute, args=("COMMIT",))
+        holder._conn().execute("BEGIN IMMEDIATE")
+        release.start()
+        try:
+            with other.atomic():
+                assert other.record_delivery("after", "ping", None, outcome="ignore")
+        finally:
+            release.join()
+        assert other._conn().execute("PRAGMA busy_timeout").fetchone()[0] == 5000
 
 
 def test_synchronous_off_is_not_an_option(path: Path) -> None:
@@ -991,3 +1017,37 @@ def test_ledger_per_pr_survives_reopen(tmp_path):
         spent = journal.spent("o/r#1")
         assert (spent.prompt_tokens, spent.completion_tokens, spent.runs) == (950, 110, 2)
         assert spent.tokens == 1060 and abs(spent.cost_usd - 0.00021) < 1e-12
+
+
+def test_without_autocheckpoint_the_pool_checkpoints_from_a_thread(
+    path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Commits on the web's event loop never checkpoint (an fsync with the loop
+    blocked); the pool does it every CHECKPOINT_INTERVAL, off the loop."""
+    monkeypatch.setattr(jobs_module, "CHECKPOINT_INTERVAL", 0.02)
+    with Journal(path, autocheckpoint=False) as journal:
+        assert journal._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        for n in range(50):
+            journal.record_delivery(f"d-{n}", "ping", None, outcome="ignore")
+        frames, done = journal.checkpoint()
+        assert frames > 0 and done == frames  # nobody reads: everything copied
+        callers: list[str] = []
+        real = journal.checkpoint
+
+        def spy() -> tuple[int, int]:
+            callers.append(threading.current_thread().name)
+            return real()
+
+        monkeypatch.setattr(journal, "checkpoint", spy)
+
+        async def handler(job: Job, ctx: JobContext) -> None:
+            pass
+
+        async def scenario() -> None:
+            async with WorkerPool(journal, handler, poll_interval=0.01):
+                await wait_until(lambda: len(callers) >= 2)
+
+        run(scenario())
+        assert threading.main_thread().name not in callers
+    with Journal(path) as default:
+        assert default._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
