@@ -263,9 +263,11 @@ async def _generate_all(
     language = ctx.config.language
     todo: list[_Candidate] = []
     keys: dict[int, str] = {}
+    found: dict[str, DocParts] = {}
     if not repair:  # a repair round regenerates what was rejected: no cache
         keys = {id(c): cache_key(c.target, c.file.style, model, language) for c in candidates}
-    found = ctx.cache.get_many(keys.values()) if keys else {}  # one read per round
+        # One read per round, off the event loop (hashing 200 sources and a SQLite read).
+        found = await asyncio.to_thread(ctx.cache.get_many, list(keys.values()))
     for c in candidates:
         hit = found.get(keys[id(c)]) if keys else None
         if hit is not None:
@@ -282,11 +284,9 @@ async def _generate_all(
     # One request speaks one convention: plan per style.
     for style in sorted({c.file.style for c in todo}):
         group = [c for c in todo if c.file.style == style]
-        items = {
-            c.target.id: GenerationItem(c.target, context_for(c.target, c.file.text)) for c in group
-        }
         feedback = {c.target.id: list(c.violations) for c in group} if repair else {}
         if ctx.provider.offline:
+            items = _items(group)
             # Signature-derived skeletons cost no tokens: nothing to plan or reserve.
             request = GenerationRequest(tuple(items.values()), style, language)
             result = await ctx.provider.generate(request)
@@ -294,21 +294,10 @@ async def _generate_all(
                 c.parts = result.parts.get(c.target.id)
                 c.reason = "" if c.parts else result.errors.get(c.target.id, "no skeleton")
             continue
-        overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter)
-        plan_items = [
-            budget_mod.PlanItem(
-                c.target,
-                _item_tokens(ctx, items[c.target.id], style, feedback, overhead),
-                budget_mod.completion_reserve(c.target),
-            )
-            for c in group
-        ]
-        plan = budget_mod.plan(
-            plan_items,
-            ctx.budget,
-            overhead_tokens=overhead,
-            repair_reserve_ratio=0.0 if repair else REPAIR_RESERVE_RATIO,
-        )
+        # Context and token counts for a big PR are 100s of ms of CPU: in a thread,
+        # so the event loop (webhooks, other jobs) keeps running.  The budget is only
+        # read here; reservations happen in _call, on the loop.
+        items, plan = await asyncio.to_thread(_plan, group, style, feedback, ctx, repair)
         for target, reason in plan.deferred:
             c = by_id[target.id]
             c.parts, c.reason = None, reason
@@ -322,6 +311,40 @@ async def _generate_all(
             )
             calls.append(_call(request, batch, by_id, ctx, ledger, sem))
     await asyncio.gather(*calls)
+
+
+def _items(group: Sequence[_Candidate]) -> dict[str, GenerationItem]:
+    return {
+        c.target.id: GenerationItem(c.target, context_for(c.target, c.file.text)) for c in group
+    }
+
+
+def _plan(
+    group: Sequence[_Candidate],
+    style: Style,
+    feedback: dict[str, list[str]],
+    ctx: Context,
+    repair: bool,
+) -> tuple[dict[str, GenerationItem], budget_mod.Plan]:
+    """The requests' items and their packing into calls within the budget."""
+    items = _items(group)
+    language = ctx.config.language
+    overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter)
+    plan_items = [
+        budget_mod.PlanItem(
+            c.target,
+            _item_tokens(ctx, items[c.target.id], style, feedback, overhead),
+            budget_mod.completion_reserve(c.target),
+        )
+        for c in group
+    ]
+    plan = budget_mod.plan(
+        plan_items,
+        ctx.budget,
+        overhead_tokens=overhead,
+        repair_reserve_ratio=0.0 if repair else REPAIR_RESERVE_RATIO,
+    )
+    return items, plan
 
 
 def _item_tokens(

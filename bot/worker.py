@@ -10,6 +10,7 @@ check run, or as a retry later — never as a silently dropped PR (invariant 7).
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
 import logging
 import time
@@ -243,13 +244,15 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
     spent = deps.journal.spent(job.key)
     limit = config.budget or deps.settings.docgen_token_budget
     budget = TokenBudget(limit, spent=min(limit, spent.tokens))
+    # A parse of every changed file: in a thread, off the loop that answers webhooks.
+    repo_docstrings = await asyncio.to_thread(_repo_docstrings, changes)
     context = Context(
         config=config,
         provider=deps.provider,
         cache=deps.cache,
         counter=deps.counter,
         budget=budget,
-        repo_docstrings=_repo_docstrings(changes),
+        repo_docstrings=repo_docstrings,
         style_override=Style(options["style"]) if options.get("style") else None,
         notes=[*loaded.errors, *fetched.notes],
     )
