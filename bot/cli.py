@@ -29,7 +29,7 @@ from bot.cache import DocstringCache, MemoryCache, SqliteCache
 from bot.config import Settings, read_repo_config_file
 from bot.extract import collect_docstrings
 from bot.generate import ConfigError, make_provider
-from bot.localgit import GitError, read_changes
+from bot.localgit import GitError, read_changes, require_git
 from bot.models import Action, Decision, Style
 from bot.pipeline import Context, RunResult, run
 
@@ -304,6 +304,10 @@ def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     import tempfile
 
+    try:
+        require_git()
+    except GitError as exc:
+        raise UsageError(str(exc)) from None
     from bot.sample import make_sample_repo
 
     with tempfile.TemporaryDirectory(prefix="docgen-demo-") as tmp:

@@ -11,13 +11,25 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import git
-
 from bot.models import FileChange
+
+try:
+    import git
+except ImportError:  # GitPython refuses to import when no git executable is on PATH
+    git = None  # type: ignore[assignment]
+
+# The App (serve, worker) never needs git; the slim container image has none.
+NO_GIT = "the git command is not on PATH: docgen review and docgen demo need it"
 
 
 class GitError(Exception):
     """A clear, one-line problem with the repository or the refs given."""
+
+
+def require_git() -> None:
+    """Raises GitError when git is missing (GitPython could not start)."""
+    if git is None:
+        raise GitError(NO_GIT)
 
 
 @dataclass(frozen=True)
@@ -66,6 +78,7 @@ def read_changes(path: Path, base: str, head: str | None = None) -> LocalChanges
     commits on ``base`` since the branch forked are not shown as changes.  ``head``
     None means the working tree, including untracked files that git does not ignore.
     """
+    require_git()
     repo = _open(path)
     root = Path(repo.working_tree_dir or path)
     base_commit = _commit(repo, base)

@@ -181,3 +181,38 @@ def test_demo_and_console_script():
         [sys.executable, "-m", "bot.cli", "--version"], capture_output=True, text=True, check=False
     )
     assert proc.returncode == 0 and proc.stdout.startswith("docgen ")
+
+
+def test_without_git_the_app_starts_and_review_says_why(tmp_path):
+    """The container image has no git: every command but review/demo must still work,
+    and those two exit 2 with one line instead of GitPython's import-time traceback."""
+    import os
+    import shutil
+
+    bindir = tmp_path / "bin"  # a PATH with python but no git
+    bindir.mkdir()
+    (bindir / "python").symlink_to(sys.executable)
+    assert shutil.which("git", path=str(bindir)) is None
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "OPENAI_", "AZURE_"))
+    }
+    env["PATH"] = str(bindir)
+
+    def docgen(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "bot.cli", *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    version = docgen("--version")
+    assert version.returncode == 0, version.stderr
+    assert docgen("worker", "--help").returncode == 0
+    for args in (["review", "--base", "main"], ["demo"]):
+        done = docgen(*args)
+        assert done.returncode == 2, done.stderr
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "git command is not on PATH" in lines[0], done.stderr
