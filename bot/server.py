@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import inspect
 import logging
 import sys
@@ -271,6 +272,7 @@ def build(
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await pool.start()
+        gc.freeze()  # start-up's objects out of the collector's way (shorter pauses)
         log.info(
             "docgen started", extra={"workers": settings.docgen_workers, "data_dir": str(data_dir)}
         )
@@ -310,6 +312,7 @@ def build_web(settings: Settings) -> Runtime:
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        gc.freeze()
         log.info("docgen started (web only: docgen worker processes run the jobs from Redis)")
         try:
             yield
