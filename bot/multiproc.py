@@ -51,6 +51,7 @@ from bot.metrics import Metrics, enable_multiprocess
 log = logging.getLogger(__name__)
 
 METRICS_DIR = "metrics"
+JOBS_NICE = 10  # the job threads' niceness (the web processes keep 0)
 GAVE_UP = "the web processes kept exiting at start-up (their log lines say why)"
 
 
@@ -168,6 +169,11 @@ class JobThread:
         self._thread.join(timeout)
 
     def _main(self) -> None:
+        # Reviews are background work, acknowledgements are not: on Linux a thread's
+        # nice value is its own and the threads it starts (asyncio.to_thread's) inherit
+        # it, so the web processes win when the cores are busy.
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOBS_NICE)
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._run())

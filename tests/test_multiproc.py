@@ -25,6 +25,7 @@ import httpx
 import pytest
 from githubkit.webhooks import sign
 
+from bot.multiproc import JOBS_NICE
 from bot.sample import BASE, HEAD
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID
@@ -45,6 +46,15 @@ def children(pid: int) -> list[int]:
             if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def threads(pid: int) -> list[int]:
+    return [int(t.name) for t in Path(f"/proc/{pid}/task").iterdir()]
+
+
+def nice(pid: int, tid: int) -> int:
+    stat = Path(f"/proc/{pid}/task/{tid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19: nice
 
 
 def deliver(client: httpx.Client, base: str, event: str, payload: dict) -> httpx.Response:
@@ -112,6 +122,11 @@ def test_two_web_processes_and_the_jobs_in_the_supervisor(
             wait_for(healthy, 60, "/healthz")
             wait_for(lambda: len(children(proc.pid)) >= 2, 30, "two web processes")
             web_pids = set(children(proc.pid))
+            # Jobs yield the cores to acknowledgements: the job thread is niced, the
+            # supervisor's main thread and the web processes are not.
+            assert nice(proc.pid, proc.pid) == 0
+            assert JOBS_NICE in {nice(proc.pid, tid) for tid in threads(proc.pid)}
+            assert {nice(pid, pid) for pid in web_pids} == {0}
 
             # A second docgen serve on the same data directory must not start workers.
             second = subprocess.run(
