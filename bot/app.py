@@ -29,6 +29,7 @@ from starlette.routing import Route
 from bot import events, logs
 from bot.jobs import EnqueueResult, Journal, JournalBusy
 from bot.metrics import Metrics
+from bot.redisq import BatchItem
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,14 @@ def _record_one(journal: Journal, d: _Delivery) -> Recorded:
     )
 
 
+def _batch_item(d: _Delivery) -> BatchItem:
+    job = None
+    if isinstance(d.decision, events.Run | events.Reply):
+        kind = "review" if isinstance(d.decision, events.Run) else "reply"
+        job = (d.decision.key, kind, job_payload(d.decision, d.delivery_id))
+    return BatchItem(d.delivery_id, d.event, d.action, d.outcome, job)
+
+
 class Recorder:
     """Writes deliveries and their jobs to the journal before they are answered.
 
@@ -127,12 +136,16 @@ class Recorder:
     *here*, yielding the event loop (the requests in flight go on being read and
     verified, and join the next batch), rather than in SQLite's busy handler, which
     sleeps with the whole loop blocked.  After ``BUSY_PATIENCE`` s it waits SQLite's
-    way.  A journal without savepoints (Redis) writes each delivery on its own.
+    way.  On Redis a batch is two pipelined round trips
+    (:meth:`~bot.redisq.RedisJournal.record_batch`); a journal with neither writes
+    each delivery on its own.
     """
 
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
-        self._grouped = isinstance(journal, Journal)
+        self._sqlite = isinstance(journal, Journal)
+        # Redis: one pipeline of claims and one of enqueue scripts per batch.
+        self._grouped = self._sqlite or hasattr(journal, "record_batch")
         self._pending: list[_Delivery] = []
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
@@ -173,6 +186,10 @@ class Recorder:
             self._flushing = False
 
     async def _write(self, batch: list[_Delivery]) -> list[Recorded | BaseException]:
+        if not self._sqlite:
+            return self.journal.record_batch(  # type: ignore[attr-defined]
+                [_batch_item(d) for d in batch]
+            )
         deadline = time.monotonic() + BUSY_PATIENCE
         delay = 0.0002
         while time.monotonic() < deadline:

@@ -51,7 +51,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any, TypeVar
@@ -186,6 +186,20 @@ def _arq_dumps(value: Any) -> bytes:
 
 def _arq_loads(raw: bytes) -> Any:
     return json.loads(raw)
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One delivery for :meth:`RedisJournal.record_batch`; ``job``: (key, kind, payload)."""
+
+    delivery_id: str
+    event: str
+    action: str | None
+    outcome: str
+    job: tuple[str, str, Mapping[str, Any]] | None
+
+
+Recorded = tuple[bool, EnqueueResult | None]
 
 
 def _cut(error: str) -> str:
@@ -366,34 +380,50 @@ class RedisJournal:
         One round trip: :data:`_ENQUEUE` runs the whole read-modify-write in Redis,
         including the final write of the block's pending deliveries.
         """
+        pending: list[tuple[str, str]] = getattr(self._local, "pending", None) or []
+        keys, args = self._enqueue_call(key, kind, payload, delivery_id, pending)
+        answer = self._enqueue_script(keys=keys, args=args)
+        pending.clear()
+        return self._enqueued(answer, key, delivery_id)
+
+    def _enqueue_call(
+        self,
+        key: str,
+        kind: str,
+        payload: Mapping[str, Any],
+        delivery_id: str | None,
+        pending: Sequence[tuple[str, str]],
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of :data:`_ENQUEUE` (``pending``: deliveries it makes final)."""
         now = self.clock()
         body = serialize_job(
             JOB_FUNCTION, (_ID_MARKER,), {}, None, int(now * 1000), serializer=_arq_dumps
         )
-        pending: list[tuple[str, str]] = getattr(self._local, "pending", None) or []
-        job_id, prev, prev_state = self._enqueue_script(
-            keys=[f"{self.prefix}:seq", self._pr_key(key, "latest"), self.queue_name],
-            args=[
-                self.prefix,
-                job_key_prefix,
-                retry_key_prefix,
-                in_progress_key_prefix,
-                key,
-                kind,
-                _dumps(payload),
-                delivery_id or "",
-                repr(now),
-                int(now * 1000),
-                body,
-                json.dumps(_ID_MARKER),
-                int(JOB_RETENTION),
-                ARQ_JOB_EXPIRY * 1000,
-                int(DELIVERY_RETENTION),
-                SUPERSEDED_TOMBSTONE_MS,
-                *(part for pair in pending for part in pair),
-            ],
-        )
-        pending.clear()
+        keys = [f"{self.prefix}:seq", self._pr_key(key, "latest"), self.queue_name]
+        args = [
+            self.prefix,
+            job_key_prefix,
+            retry_key_prefix,
+            in_progress_key_prefix,
+            key,
+            kind,
+            _dumps(payload),
+            delivery_id or "",
+            repr(now),
+            int(now * 1000),
+            body,
+            json.dumps(_ID_MARKER),
+            int(JOB_RETENTION),
+            ARQ_JOB_EXPIRY * 1000,
+            int(DELIVERY_RETENTION),
+            SUPERSEDED_TOMBSTONE_MS,
+            *(part for pair in pending for part in pair),
+        ]
+        return keys, args
+
+    @staticmethod
+    def _enqueued(answer: Sequence[Any], key: str, delivery_id: str | None) -> EnqueueResult:
+        job_id, prev, prev_state = answer
         job_id = int(job_id)
         result = EnqueueResult(
             job_id,
@@ -401,7 +431,8 @@ class RedisJournal:
             behind=int(prev) if prev_state == JobState.RUNNING else None,
         )
         if result.coalesced or result.behind:
-            log.info(
+            # DEBUG: the web handler's one line per delivery already says it.
+            log.debug(
                 "job %d supersedes %s job %s",
                 job_id,
                 prev_state,
@@ -409,6 +440,61 @@ class RedisJournal:
                 extra={"delivery_id": delivery_id, "job_key": key, "job_id": job_id},
             )
         return result
+
+    def record_batch(self, batch: Sequence[BatchItem]) -> list[Recorded | Exception]:
+        """Record many deliveries and enqueue their jobs in two round trips in all.
+
+        The web handler's group commit (``bot.app.Recorder``): one pipeline claims every
+        delivery id (``SET NX``, :data:`DELIVERY_CLAIM` s), one more runs
+        :data:`_ENQUEUE` for each new delivery with a job — which makes its claim final
+        in the same script, as :meth:`atomic` does — and makes the others' claims final.
+        A delivery whose script fails gives back its claim and comes back as the
+        exception; the others are unaffected.  Same results as :meth:`record_delivery` +
+        :meth:`enqueue` one by one: ``(new?, the job or None)``.
+        """
+        now = self.clock()
+        claims: list[tuple[str, str]] = []
+        with self.client.pipeline(transaction=False) as pipe:
+            for item in batch:
+                key = self._delivery_key(item.delivery_id)
+                value = _dumps(
+                    {
+                        "event": item.event,
+                        "action": item.action,
+                        "outcome": item.outcome,
+                        "received": now,
+                    }
+                )
+                claims.append((key, value))
+                pipe.set(key, value, nx=True, ex=DELIVERY_CLAIM)
+            taken = pipe.execute()
+        out: list[Recorded | Exception] = [(False, None)] * len(batch)
+        calls: list[int] = []
+        with self.client.pipeline(transaction=False) as pipe:
+            for i, (item, claim, new) in enumerate(zip(batch, claims, taken, strict=True)):
+                if not new:
+                    continue
+                if item.job is None:  # nothing to queue: the claim becomes the record
+                    pipe.set(claim[0], claim[1], ex=int(DELIVERY_RETENTION))
+                else:
+                    keys, args = self._enqueue_call(*item.job, item.delivery_id, [claim])
+                    self._enqueue_script(keys=keys, args=args, client=pipe)
+                calls.append(i)
+            answers = pipe.execute(raise_on_error=False) if calls else []
+        undo = []
+        for i, answer in zip(calls, answers, strict=True):
+            item = batch[i]
+            if isinstance(answer, Exception):
+                out[i] = answer
+                undo.append(claims[i][0])
+            elif item.job is None:
+                out[i] = (True, None)
+            else:
+                out[i] = (True, self._enqueued(answer, item.job[0], item.delivery_id))
+        if undo:
+            with contextlib.suppress(RedisError):  # the claims expire anyway
+                self.client.delete(*undo)
+        return out
 
     def forget_installation(self, installation_id: int) -> None:
         """Tell every worker to drop the installation's cached client (deleted, suspended).

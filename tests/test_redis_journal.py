@@ -24,6 +24,7 @@ from bot.redisq import (
     BUSY_POLL,
     DELIVERY_CLAIM,
     JOB_FUNCTION,
+    BatchItem,
     JobRunner,
     RedisInstallationClients,
     RedisJournal,
@@ -73,6 +74,66 @@ def test_a_failed_block_forgets_its_delivery(journal):
         raise RuntimeError("crash between the two writes")
     assert not journal.delivery_seen("d1")
     assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+
+
+def test_a_batch_records_and_enqueues_in_pipelines_with_one_by_one_results(journal):
+    assert journal.record_delivery("seen-before", "pull_request", "opened", outcome="run")
+    items = [
+        BatchItem("b1", "pull_request", "opened", "run", (KEY, "review", {"n": 1})),
+        BatchItem("b2", "pull_request", "synchronize", "run", (KEY, "review", {"n": 2})),
+        BatchItem("b1", "pull_request", "opened", "run", (KEY, "review", {"n": 1})),  # again
+        BatchItem("p1", "ping", None, "ignore", None),
+        BatchItem("seen-before", "pull_request", "opened", "run", (KEY, "review", {})),
+        BatchItem("o1", "pull_request", "opened", "run", ("octo/other#2", "review", {})),
+    ]
+    commands = []
+    real = journal.client.pipeline
+
+    def counting(*args, **kwargs):
+        pipe = real(*args, **kwargs)
+        commands.append(pipe)
+        return pipe
+
+    journal.client.pipeline = counting
+    results = journal.record_batch(items)
+    journal.client.pipeline = real
+    assert len(commands) == 2  # claims, then scripts: two round trips for six deliveries
+    b1, b2, again, ping, seen, other = results
+    assert b1[0] and b2[0] and ping == (True, None) and other[0]
+    assert again == (False, None) and seen == (False, None)
+    assert b2[1].coalesced and not b1[1].coalesced and not other[1].coalesced
+    for delivery in ("b1", "b2", "p1", "o1"):  # final: kept a week, not a 60 s claim
+        assert journal.client.ttl(f"{journal.prefix}:delivery:{delivery}") > WEEK - 5
+    queued = {j.payload.get("n") for j in (journal.get(b2[1].job_id), journal.get(b1[1].job_id))}
+    assert queued == {1, 2}
+    assert journal.get(b1[1].job_id).state == JobState.SUPERSEDED
+    # arq's queue: one entry for the PR (the newest head) and one for the other PR.
+    assert journal.client.zcard(journal.queue_name) == 2
+
+
+def test_a_failing_script_fails_its_delivery_alone_and_gives_back_the_claim(journal):
+    real = journal._enqueue_call
+
+    def broken(key, kind, payload, delivery_id, pending):
+        keys, args = real(key, kind, payload, delivery_id, pending)
+        if delivery_id == "bad":
+            args[9] = "not-a-number"  # the script's tonumber() fails on it
+        return keys, args
+
+    journal._enqueue_call = broken
+    good, bad = journal.record_batch(
+        [
+            BatchItem("good", "pull_request", "opened", "run", (KEY, "review", {})),
+            BatchItem("bad", "pull_request", "opened", "run", ("octo/x#3", "review", {})),
+        ]
+    )
+    assert good[0] is True
+    assert isinstance(bad, RedisError)
+    assert not journal.delivery_seen("bad")  # GitHub's redelivery will be taken as new
+    journal._enqueue_call = real
+    assert journal.record_batch(
+        [BatchItem("bad", "pull_request", "opened", "run", ("octo/x#3", "review", {}))]
+    )[0][0]
 
 
 def test_enqueue_writes_our_job_and_arqs(journal):
