@@ -31,9 +31,11 @@ warm-up, during the load (peak), after it and once the queue drained.  Memory is
 Run from the repository root: ``python bench/load_webhooks.py`` (~2.5 min).  Exit
 status 1 when a target is missed.  Options: ``--deliveries``, ``--rounds``,
 ``--concurrency``, ``--prs``, ``--workers``, ``--payload-kb``, ``--rate N``,
-``--client``, ``--python`` (another interpreter for the server, e.g. one with uvloop
-and httptools), ``--log-level``, ``--no-drain``, ``--redis URL`` (Redis mode: serve
-only enqueues, ``--redis-workers`` ``docgen worker`` processes run the jobs).
+``--client``, ``--python`` (another interpreter for the server), ``--log-level``,
+``--no-drain``, ``--web-processes N`` (``DOCGEN_WEB_PROCESSES``: N web processes, the
+jobs in their supervisor; CPU and RSS are then the whole process tree's), ``--redis
+URL`` (Redis mode: serve only enqueues, ``--redis-workers`` ``docgen worker``
+processes run the jobs).
 """
 
 from __future__ import annotations
