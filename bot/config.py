@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     # ``docgen serve``: web processes sharing the port (bot.multiproc).  1: one process
     # serves and runs the jobs; more: the jobs run in the supervising process.
     docgen_web_processes: int = Field(default=1, ge=1, le=64)
+    # Niceness of the job work (``docgen worker``; the jobs thread of a multi-process
+    # ``docgen serve``): on a machine shared with web processes, acknowledgements go
+    # first; alone on a machine it changes nothing.  0 leaves the priority alone.
+    docgen_jobs_nice: int = Field(default=10, ge=0, le=19)
     docgen_run_drafts: bool = False
     docgen_skip_forks: bool = False
     docgen_reply_to_strangers: bool = False  # one polite reply to /docgen from non-members

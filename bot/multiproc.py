@@ -51,7 +51,6 @@ from bot.metrics import Metrics, enable_multiprocess
 log = logging.getLogger(__name__)
 
 METRICS_DIR = "metrics"
-JOBS_NICE = 10  # the job threads' niceness (the web processes keep 0)
 GAVE_UP = "the web processes kept exiting at start-up (their log lines say why)"
 
 
@@ -144,9 +143,14 @@ class JobThread:
     """The job workers on their own event loop, in a thread of the supervisor."""
 
     def __init__(
-        self, pool: WorkerPool, *, closing: Callable[[], Awaitable[None]] | None = None
+        self,
+        pool: WorkerPool,
+        *,
+        closing: Callable[[], Awaitable[None]] | None = None,
+        nice: int = 0,
     ) -> None:
         self.pool = pool
+        self._nice = nice  # the thread's (and its helper threads') niceness
         self._closing = closing  # an async callable run after the pool stopped
         self._loop = asyncio.new_event_loop()
         self._stop: asyncio.Event | None = None
@@ -172,8 +176,9 @@ class JobThread:
         # Reviews are background work, acknowledgements are not: on Linux a thread's
         # nice value is its own and the threads it starts (asyncio.to_thread's) inherit
         # it, so the web processes win when the cores are busy.
-        with contextlib.suppress(OSError, AttributeError):
-            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), JOBS_NICE)
+        if self._nice:
+            with contextlib.suppress(OSError, AttributeError):
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
         asyncio.set_event_loop(self._loop)
         try:
             self._loop.run_until_complete(self._run())
@@ -412,7 +417,7 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
     async def closing() -> None:
         await close_provider(made)
 
-    jobs = JobThread(pool, closing=closing)
+    jobs = JobThread(pool, closing=closing, nice=settings.docgen_jobs_nice)
     try:
         jobs.start()
     except JournalError as exc:

@@ -17,6 +17,7 @@ import contextlib
 import gc
 import inspect
 import logging
+import os
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -420,6 +421,10 @@ def run_worker(settings: Settings) -> int:
         root.removeHandler(handler)
     logs.setup(settings.log_level, secrets=_secrets(settings))
     sentry.init(settings)
+    if settings.docgen_jobs_nice:
+        # Before any thread starts: on Linux niceness is per thread, and inherited.
+        with contextlib.suppress(OSError):
+            os.nice(settings.docgen_jobs_nice)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)  # arq's Worker takes the current loop
     try:

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -114,6 +115,10 @@ def test_the_web_process_enqueues_and_a_worker_process_reviews(
         with workers(env, tmp_path) as [worker]:
             wait_for(lambda: job(redis_url, ns, job_id)["state"] == "done", 60, "the job")
             metrics = scrape(port)
+            # Job work is niced (DOCGEN_JOBS_NICE, default 10): web processes sharing
+            # the machine answer first.
+            stat = Path(f"/proc/{worker.pid}/stat").read_text()
+            assert int(stat.rsplit(")", 1)[1].split()[16]) == 10
     assert worker.proc.returncode == 0  # SIGTERM: arq stops gracefully
     with pytest.raises(httpx.ConnectError):  # the port is closed with the worker
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)
