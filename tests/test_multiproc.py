@@ -26,9 +26,12 @@ import pytest
 from githubkit.webhooks import sign
 
 from bot.sample import BASE, HEAD
+from tests import redis_helpers
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID
 from tests.test_serve_process import free_port, wait_for
+
+redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures: a real Redis
 
 SECRET = "multiproc-webhook-secret-2b9e"
 PATH = "shop/inventory.py"
@@ -249,3 +252,57 @@ def test_one_process_serve_refuses_a_data_dir_another_serve_works_from(private_k
         )
     assert proc.returncode == 2, proc.stderr
     assert "already runs the jobs" in proc.stderr
+
+
+@pytest.mark.timeout(90)
+def test_two_web_processes_in_redis_mode_only_enqueue(
+    fake_github, make_pr, private_key_pem, redis_url, ns, tmp_path
+):
+    from bot.redisq import RedisJournal
+
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = serve_env("http://127.0.0.1:9", private_key_pem, tmp_path / "data")
+    env.update(REDIS_URL=redis_url, DOCGEN_REDIS_PREFIX=ns)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def healthy() -> bool:
+            if proc.poll() is not None:
+                pytest.fail(proc.stderr.read())
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(healthy, 60, "/healthz")
+        wait_for(lambda: len(children(proc.pid)) >= 2, 30, "two web processes")
+        for n in range(6):
+            with httpx.Client() as client:
+                payload = pull.webhook_payload("synchronize" if n else "opened")
+                assert deliver(client, base, "pull_request", payload).status_code == 202
+        journal = RedisJournal.from_url(redis_url, prefix=ns)
+        try:
+            # Six pushes, one PR: one entry in arq's queue, whichever process took them.
+            assert journal.client.zcard(journal.queue_name) == 1
+        finally:
+            journal.close()
+        text = httpx.get(f"{base}/metrics", timeout=5).text
+        assert 'docgen_webhook_deliveries_total{event="pull_request",outcome="queued"} 6.0' in text
+        assert "docgen_job_results_total{" not in text  # no job ran in a web process
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            _, stderr = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+    assert proc.returncode == 0, stderr[-3000:]
