@@ -94,6 +94,7 @@ def web_app() -> Starlette:
     async def lifespan() -> AsyncIterator[None]:
         # What start-up made lives as long as the process: out of the collector's way,
         # so the full collections the request garbage triggers stay short.
+        gc.collect()  # what start-up left as garbage is not frozen with it
         gc.freeze()
         log.info("docgen web process started", extra={"pid": os.getpid()})
         try:

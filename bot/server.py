@@ -273,6 +273,7 @@ def build(
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await pool.start()
+        gc.collect()  # what start-up left as garbage is not frozen with it
         gc.freeze()  # start-up's objects out of the collector's way (shorter pauses)
         log.info(
             "docgen started", extra={"workers": settings.docgen_workers, "data_dir": str(data_dir)}
@@ -313,6 +314,7 @@ def build_web(settings: Settings) -> Runtime:
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
+        gc.collect()  # what start-up left as garbage is not frozen with it
         gc.freeze()
         log.info("docgen started (web only: docgen worker processes run the jobs from Redis)")
         try:
