@@ -1,26 +1,29 @@
-"""``docgen serve`` with several web processes (embedded mode, ``DOCGEN_WEB_PROCESSES``).
+"""``docgen serve`` with several web processes (``DOCGEN_WEB_PROCESSES``, both modes).
 
-One Python process acknowledges about 1,200 deliveries a second (uvicorn on uvloop and
-httptools, a SQLite commit per delivery); with 50 deliveries in flight, each then waits
-~40 ms behind the others.  More cores answer more: this runs
+One Python process acknowledges about 1,100-1,200 deliveries a second on two shared
+cores (uvicorn on uvloop and httptools, group-committed journal writes); with 50
+deliveries in flight each then waits ~45 ms behind the others, and the reviews it runs
+share its interpreter.  More processes answer more: this runs
 
 * ``N`` web processes (spawned; restarted when one dies; SIGTERM/SIGINT stops them
   gracefully), each running uvicorn on its own ``SO_REUSEPORT`` socket on the same
-  port, so the kernel spreads connections evenly.  Each verifies, records
-  and enqueues through its own connection to the same SQLite journal (WAL: writers
-  take turns, readers never wait) and answers.  No job runs in them, so nothing
-  competes with an acknowledgement.
-* the job workers in the supervising process, in a thread with its own event loop:
-  the one process holding the journal's workers lock (:meth:`Journal.lock_workers`),
-  so start-up recovery stays right.  They find new jobs by polling the journal
-  (``poll_interval``); an installation deleted or suspended is recorded in the journal
-  by whichever web process got the event and read here before each job.
+  port, so the kernel spreads connections over them by address hash.  Each verifies,
+  records and enqueues (``bot.app.Recorder``: group commit, polite waits for the
+  write lock) through its own connection to the same SQLite journal, and answers.  No
+  job runs in them, so nothing competes with an acknowledgement.
+* the job workers in the supervising process, in a thread with its own event loop
+  (at nice ``DOCGEN_JOBS_NICE``): the one process holding the journal's workers lock
+  (:meth:`Journal.lock_workers`), so start-up recovery stays right.  They find new
+  jobs by polling the journal; an installation deleted or suspended is recorded in
+  the journal by whichever web process got the event and read here before each job.
+  They also checkpoint the journal's WAL (the web processes' commits never do).
 * Prometheus metrics in multiprocess mode: every process writes its samples to files
-  under ``DOCGEN_DATA_DIR/metrics``; ``/metrics`` on any web process adds them up.
+  under ``DOCGEN_DATA_DIR/metrics/<supervisor pid>``; ``/metrics`` on any web process
+  adds them up.
 
 With ``DOCGEN_WEB_PROCESSES=1`` (the default) none of this runs: one process serves
-and works, as before.  With ``REDIS_URL`` the web processes only enqueue and
-``docgen worker`` processes run the jobs.
+and works.  With ``REDIS_URL`` the web processes only enqueue and ``docgen worker``
+processes run the jobs.
 """
 
 from __future__ import annotations
