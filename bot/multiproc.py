@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import logging
 import multiprocessing
 import os
@@ -45,7 +44,6 @@ from pathlib import Path
 from starlette.applications import Starlette
 
 from bot import logs, sentry
-from bot.app import Deps, create_app
 from bot.cache import SqliteCache
 from bot.config import Settings
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
@@ -72,7 +70,15 @@ def web_app() -> Starlette:
     Settings come from the environment the supervisor was started with (children are
     spawned: they inherit it).  Only verify, record, enqueue and answer here.
     """
-    from bot.server import StartupError, _secrets, build_web, check_settings
+    from bot.server import (
+        StartupError,
+        _secrets,
+        build_web,
+        check_settings,
+        freeze_startup,
+        job_gauges,
+    )
+    from bot.server import web_app as make_web_app
 
     settings = Settings()
     logs.setup(settings.log_level, secrets=_secrets(settings))
@@ -86,40 +92,20 @@ def web_app() -> Starlette:
         log.error("web process cannot start: %s", exc)
         raise SystemExit(2) from None
     metrics = Metrics()
-
-    def job_gauges(m: Metrics) -> None:
-        for state, count in journal.counts().items():
-            m.jobs.labels(state).set(count)
-
-    metrics.on_collect(job_gauges)
+    metrics.on_collect(job_gauges(journal))
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        # What start-up made lives as long as the process: out of the collector's way,
-        # so the full collections the request garbage triggers stay short.
-        gc.collect()  # what start-up left as garbage is not frozen with it
-        gc.freeze()
+        freeze_startup()
         log.info("docgen web process started", extra={"pid": os.getpid()})
         try:
             yield
         finally:
             journal.close()
 
-    secret = settings.github_webhook_secret
-    assert secret is not None  # check_settings
-    return create_app(
-        Deps(
-            webhook_secret=secret.get_secret_value(),
-            journal=journal,
-            metrics=metrics,
-            app_id=settings.github_app_id,
-            run_drafts=settings.docgen_run_drafts,
-            skip_forks=settings.docgen_skip_forks,
-            reply_to_strangers=settings.docgen_reply_to_strangers,
-            # The job workers poll the journal; the tokens live in the supervisor.
-            forget=journal.forget_installation,
-            lifespan=lifespan,
-        )
+    # The job workers poll the journal; the tokens live in the supervisor.
+    return make_web_app(
+        settings, journal, metrics, forget=journal.forget_installation, lifespan=lifespan
     )
 
 

@@ -18,6 +18,7 @@ import gc
 import inspect
 import logging
 import os
+import sqlite3
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -207,19 +208,54 @@ async def close_provider(provider: object) -> None:
         log.warning("could not close the LLM client: %s", exc)
 
 
-def _redis_job_gauges(journal: RedisJournal) -> Callable[[Metrics], None]:
-    """An ``on_collect`` hook: ``docgen_jobs`` from arq's queue in Redis."""
+def job_gauges(journal: Journal | RedisJournal) -> Callable[[Metrics], None]:
+    """An ``on_collect`` hook: ``docgen_jobs`` from the journal (or arq's queue in Redis)."""
 
-    def job_gauges(m: Metrics) -> None:
+    def collect(m: Metrics) -> None:
         try:
             counts = journal.counts()
-        except RedisError as exc:
+        except (RedisError, sqlite3.Error, JournalError) as exc:
             log.warning("could not read the queue length: %s", exc)
             return
         for state, count in counts.items():
             m.jobs.labels(state).set(count)
 
-    return job_gauges
+    return collect
+
+
+def freeze_startup() -> None:
+    """Move what start-up made out of the collector's way (shorter pauses on the ack
+    path), after collecting what start-up left as garbage so that is not kept."""
+    gc.collect()
+    gc.freeze()
+
+
+def web_app(
+    settings: Settings,
+    journal: Journal | RedisJournal,
+    metrics: Metrics,
+    *,
+    forget: Callable[[int], None],
+    lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]],
+    wake: Callable[[], None] = lambda: None,
+) -> Starlette:
+    """The webhook app over ``journal`` with the settings' secret and event options."""
+    secret = settings.github_webhook_secret
+    assert secret is not None  # check_settings
+    return create_app(
+        Deps(
+            webhook_secret=secret.get_secret_value(),
+            journal=journal,  # type: ignore[arg-type]  # RedisJournal has the same methods
+            metrics=metrics,
+            app_id=settings.github_app_id,
+            run_drafts=settings.docgen_run_drafts,
+            skip_forks=settings.docgen_skip_forks,
+            reply_to_strangers=settings.docgen_reply_to_strangers,
+            wake=wake,
+            forget=forget,
+            lifespan=lifespan,
+        )
+    )
 
 
 def build(
@@ -264,17 +300,12 @@ def build(
         job_timeout=settings.docgen_job_timeout,
     )
 
-    def job_gauges(m: Metrics) -> None:
-        for state, count in journal.counts().items():
-            m.jobs.labels(state).set(count)
-
-    metrics.on_collect(job_gauges)
+    metrics.on_collect(job_gauges(journal))
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         await pool.start()
-        gc.collect()  # what start-up left as garbage is not frozen with it
-        gc.freeze()  # start-up's objects out of the collector's way (shorter pauses)
+        freeze_startup()
         log.info(
             "docgen started", extra={"workers": settings.docgen_workers, "data_dir": str(data_dir)}
         )
@@ -286,21 +317,8 @@ def build(
             await close_provider(made)
             log.info("docgen stopped")
 
-    secret = settings.github_webhook_secret
-    assert secret is not None
-    app = create_app(
-        Deps(
-            webhook_secret=secret.get_secret_value(),
-            journal=journal,
-            metrics=metrics,
-            app_id=settings.github_app_id,
-            run_drafts=settings.docgen_run_drafts,
-            skip_forks=settings.docgen_skip_forks,
-            reply_to_strangers=settings.docgen_reply_to_strangers,
-            wake=pool.wake,
-            forget=clients.forget,
-            lifespan=lifespan,
-        )
+    app = web_app(
+        settings, journal, metrics, forget=clients.forget, lifespan=lifespan, wake=pool.wake
     )
     return Runtime(settings, app, journal, pool, clients, metrics)
 
@@ -310,12 +328,11 @@ def build_web(settings: Settings) -> Runtime:
     check_settings(settings)
     journal = _redis_journal(settings)
     metrics = Metrics()
-    metrics.on_collect(_redis_job_gauges(journal))
+    metrics.on_collect(job_gauges(journal))
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
-        gc.collect()  # what start-up left as garbage is not frozen with it
-        gc.freeze()
+        freeze_startup()
         log.info("docgen started (web only: docgen worker processes run the jobs from Redis)")
         try:
             yield
@@ -323,23 +340,9 @@ def build_web(settings: Settings) -> Runtime:
             journal.close()
             log.info("docgen stopped")
 
-    secret = settings.github_webhook_secret
-    assert secret is not None
-    app = create_app(
-        Deps(
-            webhook_secret=secret.get_secret_value(),
-            journal=journal,  # type: ignore[arg-type]  # the same methods, in Redis
-            metrics=metrics,
-            app_id=settings.github_app_id,
-            run_drafts=settings.docgen_run_drafts,
-            skip_forks=settings.docgen_skip_forks,
-            reply_to_strangers=settings.docgen_reply_to_strangers,
-            # Installation tokens are cached in the workers: a mark in Redis tells
-            # them to drop an installation's client (RedisInstallationClients).
-            forget=journal.forget_installation,
-            lifespan=lifespan,
-        )
-    )
+    # Installation tokens are cached in the workers: a mark in Redis tells them to
+    # drop an installation's client (RedisInstallationClients).
+    app = web_app(settings, journal, metrics, forget=journal.forget_installation, lifespan=lifespan)
     return Runtime(settings, app, journal, None, None, metrics)
 
 
@@ -358,7 +361,7 @@ def build_worker(
         raise StartupError(NO_REDIS)
     journal = _redis_journal(settings)
     metrics = Metrics()
-    metrics.on_collect(_redis_job_gauges(journal))
+    metrics.on_collect(job_gauges(journal))
     try:
         deps, made = _worker_deps(
             settings,
