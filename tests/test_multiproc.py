@@ -92,6 +92,48 @@ def serve_env(api_url: str, private_key_pem: str, data_dir: Path) -> dict[str, s
     return env
 
 
+SERVE = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
+
+
+def start_serve(env: dict[str, str], cwd: Path, port: int) -> subprocess.Popen[str]:
+    """``docgen serve`` on ``port``, once healthy and both web processes are up."""
+    proc = subprocess.Popen(
+        [*SERVE, "--port", str(port)],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(proc.stderr.read())
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    try:
+        wait_for(healthy, 60, "/healthz")
+        wait_for(lambda: len(children(proc.pid)) >= 2, 30, "two web processes")
+    except BaseException:
+        stop_serve(proc)
+        raise
+    return proc
+
+
+def stop_serve(proc: subprocess.Popen[str]) -> str:
+    """SIGTERM, wait (kill after a minute); its stderr."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, stderr = proc.communicate()
+    return stderr
+
+
 @pytest.mark.timeout(120)
 def test_two_web_processes_and_the_jobs_in_the_supervisor(
     fake_github, make_pr, private_key_pem, tmp_path
@@ -101,28 +143,9 @@ def test_two_web_processes_and_the_jobs_in_the_supervisor(
     data_dir = tmp_path / "data"
     with fake_github.serve() as api_url:
         env = serve_env(api_url, private_key_pem, data_dir)
-        command = [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1"]
-        proc = subprocess.Popen(
-            [*command, "--port", str(port)],
-            env=env,
-            cwd=tmp_path,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
+        proc = start_serve(env, tmp_path, port)
         base = f"http://127.0.0.1:{port}"
         try:
-
-            def healthy() -> bool:
-                if proc.poll() is not None:
-                    pytest.fail(proc.stderr.read())
-                try:
-                    return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-                except httpx.HTTPError:
-                    return False
-
-            wait_for(healthy, 60, "/healthz")
-            wait_for(lambda: len(children(proc.pid)) >= 2, 30, "two web processes")
             web_pids = set(children(proc.pid))
             # Jobs yield the cores to acknowledgements: the job thread is niced, the
             # supervisor's main thread and the web processes are not.
@@ -132,7 +155,7 @@ def test_two_web_processes_and_the_jobs_in_the_supervisor(
 
             # A second docgen serve on the same data directory must not start workers.
             second = subprocess.run(
-                [*command, "--port", str(free_port())],
+                [*SERVE, "--port", str(free_port())],
                 env=env,
                 cwd=tmp_path,
                 capture_output=True,
@@ -192,12 +215,7 @@ def test_two_web_processes_and_the_jobs_in_the_supervisor(
             wait_for(lambda: fake_github.token_requests > tokens_before, 30, "a new token")
             assert set(children(proc.pid)) == web_pids  # no web process died on the way
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                _, stderr = proc.communicate(timeout=60)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                _, stderr = proc.communicate()
+            stderr = stop_serve(proc)
         assert proc.returncode == 0, stderr[-3000:]
         lines = [line for line in stderr.splitlines() if line.strip()]
         records = [json.loads(line) for line in lines]  # every line one JSON object
@@ -265,26 +283,8 @@ def test_two_web_processes_in_redis_mode_only_enqueue(
     base = f"http://127.0.0.1:{port}"
     env = serve_env("http://127.0.0.1:9", private_key_pem, tmp_path / "data")
     env.update(REDIS_URL=redis_url, DOCGEN_REDIS_PREFIX=ns)
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = start_serve(env, tmp_path, port)
     try:
-
-        def healthy() -> bool:
-            if proc.poll() is not None:
-                pytest.fail(proc.stderr.read())
-            try:
-                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-
-        wait_for(healthy, 60, "/healthz")
-        wait_for(lambda: len(children(proc.pid)) >= 2, 30, "two web processes")
         for n in range(6):
             with httpx.Client() as client:
                 payload = pull.webhook_payload("synchronize" if n else "opened")
@@ -299,10 +299,5 @@ def test_two_web_processes_in_redis_mode_only_enqueue(
         assert 'docgen_webhook_deliveries_total{event="pull_request",outcome="queued"} 6.0' in text
         assert "docgen_job_results_total{" not in text  # no job ran in a web process
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            _, stderr = proc.communicate(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            _, stderr = proc.communicate()
+        stderr = stop_serve(proc)
     assert proc.returncode == 0, stderr[-3000:]
