@@ -27,9 +27,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot import events, logs
-from bot.jobs import EnqueueResult, Journal, JournalBusy
+from bot.jobs import Journal, JournalBusy
 from bot.metrics import Metrics
-from bot.redisq import BatchItem
+from bot.redisq import BatchItem, Recorded
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +87,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-Recorded = tuple[bool, "EnqueueResult | None"]  # (a new delivery?, its job if one)
-
-
 @dataclass
 class _Delivery:
     decision: events.Decision
@@ -100,26 +97,23 @@ class _Delivery:
     done: asyncio.Future[Recorded]
 
 
-def _record_one(journal: Journal, d: _Delivery) -> Recorded:
-    """Inside a transaction: record ``d`` and enqueue its job."""
-    if not journal.record_delivery(d.delivery_id, d.event, d.action, outcome=d.outcome):
-        return False, None
-    if not isinstance(d.decision, events.Run | events.Reply):
-        return True, None
-    return True, journal.enqueue(
-        d.decision.key,
-        "review" if isinstance(d.decision, events.Run) else "reply",
-        job_payload(d.decision, d.delivery_id),
-        delivery_id=d.delivery_id,
-    )
-
-
 def _batch_item(d: _Delivery) -> BatchItem:
+    """The delivery as the journal records it, with its job (key, kind, payload) if any."""
     job = None
     if isinstance(d.decision, events.Run | events.Reply):
         kind = "review" if isinstance(d.decision, events.Run) else "reply"
         job = (d.decision.key, kind, job_payload(d.decision, d.delivery_id))
     return BatchItem(d.delivery_id, d.event, d.action, d.outcome, job)
+
+
+def _record_one(journal: Journal, d: _Delivery) -> Recorded:
+    """Inside a transaction: record ``d`` and enqueue its job."""
+    item = _batch_item(d)
+    if not journal.record_delivery(item.delivery_id, item.event, item.action, outcome=item.outcome):
+        return False, None
+    if item.job is None:
+        return True, None
+    return True, journal.enqueue(*item.job, delivery_id=item.delivery_id)
 
 
 class Recorder:
