@@ -40,7 +40,7 @@ from bot.github import (
 )
 from bot.models import Suggestion
 from tests.conftest import OWNER, REPO, FakeClock
-from tests.fake_github import APP_ID, FakeGitHub, Fault, github_patch
+from tests.fake_github import APP_ID, FakeGitHub, Fault
 
 run = asyncio.run
 
@@ -1012,28 +1012,6 @@ def test_fake_records_unknown_routes_as_errors(fake_github):
     assert run(go()).status_code == 500
     assert fake_github.errors == ["unknown route: GET /repos/octo/demo/branches"]
     fake_github.errors.clear()  # the fixture would fail the test otherwise
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "patch"),
-    [
-        ("a\nb\nc\n", "a\nB\nc\n", "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c"),
-        (None, "x\ny\n", "@@ -0,0 +1,2 @@\n+x\n+y"),
-        ("x\n", None, "@@ -1 +0,0 @@\n-x"),
-        (
-            "a",
-            "b",
-            "@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file",
-        ),
-        (b"\x00bin", b"\x00bin2", None),
-        ("same\n", "same\n", None),
-    ],
-    ids=["modified", "added", "removed", "no-newline", "binary", "unchanged"],
-)
-def test_fake_patches_look_like_githubs(old, new, patch):
-    assert github_patch(old, new) == patch
-    if patch:
-        assert parse_patch(patch)
 
 
 def test_fake_serves_over_a_socket(fake_github, github_settings, make_pr):
