@@ -9,9 +9,14 @@ client could get wrong:
   (RS256) with the App's key, ``iss`` = the App id, ``exp`` at most ten minutes out;
   every other route takes only an unexpired installation token it issued, for a
   repository of that installation (others are 404, as on GitHub).
+* Patches: a PR's ``patch`` fields are real ``git diff`` output (:class:`GitDiffer`),
+  not a reimplementation; nothing here imports ``bot``, so the fake judges the bot by
+  git's and GitHub's rules, not by its own.
 * Reviews: every comment must target RIGHT-side lines inside one hunk of its file's
-  patch (:func:`bot.diff.parse_patch`), else the *whole* review is refused with 422;
-  comment bodies must not be blank.  A review without ``event`` stays PENDING.
+  patch, read by the fake's own parser (:func:`diff_hunks`, lines split at "\\n" only),
+  else the *whole* review is refused with 422; comment bodies must not be blank.  A
+  review without ``event`` stays PENDING.  :meth:`FakeGitHub.apply_suggestions` commits
+  the posted suggestions the way GitHub does, so a test can read the resulting file.
 * Check runs: at most 50 annotations per request, ``output.summary`` at most 65,535
   characters, at most 3 actions with GitHub's length limits; annotations of each
   update are appended.
@@ -234,7 +239,7 @@ def diff_hunks(patch: str | None) -> tuple[DiffHunk, ...]:
     lines: list[str] = []
     right: list[int | None] = []
     number = 0
-    for text in (patch or "").split("\n"):
+    for text in patch.split("\n") if patch else ():
         header = _HUNK_HEADER.match(text)
         if header:
             if lines:
@@ -268,6 +273,8 @@ def suggestion_block(body: str) -> list[str] | None:
     https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/reviewing-changes-in-pull-requests/incorporating-feedback-in-your-pull-request
     """
     lines = [line.removesuffix("\r") for line in body.split("\n")]
+    if lines[-1] == "":
+        lines.pop()  # the body ended with a line ending, not with an empty line
     for i, line in enumerate(lines):
         opening = _FENCE_OPEN.fullmatch(line)
         if opening is None:
