@@ -28,6 +28,10 @@ PATH = "shop/inventory.py"
 
 @pytest.fixture
 def app_env(fake_github, private_key_pem, tmp_path, fake_clock):
+    # The journal runs on real time and takes a RetryLater's retry_at (computed on the
+    # GitHub clock) as a moment of its own: both clocks must share an epoch.  The fake
+    # GitHub clock starts at real now and only runs ahead (its waits pass instantly).
+    fake_clock.now = time.time()
     settings = Settings(
         github_app_id=APP_ID,
         github_private_key=private_key_pem,
@@ -158,7 +162,7 @@ def test_github_outage_is_retried_later_and_the_check_run_says_why(app_env, make
             break
         time.sleep(0.02)
     assert job.state == "queued" and "GitHub unavailable" in job.last_error
-    assert job.run_after > time.time()  # deferred, not dropped
+    assert job.run_after > time.time()  # deferred (on the journal's clock), not dropped
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
     assert run.status == "in_progress" and run.title == "Waiting to retry"
     assert "GitHub is unavailable" in run.summary and "retrying at" in run.summary

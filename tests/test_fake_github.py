@@ -322,3 +322,10 @@ def test_outdated_suggestions_cannot_be_applied(fake_github, make_pr):
     pull.head_sha = fake_github.add_commit(pull.repo, {"m.py": "x = 2\n"})
     with pytest.raises(ValueError, match="outdated"):
         fake_github.apply_suggestions(pull, "m.py")
+
+
+def test_the_fake_clock_starts_in_the_past():
+    """Assertions mixing it with real time would pass only until the clock's start date."""
+    from tests.conftest import FakeClock
+
+    assert FakeClock().time() < time.time()

@@ -507,7 +507,7 @@ def test_check_run_created_then_completed_with_120_annotations(
     run_id = run(api.create_check_run(pr.head_sha, external_id="delivery-1"))
     check = fake_github.repo("octo/demo").check_runs[run_id]
     assert (check.name, check.status, check.external_id) == ("docgen", "in_progress", "delivery-1")
-    assert check.started_at == "2027-01-15T08:00:00Z"
+    assert check.started_at == "2023-11-14T22:13:20Z"  # the fake clock's 1_700_000_000
 
     patches = run(
         api.complete_check_run(
