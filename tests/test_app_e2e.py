@@ -507,8 +507,8 @@ _BREAKERS = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u
             b,
             marks=pytest.mark.xfail(
                 b == "\r",
-                reason="issue 14 part 2: a lone CR shifts ast's line numbers against git's;"
-                " the suggestion lands one line low",
+                reason="issue 14 part 2: a lone CR shifts ast's line numbers against git's:"
+                " the committed suggestions break the file",
                 strict=True,
             ),
         )
