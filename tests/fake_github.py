@@ -230,7 +230,7 @@ class DiffHunk:
 
 
 def diff_hunks(patch: str | None) -> tuple[DiffHunk, ...]:
-    """The hunks of a GitHub ``patch``, lines split at ``\n`` only (as git counts them).
+    """The hunks of a GitHub ``patch``, lines split at ``\\n`` only (as git counts them).
 
     A body line starting with " " (context) or "+" (added) is on the RIGHT side and
     takes the next head line number; "-" lines and "\\ No newline" markers take none.
@@ -268,7 +268,7 @@ def suggestion_block(body: str) -> list[str] | None:
     CommonMark's fenced code block: an opening fence of three or more backticks with
     the info string ``suggestion``, closed by a fence at least as long, or by the end
     of the body.  https://spec.commonmark.org/0.31.2/#fenced-code-blocks
-    The body is split at "\n"; a CR ending a line is that line's ending (bodies typed
+    The body is split at "\\n"; a CR ending a line is that line's ending (bodies typed
     in a browser arrive with CRLF), not text.
     https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/reviewing-changes-in-pull-requests/incorporating-feedback-in-your-pull-request
     """
@@ -290,7 +290,7 @@ def suggestion_block(body: str) -> list[str] | None:
 
 
 def _git_lines(data: bytes) -> list[bytes]:
-    """The file's lines as git counts them (ended by "\n" only), endings kept."""
+    """The file's lines as git counts them (ended by "\\n" only), endings kept."""
     return re.findall(rb"[^\n]*\n|[^\n]+\Z", data)
 
 
@@ -304,7 +304,7 @@ def _ending(line: bytes) -> bytes:
 def apply_suggestion_lines(data: bytes, edits: list[tuple[int, int, list[str]]]) -> bytes:
     """``data`` with each (start_line, line, new lines) edit applied, as a commit would.
 
-    Lines are git's (split at "\n"), 1-based and inclusive.  Edits may not overlap
+    Lines are git's (split at "\\n"), 1-based and inclusive.  Edits may not overlap
     (GitHub refuses to batch overlapping suggestions).  The inserted lines take the line
     ending of the lines they replace, so a suggestion in a CRLF file keeps CRLF: this is
     an assumption, as GitHub does not document it; it is what keeps a suggestion typed
