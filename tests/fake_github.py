@@ -70,7 +70,7 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -1233,18 +1233,23 @@ class FakeGitHub:
             entry["patch"] = patch
         return entry
 
-    def apply_suggestions(self, pull: PullRequest, path: str) -> bytes:
-        """``path`` at the PR's head after committing every suggestion posted on it.
+    def apply_suggestions(
+        self, pull: PullRequest, path: str, comment_ids: Collection[int] | None = None
+    ) -> bytes:
+        """``path`` at the PR's head after committing the suggestions posted on it.
 
         What "Commit suggestion" (or a batch of them) does on GitHub: each comment's
         ```suggestion lines replace head lines ``start_line``..``line`` (git's lines).
-        A comment made on an older head is outdated and cannot be applied.
+        A comment made on an older head is outdated and cannot be applied.  All the
+        file's suggestions, or those of the review comments ``comment_ids``.
         https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/reviewing-changes-in-pull-requests/incorporating-feedback-in-your-pull-request#applying-suggested-changes
         """
         edits = []
         for comment in pull.comments:
             block = suggestion_block(comment["body"])
             if comment["path"] != path or block is None:
+                continue
+            if comment_ids is not None and comment["id"] not in comment_ids:
                 continue
             if comment["commit_id"] != pull.head_sha:
                 raise ValueError(f"comment {comment['id']} is outdated")

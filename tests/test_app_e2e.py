@@ -460,12 +460,18 @@ def _comments(source: bytes) -> list[str]:
 
 
 def _review_and_commit(app_env, make_pr, base: bytes, head: bytes) -> tuple[bytes, int]:
-    """Review a PR of ``PATH`` with the App; the file after committing its suggestions."""
+    """Review a PR of ``PATH`` with the App; the file after committing its suggestions.
+
+    Each suggestion alone must change only docstrings too (a reviewer may take any one).
+    """
     client, runtime, fake = app_env
     pull = make_pr({PATH: base}, {PATH: head})
     assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
     counts = settle(runtime)
     assert counts.get("done") == 1, runtime.journal.history(f"{OWNER}/{REPO}#1")
+    for comment in pull.comments:
+        alone = fake.apply_suggestions(pull, PATH, [comment["id"]])
+        _assert_only_docstrings_changed(head, alone)
     return fake.apply_suggestions(pull, PATH), len(pull.comments)
 
 
