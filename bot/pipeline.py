@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot import budget as budget_mod
 from bot import diff as diff_mod
@@ -23,6 +23,7 @@ from bot import validate
 from bot.cache import DocstringCache, cache_key
 from bot.config import RepoConfig
 from bot.generate import (
+    NO_ENTRY,
     GenerationItem,
     GenerationRequest,
     Provider,
@@ -279,7 +280,9 @@ async def _generate_all(
         return
 
     by_id = {c.target.id: c for c in todo}
-    sem = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
+    # The provider's own (adaptive) limit decides what is on the wire; this one only
+    # keeps more calls than it could ever run from holding reservations.
+    sem = asyncio.Semaphore(getattr(ctx.provider, "concurrency", MAX_CONCURRENT_CALLS))
     calls = []
     # One request speaks one convention: plan per style.
     for style in sorted({c.file.style for c in todo}):
@@ -309,7 +312,7 @@ async def _generate_all(
                 batch.max_tokens,
                 {t.id: feedback[t.id] for t in batch.targets if t.id in feedback},
             )
-            calls.append(_call(request, batch, by_id, ctx, ledger, sem))
+            calls.append(_call(request, batch, by_id, ctx, ledger, report, sem))
     await asyncio.gather(*calls)
 
 
@@ -362,37 +365,47 @@ async def _call(
     by_id: dict[str, _Candidate],
     ctx: Context,
     ledger: budget_mod.Ledger,
+    report: Report,
     sem: asyncio.Semaphore,
 ) -> None:
     ids = [t.id for t in batch.targets]
     async with sem:
+        # Invariant 3: reserve the worst case (prompt estimate + max_tokens) first;
+        # every attempt that gets no answer is charged that much, and a retry is only
+        # sent with a fresh reservation (the provider asks ``charge``).
+        charge = budget_mod.CallCharge(ctx.budget, batch.tokens)
         try:
-            # Invariant 3: reserve the worst case (prompt estimate + max_tokens) first.
-            reservation = ctx.budget.reserve(batch.tokens)
+            charge.open()
         except budget_mod.BudgetExceeded as exc:
             for i in ids:
                 by_id[i].parts, by_id[i].reason = None, str(exc)
             return
         try:
-            result = await ctx.provider.generate(request)
+            result = await ctx.provider.generate(replace(request, spend=charge))
         except ProviderError as exc:
-            # A failed call is settled as 0: providers do not bill refused requests,
-            # and what a timed-out one cost is unknown to us.
-            ctx.budget.settle(reservation, 0)
+            # What is still held was for an answered refusal: providers do not bill
+            # those.  Unanswered attempts were charged in full already.
+            charge.settle(0)
+            ledger.record_unanswered(charge)
             for i in ids:
                 by_id[i].parts, by_id[i].reason = None, f"model call failed: {exc.reason}"
             return
-    ctx.budget.settle(reservation, result.usage.total)
+    charge.settle(result.usage.total)
+    ledger.record_unanswered(charge)
     ledger.record(result.model or ctx.provider.model, result.usage)
+    if result.mode:
+        report.response_mode = result.mode
     for note in result.notes:
         log.info("provider note: %s", note)
+        if note not in report.notes:
+            report.notes.append(note)
     for i in ids:
         c = by_id[i]
         if i in result.parts:
             c.parts, c.reason = result.parts[i], ""
         else:
             c.parts = None
-            c.reason = f"no usable answer: {result.errors.get(i, 'missing from the reply')}"
+            c.reason = f"no usable answer: {result.errors.get(i, NO_ENTRY)}"
 
 
 def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:

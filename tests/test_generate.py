@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from bot import generate
 from bot.config import Settings
 from bot.generate import (
-    RESPONSE_FORMAT,
-    RESPONSE_SCHEMA,
+    NO_ENTRY,
+    RESPONSE_MODES,
     ConfigError,
     GenerationItem,
     GenerationRequest,
@@ -35,11 +35,13 @@ from bot.generate import (
     RetryPolicy,
     build_messages,
     context_for,
+    format_args,
     item_ids,
     make_provider,
     offline_parts,
     parse_response,
     prompt_source,
+    response_schema,
     retry_after,
 )
 from bot.models import DocParts, Param, Style, Target, Usage
@@ -258,42 +260,107 @@ def test_estimate_counts_exactly_what_is_sent() -> None:
 
     counter = TokenCounter(load_encoding("o200k_base"))
     req = request_for(LOAD, ITEMS, TOP, feedback={TOP.id: ["DG202 x"]})
-    sent = counter.count_messages(build_messages(req)) + counter.count(
-        json.dumps(RESPONSE_FORMAT, separators=(",", ":"))
-    )
-    assert generate.estimate_prompt_tokens(req, counter) == sent
+    estimate = generate.estimate_prompt_tokens(req, counter)
+    schema = response_schema(req)
+    for mode in RESPONSE_MODES:
+        # What each mode sends besides the messages: its format fields (the schema).
+        extra = format_args(mode, schema)
+        sent = counter.count_messages(build_messages(req, mode)) + counter.count(
+            json.dumps(extra, separators=(",", ":")) if extra else ""
+        )
+        assert sent <= estimate <= sent + 40, mode
     empty = generate.estimate_prompt_tokens(request_for(), counter)
-    assert 300 < empty < 400  # system prompt + strict schema, paid once per call
+    assert 250 < empty < 400  # system prompt + schema wrapper, paid once per call
 
 
 def test_prompt_version_is_in_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot import cache
 
-    assert cache.PROMPT_VERSION == generate.PROMPT_VERSION == "3"
+    assert cache.PROMPT_VERSION == generate.PROMPT_VERSION == "4"
     key = cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     assert key == cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     monkeypatch.setattr(cache, "PROMPT_VERSION", "2")  # parts written for the JSON prompt
     assert cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English") != key
 
 
-def test_response_schema_is_strict() -> None:
-    defs = RESPONSE_SCHEMA["$defs"]
+def _strict(schema: dict[str, Any]) -> None:
+    """OpenAI strict mode's rules, checked by hand: every object closed, all required."""
+    if schema.get("type") == "object":
+        assert schema["additionalProperties"] is False
+        assert list(schema["required"]) == list(schema["properties"])
+        for sub in schema["properties"].values():
+            _strict(sub)
+    else:
+        assert schema == {"type": "string"}
 
-    def check(schema: dict[str, Any]) -> None:
-        if "$ref" in schema:
-            check(defs[schema["$ref"].removeprefix("#/$defs/")])
-        elif schema["type"] == "object":
-            assert schema["additionalProperties"] is False
-            assert set(schema["required"]) == set(schema["properties"])
-            for sub in schema["properties"].values():
-                check(sub)
-        elif schema["type"] == "array":
-            check(schema["items"])
 
-    check(RESPONSE_SCHEMA)
-    assert RESPONSE_FORMAT["json_schema"]["strict"] is True
-    assert fake_openai._strict_ok(RESPONSE_SCHEMA)
-    assert not fake_openai._strict_ok({**RESPONSE_SCHEMA, "$defs": {}})  # dangling $ref
+def test_response_schema_is_strict_and_keyed_by_the_requests_ids() -> None:
+    req = request_for(LOAD, ITEMS, TOP)
+    schema = response_schema(req)
+    _strict(schema)
+    assert fake_openai._strict_ok(schema)
+    docs = schema["properties"]["docs"]
+    # One entry per item, each required, no other id: nothing to leave out or invent.
+    assert docs["required"] == ["1", "2", "3"] and docs["additionalProperties"] is False
+    assert format_args("json_schema", schema)["response_format"]["json_schema"]["strict"]
+
+
+def test_response_schema_encodes_each_items_facts() -> None:
+    schema = response_schema(request_for(LOAD, ITEMS, TOP))
+    load, items, top = (schema["properties"]["docs"]["properties"][k] for k in "123")
+    assert list(load["properties"]) == ["summary", "description", "params", "returns", "raises"]
+    assert load["properties"]["params"]["required"] == ["path", "strict"]  # no self
+    assert load["properties"]["raises"]["required"] == ["FileNotFoundError"]
+    assert list(items["properties"]) == ["summary", "description", "yields"]
+    assert top["properties"]["params"]["required"] == ["x", "args", "kwargs"]
+    assert "returns" in top["properties"] and "raises" not in top["properties"]
+
+
+def test_a_schema_constrained_answer_parses_to_exact_parts() -> None:
+    """What a server bound by the schema returns maps onto the definition's facts."""
+    text = json.dumps(
+        {
+            "docs": {
+                "1": {
+                    "summary": "Read a stored JSON document.",
+                    "description": "",
+                    "params": {"path": "Where it is.", "strict": "Fail on extras."},
+                    "returns": "The document.",
+                    "raises": {"FileNotFoundError": "If it is missing."},
+                }
+            }
+        }
+    )
+    parts, errors = parse_response(text, {"1", "2"})
+    assert errors == {"2": NO_ENTRY}
+    assert parts["1"].params == (("path", "Where it is."), ("strict", "Fail on extras."))
+    assert parts["1"].raises == (("FileNotFoundError", "If it is missing."),)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Here you go:\n{"docs": {"1": {"summary": "Do it."}}}\nHope this helps!',
+        '{"1": {"summary": "Do it."}}',  # entries at the top, no "docs"
+        '{"docs": [{"id": "1", "summary": "Do it."}]}',  # a list with ids
+    ],
+    ids=["prose-around", "top-level", "list"],
+)
+def test_parse_response_is_lenient_about_the_wrapping(text: str) -> None:
+    parts, errors = parse_response(text, {"1"})
+    assert errors == {} and parts["1"].summary == "Do it."
+
+
+def test_text_mode_spells_out_the_schema_and_no_other_mode_does() -> None:
+    req = request_for(LOAD)
+    schema = json.dumps(response_schema(req), separators=(",", ":"))
+    assert schema in build_messages(req, "text")[0]["content"]
+    for mode in ("json_schema", "json_object", "tools"):
+        assert schema not in build_messages(req, mode)[0]["content"]
+    assert "JSON" in build_messages(req)[0]["content"]  # json_object requires the word
+    assert format_args("text", response_schema(req)) == {}
+    tools = format_args("tools", response_schema(req))
+    assert tools["tool_choice"]["function"]["name"] == tools["tools"][0]["function"]["name"]
 
 
 def test_context_for_method_has_class_header_and_used_imports() -> None:
@@ -369,7 +436,7 @@ def test_parse_response_invalid_json() -> None:
         {"a": "invalid JSON from model", "b": "invalid JSON from model"},
     )
     assert parse_response("[" * 100_000, {"a"}) == ({}, {"a": "invalid JSON from model"})
-    assert parse_response('{"x": 1}', {"a"})[1] == {"a": 'model answer has no "docs" list'}
+    assert parse_response('{"x": 1}', {"a"})[1] == {"a": 'model answer has no "docs" entries'}
 
 
 def test_parse_response_unknown_missing_duplicate_and_wrong_types() -> None:
@@ -389,11 +456,11 @@ def test_parse_response_unknown_missing_duplicate_and_wrong_types() -> None:
     assert set(parts) == {LOAD.id}
     assert parts[LOAD.id].summary == "Read a stored JSON document."
     assert errors == {
-        "b": 'malformed answer: "params" is not a list',
+        "b": 'malformed answer: "params" is not an object or a list',
         "c": 'malformed answer: "summary" is not a string',
         "d": 'malformed answer: an entry of "raises" lacks a string "name" or "description"',
         "e": "malformed answer: empty summary",
-        "f": "no answer",
+        "f": NO_ENTRY,
     }
 
 
@@ -608,6 +675,7 @@ def run_scenario(
     timeout: float = 10.0,
     rand: Callable[[], float] = lambda: 0.5,
     headers: dict[str, str] | None = None,
+    response_format: str = "auto",
 ) -> Run:
     run = Run()
 
@@ -637,7 +705,13 @@ def run_scenario(
             )
         client._client.event_hooks["request"].append(on_request)
         provider = OpenAIProvider(
-            client, model, timeout=timeout, retry=retry or RetryPolicy(), sleep=sleep, rand=rand
+            client,
+            model,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            sleep=sleep,
+            rand=rand,
+            response_format=response_format,
         )
         try:
             run.result = await provider.generate(request)
@@ -683,14 +757,17 @@ def test_normal_answer_and_usage() -> None:
     sent = body(run.sent[0])
     assert sent["max_tokens"] == 400 and sent["temperature"] == 0
     assert "max_completion_tokens" not in sent
-    assert sent["response_format"] == RESPONSE_FORMAT
+    assert sent["response_format"] == format_args("json_schema", response_schema(req))[
+        "response_format"
+    ]
     assert sent["messages"] == build_messages(req)
     assert run.sent[0].url.path == "/v1/chat/completions"
     # Usage is the API's; the fake counts like the API, schema included.
     from bot.budget import TokenCounter, load_encoding
 
     counter = TokenCounter(load_encoding("o200k_base"))
-    assert result.usage.prompt_tokens == generate.estimate_prompt_tokens(req, counter)
+    estimate = generate.estimate_prompt_tokens(req, counter)
+    assert 0 <= estimate - result.usage.prompt_tokens <= 40
     assert result.usage.completion_tokens > 50
 
 
@@ -759,7 +836,6 @@ def test_persistent_server_error_exhausts_retries() -> None:
     ("name", "reason"),
     [
         ("unauthorized", "authentication failed (401)"),
-        ("bad_request", "request rejected (400, invalid_value)"),
         ("not_found", "model or deployment not found (404, model_not_found)"),
     ],
 )
@@ -769,6 +845,17 @@ def test_client_errors_are_not_retried(name: str, reason: str) -> None:
     assert run.error.reason == reason and not run.error.retryable
     assert run.sleeps == [] and len(run.sent) == 1
     assert "sk-" not in str(run.error) and "1234" not in str(run.error)
+
+
+def test_a_forced_mode_the_server_refuses_is_one_configuration_error() -> None:
+    run = scenario("bad_request", request_for(TOP), response_format="json_schema")
+    assert run.error is not None and not run.error.retryable
+    # One line with the server's own reason, no retry, nothing else sent.
+    assert run.error.reason == (
+        "configuration error: the server refused json_schema (strict structured output): "
+        "Invalid schema for response_format 'docs'. (set DOCGEN_RESPONSE_FORMAT=auto)"
+    )
+    assert run.sleeps == [] and len(run.sent) == 1
 
 
 def test_invalid_json_answer() -> None:
@@ -808,7 +895,7 @@ def test_missing_ids() -> None:
     run = scenario("missing_ids", request_for(LOAD, ITEMS, TOP))
     assert run.result is not None
     assert set(run.result.parts) == {LOAD.id}
-    assert run.result.errors == {ITEMS.id: "no answer", TOP.id: "no answer"}
+    assert run.result.errors == {ITEMS.id: NO_ENTRY, TOP.id: NO_ENTRY}
 
 
 def test_truncated_answer() -> None:
