@@ -171,6 +171,8 @@ MODE_LABELS = {
     "text": "plain JSON in the text",
 }
 TOOL_NAME = "write_docs"
+# Modes in which servers like llama.cpp turn the schema into a grammar (lengths work).
+GRAMMAR_MODES = frozenset({"json_object", "tools"})
 
 _STRING: dict[str, Any] = {"type": "string"}
 
@@ -186,23 +188,39 @@ def _keyed(names: list[str], value: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def item_schema(target: Target) -> dict[str, Any]:
+# Lengths for grammar-constrained modes only (OpenAI's strict mode has no maxLength):
+# a small model under a grammar otherwise rambles inside one string until max_tokens.
+# https://github.com/ggml-org/llama.cpp/blob/master/grammars/README.md (JSON schemas)
+MAX_LENGTHS = {"summary": MAX_SUMMARY_CHARS, "description": 400, "item": 200}
+
+
+def _string(limit: int | None) -> dict[str, Any]:
+    return _STRING if limit is None else {"type": "string", "maxLength": limit}
+
+
+def item_schema(target: Target, *, lengths: bool = False) -> dict[str, Any]:
     """The answer for one definition, with its facts built in.
 
     Parameter and exception names are keys in signature order, and ``returns`` /
     ``yields`` exist only where the code has them: where the server constrains output
-    by the schema, even a small model can only get the prose wrong.
+    by the schema, even a small model can only get the prose wrong.  ``lengths`` adds
+    ``maxLength`` to every string (for grammar-constrained modes).
     """
+    size = MAX_LENGTHS if lengths else {}
+    text = _string(size.get("item"))
     params, returns, yields, raises = item_facts(target)
-    props: dict[str, Any] = {"summary": _STRING, "description": _STRING}
+    props: dict[str, Any] = {
+        "summary": _string(size.get("summary")),
+        "description": _string(size.get("description")),
+    }
     if params:
-        props["params"] = _keyed(params, _STRING)
+        props["params"] = _keyed(params, text)
     if returns:
-        props["returns"] = _STRING
+        props["returns"] = text
     if yields:
-        props["yields"] = _STRING
+        props["yields"] = text
     if raises:
-        props["raises"] = _keyed(raises, _STRING)
+        props["raises"] = _keyed(raises, text)
     return {
         "type": "object",
         "properties": props,
@@ -211,7 +229,7 @@ def item_schema(target: Target) -> dict[str, Any]:
     }
 
 
-def response_schema(request: GenerationRequest) -> dict[str, Any]:
+def response_schema(request: GenerationRequest, *, lengths: bool = False) -> dict[str, Any]:
     """The JSON Schema of the answer to ``request``.
 
     ``docs`` is an object keyed by the request's ids, every one required and no other
@@ -222,7 +240,7 @@ def response_schema(request: GenerationRequest) -> dict[str, Any]:
     ``additionalProperties: false``.
     """
     entries = {
-        ident: item_schema(item.target)
+        ident: item_schema(item.target, lengths=lengths)
         for ident, item in zip(item_ids(request), request.items, strict=True)
     }
     docs = _keyed(list(entries), {})
@@ -394,25 +412,27 @@ def build_messages(request: GenerationRequest, mode: str = "json_schema") -> lis
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def _mode_overhead(counter: TokenCounter) -> int:
-    """The most tokens any mode adds around the schema (wrappers, the text-mode note)."""
-    wrappers = [counter.count(_compact(format_args(m, {}))) for m in RESPONSE_MODES]
-    return max([*wrappers, counter.count(TEXT_FORMAT_NOTE) + 2])
+def _format_tokens(request: GenerationRequest, counter: TokenCounter, mode: str) -> int:
+    """Tokens ``mode`` adds to the messages: the schema in its wrapper, or in words."""
+    schema = response_schema(request, lengths=mode in GRAMMAR_MODES)
+    if mode == "text":  # in the system prompt (build_messages counts it there)
+        return 0
+    return counter.count(_compact(format_args(mode, schema)))
 
 
-def estimate_prompt_tokens(request: GenerationRequest, counter: TokenCounter) -> int:
-    """Prompt tokens of ``request`` in whichever mode it is sent: messages plus schema.
+def estimate_prompt_tokens(
+    request: GenerationRequest, counter: TokenCounter, mode: str | None = None
+) -> int:
+    """Prompt tokens of ``request`` sent in ``mode``: messages plus schema.
 
     Structured outputs put the schema in the prompt (billed as input); tool calling
-    puts the function there; text mode writes it into the system prompt.  The mode is
-    not known when the budget is planned (a server may refuse one), so this counts the
-    schema once plus the largest wrapper of any mode.
+    puts the function there; text mode writes it into the system prompt.  With
+    ``mode`` None (not known yet: a server may refuse one) the largest of all modes.
     """
-    schema = _compact(response_schema(request))
-    return (
-        counter.count_messages(build_messages(request))
-        + counter.count(schema)
-        + _mode_overhead(counter)
+    modes = RESPONSE_MODES if mode is None else (mode,)
+    return max(
+        counter.count_messages(build_messages(request, m)) + _format_tokens(request, counter, m)
+        for m in modes
     )
 
 
@@ -962,6 +982,11 @@ class OpenAIProvider:
         """The response mode the next call will use."""
         return self._modes[self._mode_index]
 
+    @property
+    def known_mode(self) -> str | None:
+        """The mode calls use once the server has answered one (else None: unknown)."""
+        return self.mode if self._confirmed or len(self._modes) == 1 else None
+
     def _secrets(self) -> tuple[str, ...]:
         key = getattr(self.client, "api_key", None)
         return (key,) if isinstance(key, str) and key else ()
@@ -1025,11 +1050,11 @@ class OpenAIProvider:
     async def _attempts(self, request: GenerationRequest) -> tuple[Any, str, list[str], float]:
         import openai
 
-        schema = response_schema(request)
         notes: list[str] = []
         attempt = 0
         while True:
             mode = self.mode
+            schema = response_schema(request, lengths=mode in GRAMMAR_MODES)
             args = self._request_args(request, mode, schema)
             async with self.limit.slot():
                 started = time.monotonic()  # the timeout runs from here, not from queueing

@@ -332,11 +332,13 @@ def _plan(
     """The requests' items and their packing into calls within the budget."""
     items = _items(group)
     language = ctx.config.language
-    overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter)
+    # The response mode changes what a request costs; unknown (first call) → the largest.
+    mode = getattr(ctx.provider, "known_mode", None)
+    overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter, mode)
     plan_items = [
         budget_mod.PlanItem(
             c.target,
-            _item_tokens(ctx, items[c.target.id], style, feedback, overhead),
+            _item_tokens(ctx, items[c.target.id], style, feedback, overhead, mode),
             budget_mod.completion_reserve(c.target),
         )
         for c in group
@@ -351,12 +353,17 @@ def _plan(
 
 
 def _item_tokens(
-    ctx: Context, item: GenerationItem, style: Style, feedback: dict[str, list[str]], overhead: int
+    ctx: Context,
+    item: GenerationItem,
+    style: Style,
+    feedback: dict[str, list[str]],
+    overhead: int,
+    mode: str | None,
 ) -> int:
     """One item's share of a request's prompt: a one-item request minus the overhead."""
     own = {item.target.id: feedback[item.target.id]} if item.target.id in feedback else {}
     request = GenerationRequest((item,), style, ctx.config.language, 0, own)
-    return max(0, estimate_prompt_tokens(request, ctx.counter) - overhead)
+    return max(0, estimate_prompt_tokens(request, ctx.counter, mode) - overhead)
 
 
 async def _call(
