@@ -758,9 +758,10 @@ def test_normal_answer_and_usage() -> None:
     sent = body(run.sent[0])
     assert sent["max_tokens"] == 400 and sent["temperature"] == 0
     assert "max_completion_tokens" not in sent
-    assert sent["response_format"] == format_args("json_schema", response_schema(req))[
-        "response_format"
-    ]
+    assert (
+        sent["response_format"]
+        == format_args("json_schema", response_schema(req))["response_format"]
+    )
     assert sent["messages"] == build_messages(req)
     assert run.sent[0].url.path == "/v1/chat/completions"
     # Usage is the API's; the fake counts like the API, schema included.
@@ -1095,3 +1096,229 @@ def test_offline_and_openai_satisfy_the_protocol() -> None:
         assert isinstance(OpenAIProvider(client, "m", timeout=1), Provider)
     finally:
         asyncio.run(client.close())
+
+
+# ------------------------------------------------------- response modes, charging, limits
+
+
+@dataclass
+class Spent:
+    """A stand-in for the pipeline's CallCharge: counts, and allows ``room`` retries."""
+
+    room: int = 10
+    lost: int = 0
+    asked: int = 0
+
+    def unanswered(self) -> None:
+        self.lost += 1
+
+    def again(self) -> str | None:
+        self.asked += 1
+        return None if self.asked <= self.room else "token budget exhausted (needs 9, 0 left)"
+
+
+def many(
+    origin: str,
+    scenario: str,
+    requests: list[GenerationRequest],
+    *,
+    concurrent: bool = True,
+    **kw: Any,
+) -> tuple[OpenAIProvider, list[GenerationResult | ProviderError]]:
+    """Several calls through ONE provider (as a process shares it), at once or in turn."""
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    headers = {"x-fake-scenario": scenario, **kw.pop("headers", {})}
+
+    async def go() -> list[GenerationResult | ProviderError]:
+        client = openai.AsyncOpenAI(
+            api_key=API_KEY, base_url=origin + "/v1", max_retries=0, default_headers=headers
+        )
+        provider.client = client
+
+        async def one(req: GenerationRequest) -> GenerationResult | ProviderError:
+            try:
+                return await provider.generate(req)
+            except ProviderError as exc:
+                return exc
+
+        try:
+            if concurrent:
+                return list(await asyncio.gather(*(one(r) for r in requests)))
+            return [await one(r) for r in requests]
+        finally:
+            await client.close()
+
+    provider = OpenAIProvider(
+        None, "gpt-4o-mini", timeout=kw.pop("timeout", 10), sleep=no_sleep, **kw
+    )  # type: ignore[arg-type]
+    return provider, asyncio.run(go())
+
+
+def formats(fake: fake_openai.FakeOpenAI) -> list[str]:
+    return [
+        (r["body"].get("response_format") or {}).get(
+            "type", "tools" if "tools" in r["body"] else "text"
+        )
+        for r in fake.requests
+    ]
+
+
+def test_a_server_refusing_json_schema_costs_one_call_for_all() -> None:
+    """llama-cpp-python's server: four calls at once, one refused probe, then json_object."""
+    reqs = [request_for(LOAD), request_for(ITEMS), request_for(TOP), request_for(LOAD, TOP)]
+    with serve() as (origin, fake):
+        provider, results = many(origin, "json_object_only", reqs)
+        assert formats(fake) == ["json_schema"] + ["json_object"] * 4
+    assert all(isinstance(r, GenerationResult) and r.mode == "json_object" for r in results)
+    assert all(not r.errors for r in results)  # type: ignore[union-attr]
+    notes = [n for r in results for n in r.notes]  # type: ignore[union-attr]
+    assert len(notes) == 1 and notes[0].startswith(
+        "the server refused json_schema (strict structured output) (1 validation error: "
+    )
+    assert "using json_object with the schema instead" in notes[0]
+    assert provider.known_mode == "json_object"
+    # The grammar modes bound every string, so a small model cannot ramble in one.
+    schema = fake.requests[1]["body"]["response_format"]["schema"]
+    entry = schema["properties"]["docs"]["properties"]["1"]["properties"]
+    assert entry["summary"]["maxLength"] == generate.MAX_LENGTHS["summary"]
+
+
+def test_a_forced_mode_refused_fails_every_call_after_one_request() -> None:
+    reqs = [request_for(LOAD), request_for(ITEMS), request_for(TOP)]
+    with serve() as (origin, fake):
+        _, results = many(origin, "json_object_only", reqs, response_format="json_schema")
+        assert len(fake.requests) == 1
+    reasons = {r.reason for r in results if isinstance(r, ProviderError)}
+    assert len(reasons) == 1 and len(results) == 3
+    (reason,) = reasons
+    assert reason.startswith("configuration error: the server refused json_schema")
+    assert "'response_format'" in reason and "\n" not in reason
+    assert reason.endswith("(set DOCGEN_RESPONSE_FORMAT=auto)")
+
+
+@pytest.mark.parametrize("mode", ["json_object", "tools", "text"])
+def test_each_mode_can_be_forced_and_is_parsed(mode: str) -> None:
+    """Forced modes are sent as such; the answer comes back through the same parser
+    (the fake's ``json_object_only`` scenario takes any shape but json_schema)."""
+    with serve() as (origin, fake):
+        _, (result,) = many(origin, "json_object_only", [request_for(LOAD)], response_format=mode)
+        sent = fake.requests[0]["body"]
+    assert isinstance(result, GenerationResult) and result.mode == mode
+    assert set(result.parts) == {LOAD.id}
+    if mode == "tools":
+        assert sent["tool_choice"]["function"]["name"] == generate.TOOL_NAME
+    if mode == "text":
+        assert "response_format" not in sent and "tools" not in sent
+
+
+def test_a_rejected_key_fails_later_calls_without_sending_them() -> None:
+    reqs = [request_for(LOAD), request_for(TOP)]
+    with serve() as (origin, fake):
+        _, results = many(origin, "unauthorized", reqs, concurrent=False)
+        assert len(fake.requests) == 1
+    assert [r.reason for r in results] == ["authentication failed (401)"] * 2  # type: ignore[union-attr]
+
+
+def test_an_unanswered_attempt_is_charged_and_retries_stop_without_room() -> None:
+    """Invariant 3: each timed-out attempt is reported to the budget; no retry past it."""
+    spend = Spent(room=1)
+    req = replace(request_for(TOP), spend=spend)
+    with serve() as (origin, fake):
+        _, (error,) = many(
+            origin,
+            "slow",
+            [req],
+            timeout=0.3,
+            headers={"x-fake-delay": "1.0"},
+            retry=RetryPolicy(max_retries=3),
+        )
+        sent = len(fake.requests)
+    assert isinstance(error, ProviderError)
+    assert sent == 2 and spend.lost == 2 and spend.asked == 2
+    assert error.reason == (
+        "request timed out after 0.3 s after 2 attempts; not retried: "
+        "token budget exhausted (needs 9, 0 left)"
+    )
+
+
+def test_a_refused_connection_is_not_charged() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spend = Spent()
+    _, (error,) = many(
+        f"http://127.0.0.1:{port}",
+        "normal",
+        [replace(request_for(TOP), spend=spend)],
+        retry=RetryPolicy(max_retries=1),
+    )
+    assert isinstance(error, ProviderError) and "could not connect" in error.reason
+    assert spend.lost == 0 and spend.asked == 1
+
+
+def test_timeouts_lower_the_calls_in_flight() -> None:
+    reqs = [request_for(TOP) for _ in range(4)]
+    with serve() as (origin, _):
+        provider, results = many(
+            origin,
+            "slow",
+            reqs,
+            timeout=0.3,
+            headers={"x-fake-delay": "1.0"},
+            retry=RetryPolicy(max_retries=0),
+            concurrency=4,
+        )
+    assert all(isinstance(r, ProviderError) for r in results)
+    assert provider.concurrency == 4 and provider.limit.limit == 1
+
+
+def test_adaptive_limit_holds_calls_to_the_limit() -> None:
+    limit = generate.AdaptiveLimit(4, recover=2)
+    peak = 0
+
+    async def call() -> None:
+        nonlocal peak
+        async with limit.slot():
+            peak = max(peak, limit.active)
+            await asyncio.sleep(0.01)
+
+    async def go() -> None:
+        await asyncio.gather(*(call() for _ in range(12)))
+
+    asyncio.run(go())
+    assert peak == 4
+    limit.timed_out()
+    limit.timed_out()
+    limit.timed_out()
+    assert limit.limit == 1 and limit.lowered == 2
+    peak = 0
+    asyncio.run(go())
+    assert peak == 1
+    limit.answered()
+    limit.answered()
+    assert limit.limit == 2  # creeps back after answers in a row
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Incorrect API key provided: sk-test-docgen-0000000000000000000000001234.",
+        "header Authorization: Bearer abcdefabcdef was refused",
+        'bad {"api_key": "hunter2hunter2"}',
+        "token=ghs_16C7e42F292c6912E7710c838347Ae178B4a here",
+    ],
+)
+def test_redact_removes_keys_and_tokens(text: str) -> None:
+    out = generate.redact(text, (API_KEY,))
+    for secret in (API_KEY, "abcdefabcdef", "hunter2hunter2", "ghs_16C7e42F"):
+        assert secret not in out
+
+
+def test_redact_keeps_one_short_line() -> None:
+    out = generate.redact("line one\nline two\t" + "word " * 200, limit=50)
+    assert "\n" not in out and len(out) == 50

@@ -311,3 +311,58 @@ class TestThroughTheModel:
         summary = render.markdown_report(result.report)
         assert API_KEY not in summary and API_KEY[-8:] not in summary
         assert API_KEY not in caplog.text and API_KEY[-8:] not in caplog.text
+
+
+class TestUnansweredCalls:
+    """Invariant 3 with calls that never answer: a timed-out attempt costs its whole
+    reservation (the server may finish and bill it), and no retry goes past the budget."""
+
+    def run_slow(self, changes, budget: int, retries: int) -> tuple[RunResult, Context, int]:
+        from tests.fake_openai import serve
+
+        with serve() as (origin, fake):
+            client = openai.AsyncOpenAI(
+                api_key=API_KEY,
+                base_url=origin + "/v1",
+                max_retries=0,
+                default_headers={"x-fake-scenario": "slow", "x-fake-delay": "1.0"},
+            )
+
+            async def no_sleep(_: float) -> None:
+                return None
+
+            provider = OpenAIProvider(
+                client,
+                "gpt-4o-mini",
+                timeout=0.3,
+                retry=RetryPolicy(max_retries=retries),
+                sleep=no_sleep,
+                concurrency=1,
+            )
+            ctx = context(provider, budget=budget)
+
+            async def main():
+                try:
+                    return await run(changes, ctx)
+                finally:
+                    await client.close()
+
+            result = asyncio.run(main())
+            return result, ctx, len(fake.requests)
+
+    def test_each_attempt_is_charged_and_retries_stop_at_the_budget(self, sample_changes):
+        result, ctx, sent = self.run_slow(sample_changes, budget=6_000, retries=5)
+        report = result.report
+        # Six definitions in one batch of ~2,300 tokens: two attempts fit in 6,000
+        # (less the repair hold-back), a third does not and is never sent.
+        assert sent == 2
+        assert ctx.budget.spent <= ctx.budget.limit and ctx.budget.reserved == 0
+        assert ctx.budget.spent > 2 * 1_000  # charged at the reservation, not 0
+        assert report.usage.total == 0  # the provider reported nothing
+        reasons = {o.reason for o in report.outcomes if o.target.decision.value != "skip"}
+        reasons.discard("documented")
+        assert len(reasons) == 1
+        (reason,) = reasons
+        assert reason.startswith("model call failed: request timed out after 0.3 s after 2 attempts")
+        assert "not retried: token budget exhausted" in reason
+        assert any("2 model call attempts got no answer" in n for n in report.notes)
