@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # "1", or the Python version llama-cpp-python was installed for ("3.11"): .ci/run runs
 # the suite under more than one interpreter and installs the server for one.
 _WANTED = os.environ.get("DOCGEN_TEST_LLAMA", "")
-REQUIRED = _WANTED == "1" or _WANTED == f"{sys.version_info[0]}.{sys.version_info[1]}"
+REQUIRED = _WANTED in ("1", f"{sys.version_info[0]}.{sys.version_info[1]}")
 BUDGET = 4_000
 MODES = ("json_schema", "json_object", "tools", "text")  # docgen's, spelled out here
 
