@@ -336,8 +336,13 @@ def split_lines(text: str) -> list[str]:
 
 
 def newline_of(text: str) -> str:
-    """The file's line ending: that of its first line (CRLF stays CRLF)."""
-    m = re.search(r"\r\n|\r|\n", text)
+    """The file's line ending: that of its first line (CRLF stays CRLF).
+
+    A lone ``\\r`` counts only in a file without ``\\n``: in a ``\\n`` file it is a
+    stray (an old Mac line ending in a comment), and new lines ending with it would
+    not be lines for git or GitHub.
+    """
+    m = re.search(r"\r?\n", text) or re.search(r"\r", text)
     return m.group(0) if m else "\n"
 
 
@@ -473,8 +478,9 @@ def same_code(old_text: str, new_text: str) -> bool:
 # --------------------------------------------------------------- comments kept
 
 # Layout tokens: where a block's INDENT falls moves when a docstring goes in above a
-# comment line, and line endings are invariant 8's business.  The AST proof covers
-# the block structure.
+# comment line; line endings are invariant 8's business (and Python 3.11's tokenizer
+# gives a lone \r as an ERRORTOKEN, not a NEWLINE).  The AST proof covers the block
+# structure and statement boundaries.
 _LAYOUT = frozenset(
     {tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER, tokenize.NEWLINE}
 )
@@ -513,10 +519,9 @@ def _strip_with_ranges(tree: ast.Module, lines: Sequence[str]) -> list[tuple[_Po
 def code_tokens(text: str) -> list[tuple[int, str]] | None:
     """The module's tokens outside docstring literals, comments included (None: untokenizable).
 
-    A docstring statement's string and parenthesis tokens are left out, and so is the
-    statement's NEWLINE; layout tokens (:data:`_LAYOUT`) are left out everywhere, a
-    NEWLINE is kept as a statement separator.  Lines are Python's (``ast``'s), so the
-    positions of ``ast`` and ``tokenize`` agree.
+    A docstring statement's string and parenthesis tokens are left out, and so are
+    layout tokens (:data:`_LAYOUT`).  Lines are Python's (``ast``'s), so the positions
+    of ``ast`` and ``tokenize`` agree.
     """
     lines = python_lines(text)
     return _tokens(lines, _strip_with_ranges(parse(text), lines))
@@ -528,27 +533,19 @@ def _tokens(
     feed = iter(lines)
     out: list[tuple[int, str]] = []
     index = 0
-    after_docstring = False
     try:
         for tok in tokenize.generate_tokens(lambda: next(feed, "")):
-            while index < len(ranges) and ranges[index][1] < tok.start:
-                index += 1
-            inside = (
-                index < len(ranges)
-                and ranges[index][0] <= tok.start
-                and tok.end <= ranges[index][1]
-            )
-            if inside and tok.type in (tokenize.STRING, tokenize.OP):
-                after_docstring = True
-                continue
-            if tok.type == tokenize.NEWLINE:
-                if not after_docstring:
-                    out.append((tokenize.NEWLINE, ""))
-                after_docstring = False
-                continue
             if tok.type in _LAYOUT or (tok.type == tokenize.ERRORTOKEN and tok.string.isspace()):
                 continue
-            after_docstring = False
+            while index < len(ranges) and ranges[index][1] < tok.start:
+                index += 1
+            if (
+                tok.type in (tokenize.STRING, tokenize.OP)
+                and index < len(ranges)
+                and ranges[index][0] <= tok.start
+                and tok.end <= ranges[index][1]
+            ):
+                continue  # part of a docstring statement
             out.append((tok.type, tok.string))
     except (tokenize.TokenError, SyntaxError):
         return None
