@@ -23,13 +23,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.corpus import read_text  # noqa: E402
-from bot.config import RepoConfig  # noqa: E402
-from bot.extract import extract  # noqa: E402
-from bot.generate import offline_parts  # noqa: E402
-from bot.models import Decision, Style  # noqa: E402
-from bot.style import compose  # noqa: E402
-from bot.validate import Accepted, edit_region, make_edit, prove_module, split_lines  # noqa: E402
+from bench.corpus import read_text
+from bot.config import RepoConfig
+from bot.extract import extract
+from bot.generate import offline_parts
+from bot.models import Decision, Style
+from bot.style import compose
+from bot.validate import Accepted, edit_region, make_edit, prove_module, split_lines
 
 FILES = ("tkinter/__init__.py", "argparse.py", "typing.py", "_pydecimal.py")
 ALL = RepoConfig(skip_private=False, skip_dunder=False, skip_tests=False, skip_trivial=False)
@@ -82,10 +82,10 @@ def main() -> None:
     for path in FILES:
         text = _stripped(read_text(path))
         found = edits(path, text)
-        parse_s = best(args.repeat, lambda: ast.parse(text))
+        parse_s = best(args.repeat, lambda text=text: ast.parse(text))
         for n in sorted({min(200, len(found)), len(found)}):
             chosen = found[:n]
-            prove_s = best(args.repeat, lambda: prove_module(text, chosen))
+            prove_s = best(args.repeat, lambda text=text, c=chosen: prove_module(text, c))
             rejected = prove_module(text, chosen)[1]
             assert not rejected, rejected[:3]
             print(

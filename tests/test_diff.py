@@ -277,7 +277,7 @@ def test_removed_lines_rebuild_the_base_from_real_git_diffs() -> None:
         "top.py": lambda lines: lines[7:],
         "end.py": lambda lines: lines[:-30],
         "emptied.py": lambda lines: [],
-        "odd.py": lambda lines: ["a\x0cb", "c\u2028d"] + lines[3:60],
+        "odd.py": lambda lines: ["a\x0cb", "c\u2028d", *lines[3:60]],
     }
     base = {name: text(source) for name in edits}
     base["odd.py"] = text(["a\x0cb", "c\u2028d", "gone", *source[3:]])
