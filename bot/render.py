@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
 
-# GitHub caps a check run's output.summary at 65,535 characters:
-# https://docs.github.com/en/rest/checks/runs#create-a-check-run
+# GitHub caps a check run's output.summary and output.text at 65,535 *bytes* of UTF-8
+# ("summary exceeds a maximum bytesize of 65535"), though the docs say characters:
+# https://docs.github.com/en/rest/checks/runs#create-a-check-run and
+# https://github.com/github/docs/issues/35252
 SUMMARY_LIMIT = 65_535
 # Annotation fields: title at most 255 characters, message and raw_details 64 KB each
-# (same page).  GitHub also takes at most 50 annotations per request; batching them is
-# the publisher's job.
+# (same page), counted in bytes like the summary.  GitHub also takes at most 50
+# annotations per request; batching them is the publisher's job.
 ANNOTATION_TITLE_LIMIT = 255
 ANNOTATION_TEXT_LIMIT = 65_535
 
@@ -63,6 +65,34 @@ def parse_marker(body: str) -> tuple[str, str] | None:
         return raw.decode("utf-8", "surrogatepass"), docstring_hash
     except (binascii.Error, UnicodeDecodeError, ValueError):
         return None
+
+
+# ------------------------------------------------------------------ sizes
+
+
+def utf8_size(text: str) -> int:
+    """The size GitHub gives ``text``: its UTF-8 bytes (a lone surrogate counts 3)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def cut_to_bytes(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` UTF-8 bytes (whole characters)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    # A character's continuation bytes are 0b10xxxxxx: back up to the start of the
+    # character the cut falls in, so no character is split.
+    end = max(limit, 0)
+    while end > 0 and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return data[:end].decode("utf-8", "surrogatepass")
+
+
+def cap_bytes(text: str, limit: int, suffix: str = "…") -> str:
+    """``text`` itself when it fits in ``limit`` bytes, else cut with ``suffix`` appended."""
+    if utf8_size(text) <= limit:
+        return text
+    return cut_to_bytes(text, limit - utf8_size(suffix)) + suffix
 
 
 # ------------------------------------------------------------- markdown helpers
@@ -344,20 +374,21 @@ def _render_summary(head: list[str], groups: list[_Group], tail: list[str], keep
     return "\n".join(lines) + "\n"
 
 
-def _hard_cut(text: str, max_chars: int) -> str:
+def _hard_cut(text: str, max_bytes: int) -> str:
     """Last resort when even the fixed parts are too long: cut at a line boundary."""
     suffix = "\n\n*… summary truncated (size limit)*\n"
-    room = max(max_chars - len(suffix), 0)
-    cut = text.rfind("\n", 0, room + 1)
-    return (text[: max(cut, 0)] + suffix)[:max_chars]
+    # One byte more than the room: a newline just past it still ends a kept line.
+    room = cut_to_bytes(text, max(max_bytes - utf8_size(suffix), 0) + 1)
+    cut = room.rfind("\n")
+    return cut_to_bytes(text[: max(cut, 0)] + suffix, max_bytes)
 
 
-def markdown_report(report: Report, *, max_chars: int = SUMMARY_LIMIT) -> str:
+def markdown_report(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str:
     """The check run's ``output.summary``: what was done, coverage, what was skipped, cost.
 
-    When the text would exceed ``max_chars`` (GitHub's limit is 65,535), table rows and
-    skipped items are dropped from the end, whole rows only, with a visible note of
-    how many were omitted.
+    When the text would exceed ``max_bytes`` of UTF-8 (GitHub's limit is 65,535
+    bytes), table rows and skipped items are dropped from the end, whole rows only,
+    with a visible note of how many were omitted.
     """
     head = [
         f"### 📝 docgen — {_tally(report)}",
@@ -389,18 +420,23 @@ def markdown_report(report: Report, *, max_chars: int = SUMMARY_LIMIT) -> str:
         tail += ["", "#### Notes", ""]
         tail += [f"- {_md(note, 2_000)}" for note in report.notes]
 
+    return _fit(head, groups, tail, max_bytes)
+
+
+def _fit(head: list[str], groups: list[_Group], tail: list[str], max_bytes: int) -> str:
+    """The summary with as many rows as fit in ``max_bytes`` (UTF-8)."""
     total = sum(len(g.rows) for g in groups)
     text = _render_summary(head, groups, tail, total)
-    if len(text) <= max_chars:
+    if utf8_size(text) <= max_bytes:
         return text
-    # Largest number of rows that fits.  Length grows with every row kept (a row is
+    # Largest number of rows that fits.  Size grows with every row kept (a row is
     # far longer than the digit an "omitted" count can lose), so bisect.
     lo, hi = 0, total - 1
-    if len(_render_summary(head, groups, tail, 0)) > max_chars:
-        return _hard_cut(_render_summary(head, groups, tail, 0), max_chars)
+    if utf8_size(_render_summary(head, groups, tail, 0)) > max_bytes:
+        return _hard_cut(_render_summary(head, groups, tail, 0), max_bytes)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if len(_render_summary(head, groups, tail, mid)) <= max_chars:
+        if utf8_size(_render_summary(head, groups, tail, mid)) <= max_bytes:
             lo = mid
         else:
             hi = mid - 1
@@ -479,13 +515,6 @@ def json_report(report: Report) -> dict[str, object]:
 # ----------------------------------------------------------------- annotations
 
 
-def _cap_bytes(text: str, limit: int = ANNOTATION_TEXT_LIMIT) -> str:
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
-        return text
-    return data[: limit - 3].decode("utf-8", "ignore") + "…"
-
-
 def annotations(report: Report) -> list[dict[str, object]]:
     """Check-run annotations for definitions whose docstring slot is outside the diff.
 
@@ -515,10 +544,10 @@ def annotations(report: Report) -> list[dict[str, object]]:
             "end_line": max(target.header_end, target.def_line),
             "annotation_level": "notice",
             "title": _shorten(f"{what}: {target.qualname}", ANNOTATION_TITLE_LIMIT),
-            "message": _cap_bytes(message),
+            "message": cap_bytes(message, ANNOTATION_TEXT_LIMIT),
         }
         if o.docstring:
-            item["raw_details"] = _cap_bytes(o.docstring)
+            item["raw_details"] = cap_bytes(o.docstring, ANNOTATION_TEXT_LIMIT)
         out.append(item)
     return out
 
@@ -590,8 +619,10 @@ __all__ = [
     "OUTSIDE_DIFF",
     "SUMMARY_LIMIT",
     "annotations",
+    "cap_bytes",
     "check_title",
     "comment_for",
+    "cut_to_bytes",
     "json_report",
     "markdown_report",
     "marker",
@@ -599,4 +630,5 @@ __all__ = [
     "suggestion_comment",
     "text_report",
     "unified_diff",
+    "utf8_size",
 ]

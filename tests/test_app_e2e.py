@@ -529,3 +529,28 @@ def test_committed_stale_docstring_update_keeps_comments_on_its_lines(app_env, m
     committed, _ = _review_and_commit(app_env, make_pr, BASE.encode(), head.encode())
     assert b"restock" in committed and b"stock: " in committed
     _assert_only_docstrings_changed(head.encode(), committed)
+
+
+def test_a_pr_of_thousands_of_functions_completes_its_check_run(app_env, make_pr):
+    """Issue 14.4: GitHub counts output.summary in UTF-8 bytes (65,535 at most).
+
+    Every skipped row of the summary carries a multi-byte "—", so a summary cut to
+    65,535 *characters* is thousands of bytes over: the PATCH got 422 and the run never
+    completed.  The fake refuses by bytes, with GitHub's own message.
+    """
+    client, runtime, fake = app_env
+    n = 4_000
+    source = "".join(f"def compute_{i}(x):\n    return x + {i}\n\n\n" for i in range(n))
+    pull = make_pr({"shop/__init__.py": ""}, {"shop/__init__.py": "", "shop/big.py": source})
+    assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
+    counts = settle(runtime, timeout=110)
+    assert counts.get("done") == 1 and not counts.get("failed"), runtime.journal.history(
+        f"{OWNER}/{REPO}#1"
+    )
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.status == "completed" and run.conclusion == "neutral"
+    size = len(run.summary.encode("utf-8"))
+    assert 60_000 < size <= 65_535
+    assert "rows omitted (summary size limit)" in run.summary
+    assert len(pull.reviews) == 1
+    assert len(pull.comments) == 100  # max_functions; the rest are listed as skipped

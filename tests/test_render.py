@@ -26,8 +26,10 @@ from bot.models import (
 from bot.render import (
     SUMMARY_LIMIT,
     annotations,
+    cap_bytes,
     check_title,
     comment_for,
+    cut_to_bytes,
     json_report,
     markdown_report,
     marker,
@@ -290,6 +292,11 @@ def test_summary_with_nothing_to_do() -> None:
     assert "| function |" not in text
 
 
+def nbytes(text: str) -> int:
+    """What GitHub counts: UTF-8 bytes (github/docs#35252)."""
+    return len(text.encode("utf-8"))
+
+
 def big_report(n_outcomes: int, n_skips: int) -> Report:
     outcomes = [
         Outcome(
@@ -309,13 +316,13 @@ def big_report(n_outcomes: int, n_skips: int) -> Report:
     )
 
 
-@pytest.mark.parametrize("max_chars", [SUMMARY_LIMIT, 20_000, 3_000])
-def test_summary_truncates_whole_rows(max_chars: int) -> None:
+@pytest.mark.parametrize("max_bytes", [SUMMARY_LIMIT, 20_000, 3_000])
+def test_summary_truncates_whole_rows(max_bytes: int) -> None:
     report = big_report(5_000, 800)
-    full = markdown_report(report, max_chars=10**9)
-    text = markdown_report(report, max_chars=max_chars)
-    assert len(full) > max_chars
-    assert len(text) <= max_chars
+    full = markdown_report(report, max_bytes=10**9)
+    text = markdown_report(report, max_bytes=max_bytes)
+    assert nbytes(full) > max_bytes
+    assert nbytes(text) <= max_bytes
     # Every table line is a whole row of four cells, and every row shown is a row of
     # the full summary, in the same order.
     full_rows = table_rows(full)
@@ -331,14 +338,14 @@ def test_summary_truncates_whole_rows(max_chars: int) -> None:
     assert text.startswith("### 📝 docgen — ")
     assert "#### Run" in text and "- Elapsed:" in text
     # Fills the space: one more row would not fit.
-    assert len(text) > max_chars - 300
+    assert nbytes(text) > max_bytes - 300
 
 
 def test_summary_truncation_shares_room_between_tables_and_skips() -> None:
-    text = markdown_report(big_report(5_000, 10), max_chars=20_000)
+    text = markdown_report(big_report(5_000, 10), max_bytes=20_000)
     assert len([line for line in text.splitlines() if line.startswith("- `pkg/gen_")]) == 10
     assert re.search(r"\*… [\d,]+ more rows omitted", text)
-    both = markdown_report(big_report(5_000, 5_000), max_chars=20_000)
+    both = markdown_report(big_report(5_000, 5_000), max_bytes=20_000)
     tables = len(table_rows(both))
     skips = len([line for line in both.splitlines() if line.startswith("- `pkg/gen_")])
     assert tables > 20 and skips > 20
@@ -347,16 +354,49 @@ def test_summary_truncation_shares_room_between_tables_and_skips() -> None:
 
 def test_summary_hard_cut_when_fixed_parts_are_too_long() -> None:
     report = Report(notes=[f"note {i}: " + "z" * 1_500 for i in range(100)])
-    text = markdown_report(report, max_chars=10_000)
-    assert len(text) <= 10_000
+    text = markdown_report(report, max_bytes=10_000)
+    assert nbytes(text) <= 10_000
     assert text.rstrip().endswith("*… summary truncated (size limit)*")
+
+
+@pytest.mark.parametrize("limit", [SUMMARY_LIMIT, 9_999])
+def test_summary_fits_githubs_byte_limit_with_multibyte_rows(limit: int) -> None:
+    """Rows of "—", CJK and emoji: the cut counts bytes and never splits a character."""
+    skips = [Skip(f"pkg/生成_{i:04d}.py", "generated file — 🤖 vendored") for i in range(3_000)]
+    report = Report(skips=skips, notes=["ノート — " * 50])
+    text = markdown_report(report, max_bytes=limit)
+    assert nbytes(text) <= limit < nbytes(markdown_report(report, max_bytes=10**9))
+    assert len(text) < limit  # so a character count alone would have let it through
+    assert nbytes(text) > limit - 300  # and the room is used
+    assert "#### Run" in text and "omitted (summary size limit)" in text
+
+
+@pytest.mark.parametrize("limit", [50, 200, 1_000])
+def test_summary_hard_cut_counts_bytes(limit: int) -> None:
+    report = Report(notes=["é—🤖" * 2_000])
+    text = markdown_report(report, max_bytes=limit)
+    assert nbytes(text) <= limit
+    text.encode("utf-8")  # whole characters only: a split one would not encode back
+
+
+@settings(max_examples=300)
+@given(text=st.text(), limit=st.integers(min_value=0, max_value=200))
+def test_cut_to_bytes_keeps_whole_characters(text: str, limit: int) -> None:
+    cut = cut_to_bytes(text, limit)
+    assert text.startswith(cut)
+    assert nbytes(cut) <= limit
+    rest = text[len(cut) :]
+    assert not rest or nbytes(cut + rest[0]) > limit  # the longest such prefix
+    capped = cap_bytes(text, max(limit, 3))
+    assert nbytes(capped) <= max(limit, 3)
+    assert capped == text or capped.endswith("…")
 
 
 def test_summary_fits_exactly_without_truncation() -> None:
     report = sample_report()
     full = markdown_report(report)
-    assert markdown_report(report, max_chars=len(full)) == full
-    assert "omitted" in markdown_report(report, max_chars=len(full) - 1)
+    assert markdown_report(report, max_bytes=nbytes(full)) == full
+    assert "omitted" in markdown_report(report, max_bytes=nbytes(full) - 1)
 
 
 # --------------------------------------------------------------------- marker
