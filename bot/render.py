@@ -97,7 +97,20 @@ def cap_bytes(text: str, limit: int, suffix: str = "…") -> str:
 
 # ------------------------------------------------------------- markdown helpers
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
+# Text from the PR (names, paths, existing docstrings, config) or from the model is
+# untrusted: shown in Markdown it must not ping, reference or link anyone, nor carry
+# HTML or images.  Names go in code spans (GitHub renders nothing inside code); prose
+# is escaped character by character, and the triggers GitHub acts on in rendered text —
+# @mentions, #123 / GH-123 references, autolinked URLs and e-mail addresses — are
+# broken with an invisible WORD JOINER.  A backslash is not enough there: GitHub finds
+# mentions and references in the text after Markdown removed the backslash.
+# https://docs.github.com/en/get-started/writing-on-github/getting-started-with-writing-and-formatting-on-github/autolinked-references-and-urls
+# https://github.github.com/gfm/#autolinks-extension-
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#!])")
+_WJ = "\u2060"
+_TRIGGERS = re.compile(r"(?i)@|#|(?<=gh)-(?=\d)|(?=:/)|(?<=www)\.")
+_BREAK = {"@": f"{_WJ}@{_WJ}", "#": f"#{_WJ}", "-": f"{_WJ}-", "": _WJ, ".": f"{_WJ}."}
+_QUOTED = re.compile(r"`([^`]+)`")
 
 
 def _one_line(text: str) -> str:
@@ -108,14 +121,43 @@ def _shorten(text: str, limit: int = _CELL_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _md(text: str, limit: int = _CELL_LIMIT) -> str:
-    """Plain text as inline Markdown: one line, markup characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", _shorten(_one_line(text), limit)).replace("&", "&amp;")
+def _escaped(text: str) -> str:
+    """One line of untrusted text as inert inline Markdown (no markup, links, pings)."""
+    text = _MD_SPECIAL.sub(r"\\\1", text).replace("&", "&amp;")
+    return _TRIGGERS.sub(lambda m: _BREAK[m.group()], text)
 
 
-def _code(text: str, *, in_table: bool = False) -> str:
+def _md(text: str, limit: int = _CELL_LIMIT, *, in_table: bool = False) -> str:
+    """Untrusted text as inline Markdown: one line, `quoted` parts as code, the rest inert.
+
+    Reasons quote names in backticks ("documents `key` but ..."): those parts become
+    code spans of their own, whatever backticks the names hold.
+    """
+    text = _shorten(_one_line(text), limit)
+    out, last = [], 0
+    for m in _QUOTED.finditer(text):
+        # Two spans must not touch: their fences would merge into one longer run.
+        between = _escaped(text[last : m.start()]) or (_WJ if out else "")
+        out += [between, _code(m.group(1), in_table=in_table, limit=limit)]
+        last = m.end()
+    out.append(_escaped(text[last:]))
+    return "".join(out)
+
+
+def code_span(text: str) -> str:
+    """Untrusted text (a name, a path, a word of a command) as one inline code span."""
+    return _code(text)
+
+
+def inline_text(text: str, limit: int = 2_000) -> str:
+    """Untrusted prose (an error message, a note) as inert inline Markdown."""
+    return _md(text, limit)
+
+
+def _code(text: str, *, in_table: bool = False, limit: int = _CELL_LIMIT) -> str:
     """``text`` as a code span, with a fence longer than any backtick run inside."""
-    text = _shorten(_one_line(text))
+    # An empty span would be a bare fence that pairs with the next span's: a space.
+    text = _shorten(_one_line(text), limit) or " "
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
@@ -320,7 +362,7 @@ def _table_groups(report: Report) -> list[_Group]:
     for path, outcomes in by_path.items():
         rows = tuple(
             f"| {_code(o.target.qualname, in_table=True)} | {o.target.def_line} "
-            f"| {o.action.value} | {_md(_note(o))} |"
+            f"| {o.action.value} | {_md(_note(o), in_table=True)} |"
             for o in outcomes
         )
         groups.append(_Group("table", ("", f"#### {_code(path)}", "", *_TABLE_HEAD), rows))

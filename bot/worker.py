@@ -171,6 +171,15 @@ def _count_api_calls(api: PullRequestAPI, metrics: Metrics) -> None:
         metrics.rate_limit_remaining.set(api.last_rate_limit_remaining)
 
 
+def failure_summary(reason: str) -> str:
+    """Why a run waits or failed, as check-run Markdown: no secrets, nothing live.
+
+    The reason quotes errors that may carry PR text (paths, GitHub's messages): it is
+    shown inert, so it pings and links no one.
+    """
+    return render.inline_text(logs.REDACTOR(reason), 2_000)
+
+
 async def _report_retry(ctx: JobContext, api: PullRequestAPI, reason: str) -> None:
     """Tell the PR, on its running check run, why the run is waiting (best effort)."""
     check_run_id = ctx.data.get("check_run_id")
@@ -178,7 +187,7 @@ async def _report_retry(ctx: JobContext, api: PullRequestAPI, reason: str) -> No
         return
     try:
         await api.report_progress(
-            int(check_run_id), title="Waiting to retry", summary=logs.REDACTOR(reason)[:2000]
+            int(check_run_id), title="Waiting to retry", summary=failure_summary(reason)
         )
     except Exception as exc:  # GitHub may well be what is failing
         log.info("could not report the retry on the check run: %s", exc)
@@ -194,7 +203,7 @@ async def _fail_check_run(ctx: JobContext, api: PullRequestAPI, reason: str) -> 
             int(check_run_id),
             conclusion="failure",
             title="docgen could not finish",
-            summary=logs.REDACTOR(reason)[:2000],
+            summary=failure_summary(reason),
         )
     except Exception as exc:  # reporting the failure must not hide the failure
         log.warning("could not mark the check run as failed: %s", exc)
