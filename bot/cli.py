@@ -233,6 +233,9 @@ def review(
         repo_docstrings=repo_docstrings(local.root, [c.path for c in local.changes]),
         style_override=Style(args.style) if args.style else None,
         notes=list(loaded.errors),
+        # Not posting to GitHub: any changed definition can be documented in place,
+        # wherever its docstring lies relative to the diff's hunks.
+        within_hunks=False,
     )
     if provider.offline:
         ctx.notes.append(

@@ -108,8 +108,9 @@ def cap_bytes(text: str, limit: int, suffix: str = "…") -> str:
 # https://github.github.com/gfm/#autolinks-extension-
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#!])")
 _WJ = "\u2060"
-_TRIGGERS = re.compile(r"(?i)@|#|(?<=gh)-(?=\d)|(?=:/)|(?<=www)\.")
-_BREAK = {"@": f"{_WJ}@{_WJ}", "#": f"#{_WJ}", "-": f"{_WJ}-", "": _WJ, ".": f"{_WJ}."}
+# The end too: "www" or "gh" must not become "www." or "gh-1" with what follows.
+_TRIGGERS = re.compile(r"(?i)@|#|(?<=gh)-(?=\d)|(?=:/)|(?<=www)\.|(?<=www)\Z|(?<=gh)\Z|:\Z")
+_BREAK = {"@": f"{_WJ}@{_WJ}", "#": f"#{_WJ}", "-": f"{_WJ}-", "": _WJ, ".": f"{_WJ}.", ":": f"{_WJ}:"}
 _QUOTED = re.compile(r"`([^`]+)`")
 
 
@@ -255,7 +256,7 @@ class _SkippedItem:
 def _skipped_items(report: Report) -> list[_SkippedItem]:
     items = [_SkippedItem(s.path, s.line, s.qualname, s.reason) for s in report.skips]
     items += [
-        _SkippedItem(o.target.path, o.target.def_line, o.target.qualname, o.reason)
+        _SkippedItem(o.target.path, o.target.def_line, o.target.qualname, _note(o))
         for o in report.outcomes
         if o.action == Action.SKIPPED
     ]
@@ -296,8 +297,10 @@ def _coverage_text(before: Coverage, after: Coverage, arrow: str = "→") -> str
 
 def _tally(report: Report) -> str:
     counts = _counts(report)
+    offered = f"{counts['offered']:,} offered, " if counts["offered"] else ""
     text = (
-        f"{counts['added']:,} added, {counts['updated']:,} updated, {counts['skipped']:,} skipped"
+        f"{counts['added']:,} added, {counts['updated']:,} updated, {offered}"
+        f"{counts['skipped']:,} skipped"
     )
     if counts["unchanged"]:
         text += f", {counts['unchanged']:,} unchanged"
@@ -347,7 +350,17 @@ _TABLE_HEAD = ("| function | line | action | note |", "| --- | ---: | --- | --- 
 
 
 def _note(outcome: Outcome) -> str:
-    parts = [outcome.reason] if outcome.reason.strip() else []
+    """What the reports say about one definition: stale or not, why, how it was written."""
+    parts = []
+    target = outcome.target
+    reason = outcome.reason.strip()
+    if target.decision == Decision.STALE and not reason.startswith("stale docstring"):
+        stale = target.reason.strip()
+        parts.append(f"stale docstring: {stale}" if stale else "stale docstring")
+        if reason == stale:
+            reason = ""
+    if reason:
+        parts.append(reason)
     if outcome.offline:
         parts.append("offline skeleton")
     return "; ".join(parts)
@@ -356,7 +369,7 @@ def _note(outcome: Outcome) -> str:
 def _table_groups(report: Report) -> list[_Group]:
     by_path: dict[str, list[Outcome]] = {}
     for outcome in sorted(report.outcomes, key=_outcome_key):
-        if outcome.action in (Action.ADDED, Action.UPDATED):
+        if outcome.action in (Action.ADDED, Action.UPDATED, Action.OFFERED):
             by_path.setdefault(outcome.target.path, []).append(outcome)
     groups = []
     for path, outcomes in by_path.items():
@@ -546,6 +559,8 @@ def json_report(report: Report) -> dict[str, object]:
             for o in outcomes
         ],
         "suggestions": [_suggestion_json(o.suggestion) for o in outcomes if o.suggestion],
+        # Proven replacements GitHub cannot take as suggestions (Action.OFFERED).
+        "offered": [_suggestion_json(o.replacement) for o in outcomes if o.replacement],
         "skips": [
             {"path": s.path, "reason": s.reason, "qualname": s.qualname, "line": s.line}
             for s in sorted(report.skips, key=_skip_key)
@@ -567,6 +582,9 @@ def annotations(report: Report) -> list[dict[str, object]]:
     """
     out: list[dict[str, object]] = []
     for o in sorted(report.outcomes, key=_outcome_key):
+        if o.action == Action.OFFERED and o.replacement is not None:
+            out.append(_offered_annotation(o, o.replacement))
+            continue
         if o.action != Action.SKIPPED or not o.reason.startswith(OUTSIDE_DIFF):
             continue
         target = o.target
@@ -592,6 +610,100 @@ def annotations(report: Report) -> list[dict[str, object]]:
             item["raw_details"] = cap_bytes(o.docstring, ANNOTATION_TEXT_LIMIT)
         out.append(item)
     return out
+
+
+def _span(start: int, end: int) -> str:
+    return f"line {start}" if start == end else f"lines {start}–{end}"
+
+
+def _offered_annotation(o: Outcome, r: Suggestion) -> dict[str, object]:
+    """An offered replacement, pinned to the first line it replaces."""
+    target = o.target
+    what = "Stale docstring" if target.decision == Decision.STALE else "Missing docstring"
+    message = (
+        f"docgen rewrote the docstring of {target.qualname} ({_span(r.start, r.end)}) but"
+        f" cannot suggest it in a review comment: {o.reason}. The exact replacement is in"
+        " the details and in this check run's text."
+    )
+    return {
+        "path": target.path,
+        "start_line": r.start,
+        "end_line": r.start,
+        "annotation_level": "notice",
+        "title": _shorten(f"{what}: {target.qualname}", ANNOTATION_TITLE_LIMIT),
+        "message": cap_bytes(message, ANNOTATION_TEXT_LIMIT),
+        "raw_details": cap_bytes("\n".join(r.body_lines), ANNOTATION_TEXT_LIMIT),
+    }
+
+
+# ------------------------------------------------------------------ offered text
+
+_OFFERED_HEAD = (
+    "### Docstrings to apply by hand",
+    "",
+    "GitHub takes a suggestion only on lines inside one hunk of the pull request's diff,"
+    " so these cannot be one-click suggestions. Each replacement is proven like one:"
+    " applied, it changes nothing but the docstring.",
+)
+
+
+def _offered_block(o: Outcome, r: Suggestion) -> str:
+    """One offered replacement: where, why, and the exact new lines in a code block.
+
+    The fence is longer than any backtick run in the lines, so nothing in the
+    docstring can close it (https://spec.commonmark.org/0.31.2/#fenced-code-blocks).
+    """
+    fence = _fence(r.body_lines)
+    return "\n".join(
+        [
+            "",
+            f"#### {_code(r.path)} {_span(r.start, r.end)}: {_code(o.target.qualname)}",
+            "",
+            _md(_note(o), 2_000),
+            "",
+            f"Replace {_span(r.start, r.end)} of {_code(r.path)} with:",
+            "",
+            f"{fence}python",
+            *r.body_lines,
+            fence,
+        ]
+    )
+
+
+def offered_text(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str | None:
+    """The check run's ``output.text``: replacements GitHub cannot take as suggestions.
+
+    None when there are none.  Whole entries are dropped from the end to stay within
+    ``max_bytes`` of UTF-8 (GitHub's limit for ``output.text`` is 65,535 bytes), with
+    a note saying how many.
+    """
+    offered = [
+        (o, o.replacement)
+        for o in sorted(report.outcomes, key=_outcome_key)
+        if o.action == Action.OFFERED and o.replacement is not None
+    ]
+    if not offered:
+        return None
+    head = "\n".join(_OFFERED_HEAD)
+    reserve = utf8_size(_offered_omitted(len(offered)))
+    parts, size = [head], utf8_size(head) + 1
+    for i, (o, r) in enumerate(offered):
+        block = _offered_block(o, r)
+        room = max_bytes - (reserve if i < len(offered) - 1 else 0)
+        if size + utf8_size(block) + 1 > room:
+            parts.append(_offered_omitted(len(offered) - i))
+            break
+        parts.append(block)
+        size += utf8_size(block) + 1
+    return cut_to_bytes("\n".join(parts) + "\n", max_bytes)
+
+
+def _offered_omitted(n: int) -> str:
+    what = "replacement" if n == 1 else "replacements"
+    return (
+        f"\n*… {n:,} more {what} omitted (size limit): run `docgen review` on a checkout"
+        " of this branch to apply them.*"
+    )
 
 
 # ------------------------------------------------------------------------ text
@@ -668,6 +780,7 @@ __all__ = [
     "json_report",
     "markdown_report",
     "marker",
+    "offered_text",
     "parse_marker",
     "suggestion_comment",
     "text_report",

@@ -81,13 +81,15 @@ def conclusion_for(report: Report, config_errors: bool, config: RepoConfig) -> t
 
     failure: the config is broken, or a coverage threshold is set and definitions were
     left undocumented (budget exhausted, model failures); neutral: nothing to do, or
-    parts were skipped; success: every definition that needed a docstring got one.
+    parts were skipped or only offered (to apply by hand); success: every definition
+    that needed a docstring got a suggestion.
     """
     title = render.check_title(report)
     left = [
         o
         for o in report.outcomes
-        if o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE)
+        if o.action == Action.OFFERED
+        or (o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE))
     ]
     if config_errors:
         return "failure", f"{title} — .github/docgen.yml has errors"
@@ -309,6 +311,7 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         title=title,
         summary=render.markdown_report(report),
         annotations=render.annotations(report),
+        text=render.offered_text(report),
     )
     log.info(
         "reviewed: %s",

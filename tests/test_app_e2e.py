@@ -23,7 +23,9 @@ from bot.config import Settings
 from bot.generate import OfflineProvider
 from bot.sample import BASE, HEAD
 from tests.conftest import OWNER, REPO
+from tests.factories import GREET_BASE, GREET_HEAD
 from tests.fake_github import APP_ID, signed_delivery
+from tests.markdown_oracle import assert_inert
 
 SECRET = "e2e-webhook-secret"
 PATH = "shop/inventory.py"
@@ -554,3 +556,49 @@ def test_a_pr_of_thousands_of_functions_completes_its_check_run(app_env, make_pr
     assert "rows omitted (summary size limit)" in run.summary
     assert len(pull.reviews) == 1
     assert len(pull.comments) == 100  # max_functions; the rest are listed as skipped
+
+
+def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, make_pr):
+    """Issue 14.6: the docstring (lines 2-15) spans the def's hunk and the return's.
+
+    GitHub refuses a suggestion across hunks, so none is posted; the check run offers
+    the exact replacement instead (text and an annotation), with the reason, and the
+    replacement applied to the head file changes nothing but the docstring.
+    """
+    client, runtime, fake = app_env
+    path = "shop/greet.py"
+    pull = make_pr({path: GREET_BASE}, {path: GREET_HEAD})
+    [entry] = pull.files
+    assert entry["patch"].count("@@ -") == 2  # git's hunks: lines 1-4 and 13-16
+    assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
+    counts = settle(runtime)
+    assert counts.get("done") == 1, runtime.journal.history(f"{OWNER}/{REPO}#1")
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.status == "completed" and run.conclusion == "neutral"
+    assert not pull.reviews and not pull.comments
+
+    reason = (
+        "the docstring spans lines 2–15 across two diff hunks;"
+        " GitHub takes a suggestion within one hunk"
+    )
+    [row] = [line for line in run.summary.splitlines() if line.startswith("| `greet`")]
+    assert "| offered |" in row and reason in row and "stale docstring: documents" in row
+    assert run.title.startswith("docgen: 0 added, 0 updated, 1 offered, 0 skipped")
+
+    seen = assert_inert(run.text)
+    [(info, block)] = seen.fences
+    assert info == "python"
+    assert f"Replace lines 2–15 of `{path}` with:" in run.text and reason in run.text
+    [note] = run.annotations
+    assert (note["path"], note["start_line"], note["end_line"]) == (path, 2, 2)
+    assert note["raw_details"] + "\n" == block
+
+    # Apply it as a person would: replace git's lines 2-15 of the head file.
+    lines = GREET_HEAD.split("\n")
+    applied = "\n".join([*lines[:1], *block.rstrip("\n").split("\n"), *lines[15:]])
+    tree, head_tree = ast.parse(applied), ast.parse(GREET_HEAD)
+    docstring = ast.get_docstring(tree.body[0])
+    assert docstring and "salutation" in docstring and "greeting:" not in docstring
+    for t in (tree, head_tree):
+        t.body[0].body.pop(0)  # the docstring; everything else must be equal
+    assert ast.dump(tree) == ast.dump(head_tree)

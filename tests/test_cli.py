@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,7 @@ import pytest
 from bot import cli
 from bot.sample import HEAD, make_sample_repo
 from bot.validate import same_code
+from tests.factories import GREET_BASE, GREET_HEAD
 
 
 @pytest.fixture(autouse=True)
@@ -116,8 +118,21 @@ def test_strict_exit_code(sample):
         "review", str(sample), "--base", "main", "--head", "feature", "--strict", "--budget", "1"
     )
     assert code == 0  # offline spends no tokens: the budget does not bite
-    # An undocumented function whose header is outside the diff cannot get a
-    # suggestion: it is left undocumented, and --strict says so.
+    # A stale docstring left as it is (update_stale off) is undocumented: --strict says so.
+    (sample / ".github").mkdir(exist_ok=True)
+    (sample / ".github" / "docgen.yml").write_text("update_stale: false\n")
+    code, out, _ = call("review", str(sample), "--base", "main", "--head", "feature", "--strict")
+    assert code == 1, out
+    assert "update_stale is off" in out
+    (sample / ".github" / "docgen.yml").unlink()
+
+
+def test_local_review_is_not_bound_by_githubs_hunks(sample):
+    """Issue 14.6: a definition whose docstring lies outside the diff is documented locally.
+
+    GitHub takes a suggestion only inside one hunk; `docgen review` posts nothing to
+    GitHub, so it documents the changed function wherever its header is.
+    """
     repo = git.Repo(sample)
     long_fn = (
         "def long_one(a):\n" + "".join(f"    a += {i}\n" for i in range(12)) + "    return a\n"
@@ -129,11 +144,11 @@ def test_strict_exit_code(sample):
     (sample / "shop" / "long.py").write_text(long_fn.replace("a += 11", "a += 12"))
     repo.index.add(["shop/long.py"])
     repo.index.commit("tweak")
-    code, out, _ = call(
-        "review", str(sample), "--base", base, "--head", "HEAD", "--strict", "--no-diff"
-    )
-    assert code == 1, out
-    assert "outside the diff" in out
+    code, out, _ = call("review", str(sample), "--base", base, "--head", "HEAD", "--strict")
+    assert code == 0, out
+    assert "outside the diff" not in out
+    assert re.search(r"shop/long\.py:1\s+long_one\s+added", out), out
+    assert '+    """' in out  # the diff shows the new docstring after line 1
 
 
 @pytest.mark.parametrize(
@@ -216,3 +231,25 @@ def test_without_git_the_app_starts_and_review_says_why(tmp_path):
         assert done.returncode == 2, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "git command is not on PATH" in lines[0], done.stderr
+
+
+def test_local_review_updates_a_stale_docstring_across_hunks(tmp_path):
+    """Issue 14.6: what the App can only offer, `docgen review --apply` applies."""
+    root = tmp_path / "greet"
+    repo = git.Repo.init(root, initial_branch="main")
+    (root / "greet.py").write_text(GREET_BASE)
+    repo.index.add(["greet.py"])
+    repo.index.commit("base")
+    repo.git.checkout("-b", "feature")
+    (root / "greet.py").write_text(GREET_HEAD)
+    repo.index.add(["greet.py"])
+    repo.index.commit("rename greeting to salutation")
+    assert repo.git.diff("main", "feature").count("\n@@ -") == 2  # two hunks, says git
+
+    code, out, _ = call("review", str(root), "--base", "main", "--apply", "--no-diff")
+    assert code == 0, out
+    assert re.search(r"greet\.py:1\s+greet\s+updated\s+stale docstring: documents", out), out
+    assert "applied to greet.py" in out
+    new = (root / "greet.py").read_text()
+    assert "salutation: " in new and "greeting: How" not in new
+    assert same_code(GREET_HEAD, new)

@@ -101,18 +101,19 @@ def outcomes(draw: st.DrawFn) -> Outcome:
     path = draw(st.one_of(ATTACK, HOSTILE_TEXT)) + ".py"
     qualname = draw(st.one_of(ATTACK, HOSTILE_TEXT))
     line = draw(st.integers(1, 10_000))
-    action = draw(st.sampled_from([Action.ADDED, Action.UPDATED, Action.SKIPPED]))
-    decision = Decision.STALE if action == Action.UPDATED else Decision.MISSING
+    action = draw(st.sampled_from([Action.ADDED, Action.UPDATED, Action.OFFERED, Action.SKIPPED]))
+    decision = Decision.STALE if action in (Action.UPDATED, Action.OFFERED) else Decision.MISSING
     t = target(path, qualname, line, decision)
     reason = draw(ATTACK)
     docstring = draw(HOSTILE_TEXT)
     # Suggested lines are lines: no line break inside (validate splits at them).
     line_text = HOSTILE_TEXT.map(lambda s: re.sub(r"[\r\n]", "", s))
     body = tuple(draw(st.lists(line_text, max_size=4)))
-    suggestion = None
-    if action != Action.SKIPPED:
-        suggestion = Suggestion(path, line, line, body, t.id, "0a1b")
-    return Outcome(t, action, reason, docstring, suggestion, offline=draw(st.booleans()))
+    lines = Suggestion(path, line, line + len(body), body, t.id, "0a1b")
+    suggestion = lines if action in (Action.ADDED, Action.UPDATED) else None
+    replacement = lines if action == Action.OFFERED else None
+    offline = draw(st.booleans())
+    return Outcome(t, action, reason, docstring, suggestion, offline, replacement)
 
 
 @st.composite
@@ -148,6 +149,27 @@ def test_summary_is_inert(report: Report) -> None:
             assert name in seen.code
 
 
+def fenced(lines: tuple[str, ...]) -> str:
+    """A code block's content as CommonMark reads it (NUL as U+FFFD)."""
+    return "".join(f"{line}\n" for line in lines).replace("\0", "\ufffd")
+
+
+@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@given(report=reports())
+def test_offered_text_is_inert_and_holds_the_exact_replacements(report: Report) -> None:
+    text = render.offered_text(report)
+    offered = [o for o in report.outcomes if o.action == Action.OFFERED]
+    if not offered:
+        assert text is None
+        return
+    assert text is not None
+    seen = assert_inert(text)
+    # Each replacement in a block of its own, line for line: no docstring closes its fence.
+    key = lambda o: (o.target.path, o.target.def_line, o.target.qualname)  # noqa: E731
+    expected = [("python", fenced(o.replacement.body_lines)) for o in sorted(offered, key=key)]
+    assert seen.fences == expected
+
+
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(outcome=outcomes())
 def test_review_comments_are_inert_and_suggest_exactly_the_lines(outcome: Outcome) -> None:
@@ -160,8 +182,7 @@ def test_review_comments_are_inert_and_suggest_exactly_the_lines(outcome: Outcom
     # One fenced block, the suggestion, holding exactly the suggested lines: nothing in
     # them can close the fence early.
     # (CommonMark reads a NUL as U+FFFD: https://spec.commonmark.org/0.31.2/#insecure-characters)
-    expected = "".join(f"{line}\n" for line in lines).replace("\0", "\ufffd")
-    assert seen.fences == [("suggestion", expected)]
+    assert seen.fences == [("suggestion", fenced(lines))]
 
 
 @settings(max_examples=200)

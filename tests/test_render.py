@@ -38,6 +38,7 @@ from bot.render import (
     text_report,
     unified_diff,
 )
+from bot.render import offered_text as render_offered
 from tests.markdown_oracle import assert_inert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "render"
@@ -252,7 +253,7 @@ def test_summary_tables_per_file_sorted() -> None:
     skipped = text.split("#### Skipped", 1)[1].split("#### Run", 1)[0].strip().splitlines()
     assert skipped == [
         "- `bot/api.py:3` `_helper` — private",
-        "- `bot/api.py:80` `Api.open` — outside the diff",
+        "- `bot/api.py:80` `Api.open` — stale docstring; outside the diff",
         "- `bot/api.py:90` `Api.close` — outside the diff: line 92 is not in any hunk",
         "- `bot/api.py:120` `Api.stream` — budget exhausted",
         "- `bot/broken.py` — syntax error at line 3: invalid syntax",
@@ -555,7 +556,13 @@ def test_annotation_limits() -> None:
 def test_json_report_is_serialisable_and_complete() -> None:
     data = json_report(sample_report())
     assert json.loads(json.dumps(data)) == data
-    assert data["counts"] == {"added": 2, "updated": 1, "skipped": 6, "unchanged": 1}
+    assert data["counts"] == {
+        "added": 2,
+        "updated": 1,
+        "offered": 0,
+        "skipped": 6,
+        "unchanged": 1,
+    }
     assert [s["path"] for s in data["suggestions"]] == [
         "bot/api.py",
         "bot/store.py",
@@ -607,3 +614,41 @@ def test_unified_diff_splits_on_newlines_only() -> None:
     head = "x = '\x0c'\n"
     new = "x = '\x0c'\ny = 1\n"
     assert unified_diff("f.py", head, new).endswith("@@ -1 +1,2 @@\n x = '\x0c'\n+y = 1\n")
+
+
+# ------------------------------------------------------------------- offered
+
+
+def offered(i: int, *lines: str) -> Outcome:
+    t = target(f"pkg/m{i // 10}.py", f"f{i}", 10 * i + 1, decision=Decision.STALE)
+    r = Suggestion(t.path, t.def_line + 1, t.def_line + len(lines), lines, t.id, "ab12")
+    reason = f"the docstring spans lines {r.start}–{r.end} across two diff hunks; GitHub takes a suggestion within one hunk"
+    return Outcome(t, Action.OFFERED, reason, "Doc.", replacement=r)
+
+
+def test_offered_text_lists_each_replacement_and_fits_githubs_bytes() -> None:
+    body = ('    """Größe — 📝 ```` and ``` inside.', "", "    Args:", "        x: ü.", '    """')
+    report = Report(outcomes=[offered(i, *body) for i in range(1_000)])
+    text = render_offered(report)
+    assert nbytes(text) <= SUMMARY_LIMIT < sum(nbytes("\n".join(body)) for _ in range(1_000))
+    blocks = assert_inert(text).fences
+    assert blocks and all(b == ("python", "\n".join(body) + "\n") for b in blocks)
+    [omitted] = re.findall(r"\*… ([\d,]+) more replacements omitted", text)
+    assert len(blocks) + int(omitted.replace(",", "")) == 1_000
+    assert "Replace lines 2–6 of `pkg/m0.py` with:" in text
+    assert render_offered(Report(outcomes=[ADD, STALE, OUTSIDE])) is None
+
+
+def test_offered_counts_in_the_title_and_table_and_annotates_its_first_line() -> None:
+    o = offered(3, '    """New."""', "")
+    report = Report(outcomes=[o, ADD])
+    assert check_title(report) == "docgen: 1 added, 0 updated, 1 offered, 0 skipped"
+    [row] = [r for r in table_rows(markdown_report(report)) if r.startswith("| `f3`")]
+    assert cells(row)[2] == "offered" and "across two diff hunks" in cells(row)[3]
+    assert "stale docstring" in cells(row)[3]
+    [note] = annotations(report)
+    assert (note["start_line"], note["end_line"]) == (32, 32)
+    assert note["raw_details"] == '    """New."""\n'
+    assert "across two diff hunks" in str(note["message"])
+    assert comment_for(o) is None  # never a review comment
+    assert json_report(report)["offered"][0]["start"] == 32
