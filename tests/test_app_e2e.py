@@ -558,18 +558,24 @@ def test_a_pr_of_thousands_of_functions_completes_its_check_run(app_env, make_pr
     assert len(pull.comments) == 100  # max_functions; the rest are listed as skipped
 
 
-def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, make_pr):
+@pytest.mark.parametrize(
+    "prefix", ["", "# an old Mac line end\r# and the next comment\n"], ids=["plain", "lone-cr-before"]
+)
+def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, make_pr, prefix):
     """Issue 14.6: the docstring (lines 2-15) spans the def's hunk and the return's.
 
     GitHub refuses a suggestion across hunks, so none is posted; the check run offers
     the exact replacement instead (text and an annotation), with the reason, and the
-    replacement applied to the head file changes nothing but the docstring.
+    replacement applied to the head file changes nothing but the docstring.  Its line
+    numbers are git's, also after a lone CR (a line break for Python, not for git).
     """
     client, runtime, fake = app_env
     path = "shop/greet.py"
-    pull = make_pr({path: GREET_BASE}, {path: GREET_HEAD})
+    base, head = prefix + GREET_BASE, prefix + GREET_HEAD
+    first, last = 2 + prefix.count("\n"), 15 + prefix.count("\n")  # git's lines
+    pull = make_pr({path: base}, {path: head})
     [entry] = pull.files
-    assert entry["patch"].count("@@ -") == 2  # git's hunks: lines 1-4 and 13-16
+    assert entry["patch"].count("@@ -") == 2  # git's hunks: around the def and the return
     assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
     counts = settle(runtime)
     assert counts.get("done") == 1, runtime.journal.history(f"{OWNER}/{REPO}#1")
@@ -578,7 +584,7 @@ def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, m
     assert not pull.reviews and not pull.comments
 
     reason = (
-        "the docstring spans lines 2–15 across two diff hunks;"
+        f"the docstring spans lines {first}–{last} across two diff hunks;"
         " GitHub takes a suggestion within one hunk"
     )
     [row] = [line for line in run.summary.splitlines() if line.startswith("| `greet`")]
@@ -588,15 +594,15 @@ def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, m
     seen = assert_inert(run.text)
     [(info, block)] = seen.fences
     assert info == "python"
-    assert f"Replace lines 2–15 of `{path}` with:" in run.text and reason in run.text
+    assert f"Replace lines {first}–{last} of `{path}` with:" in run.text and reason in run.text
     [note] = run.annotations
-    assert (note["path"], note["start_line"], note["end_line"]) == (path, 2, 2)
+    assert (note["path"], note["start_line"], note["end_line"]) == (path, first, first)
     assert note["raw_details"] + "\n" == block
 
-    # Apply it as a person would: replace git's lines 2-15 of the head file.
-    lines = GREET_HEAD.split("\n")
-    applied = "\n".join([*lines[:1], *block.rstrip("\n").split("\n"), *lines[15:]])
-    tree, head_tree = ast.parse(applied), ast.parse(GREET_HEAD)
+    # Apply it as a person would: replace git's lines first..last of the head file.
+    lines = head.split("\n")
+    applied = "\n".join([*lines[: first - 1], *block.rstrip("\n").split("\n"), *lines[last:]])
+    tree, head_tree = ast.parse(applied), ast.parse(head)
     docstring = ast.get_docstring(tree.body[0])
     assert docstring and "salutation" in docstring and "greeting:" not in docstring
     for t in (tree, head_tree):
