@@ -21,7 +21,7 @@ from bot import quota
 from bot.budget import CapReached, InstallationQuota, TokenBudget
 from bot.config import RepoConfig, Settings
 from bot.jobs import Journal
-from bot.quota import Caps, CapHit, Periods, Used
+from bot.quota import CapHit, Caps, Periods, Used
 from bot.redisq import RedisJournal
 from bot.usage import UsageRow
 from tests import redis_helpers
@@ -289,4 +289,15 @@ def test_usage_sums_per_installation_repository_and_month(opener) -> None:
 
 
 def _approx(rows: list[UsageRow]) -> list[tuple]:
-    return [(*r.__dict__.values(),)[:5] + (round(r.cost_usd, 9), r.runs) for r in rows]
+    return [
+        (
+            r.installation_id,
+            r.repo,
+            r.month,
+            r.prompt_tokens,
+            r.completion_tokens,
+            round(r.cost_usd, 9),
+            r.runs,
+        )
+        for r in rows
+    ]
