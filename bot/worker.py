@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import logs, render, sentry
-from bot.budget import TokenBudget, TokenCounter
+from bot.budget import CapReached, InstallationQuota, TokenBudget, TokenCounter
 from bot.cache import DocstringCache
 from bot.config import RepoConfig, Settings, load_repo_config
 from bot.events import HELP
@@ -38,6 +38,7 @@ from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
 from bot.metrics import Metrics
 from bot.models import Action, Decision, FileChange, Outcome, Report, Style
 from bot.pipeline import Context, RunResult, run
+from bot.quota import Caps, fork_runs_automatically, pr_token_budget
 
 log = logging.getLogger(__name__)
 
@@ -247,6 +248,26 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         )
         return
 
+    fork = pull.is_fork
+    if fork and not options.get("force") and not fork_runs_automatically(deps.settings, config):
+        await api.complete_check_run(
+            check_run_id,
+            conclusion="neutral",
+            title="docgen runs on fork pull requests on request",
+            summary="This pull request comes from a fork, and docgen is set to review forks "
+            "only when asked. A maintainer can press **Generate docstrings** above, or "
+            "comment `/docgen`.",
+            actions=[GENERATE_ACTION],
+        )
+        return
+    pool = _installation_quota(deps, int(p["installation_id"]))
+    hit = pool.exhausted() if pool is not None else None
+    if hit is not None:  # nothing to spend: say so once, and do not retry (no RetryLater)
+        await api.complete_check_run(
+            check_run_id, conclusion="neutral", title=hit.title(), summary=hit.message()
+        )
+        return
+
     # Contents at the head read above (not re-read: a push meanwhile sends its own
     # synchronize event, whose job supersedes this one).
     fetched = await api.fetch_changes(
@@ -255,8 +276,8 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
     changes = _only_wanted(fetched.changes, config, tuple(options.get("paths") or ()))
 
     spent = deps.journal.spent(job.key)
-    limit = config.budget or deps.settings.docgen_token_budget
-    budget = TokenBudget(limit, spent=min(limit, spent.tokens))
+    limit = pr_token_budget(deps.settings, config, fork=fork)
+    budget = TokenBudget(limit, spent=min(limit, spent.tokens), pool=pool)
     # A parse of every changed file: in a thread, off the loop that answers webhooks.
     repo_docstrings = await asyncio.to_thread(_repo_docstrings, changes)
     context = Context(
@@ -274,6 +295,10 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
             f"This PR has used {spent.tokens:,} of its {limit:,}-token budget in {spent.runs} "
             f"earlier run(s) (${spent.cost_usd:.4f})."
         )
+    if fork:
+        context.notes.append(
+            f"This pull request comes from a fork: its budget is {limit:,} tokens."
+        )
     if deps.provider.offline:
         context.notes.append(
             "No LLM is configured: suggestions are signature-derived skeletons. Edit them before committing."
@@ -289,6 +314,8 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
             cost_usd=report.cost_usd,
             job_id=job.id,
             head_sha=head_sha,
+            installation_id=int(p["installation_id"]),
+            repo=f"{p['owner']}/{p['repo']}",
         )
         deps.metrics.record_usage(report.usage, report.cost_usd)
 
@@ -305,6 +332,11 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         f"GitHub API calls for this run: {sum(api.calls.values())} (before publishing the summary)."
     )
     conclusion, title = conclusion_for(report, bool(loaded.errors), config)
+    if isinstance(budget.refused, CapReached):
+        # Not the PR's fault, and not a failure to retry: neutral, with which cap and when.
+        report.notes.append(budget.refused.hit.message())
+        conclusion = "failure" if loaded.errors else "neutral"
+        title = f"{budget.refused.hit.title()} — {title}"
     await api.complete_check_run(
         check_run_id,
         conclusion=conclusion,  # type: ignore[arg-type]
@@ -318,6 +350,14 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         title,
         extra={"conclusion": conclusion, "tokens": report.usage.total, "cost_usd": report.cost_usd},
     )
+
+
+def _installation_quota(deps: WorkerDeps, installation_id: int) -> InstallationQuota | None:
+    """The installation's caps as the budget's pool; None when no cap is set."""
+    caps = Caps.from_settings(deps.settings)
+    if not caps.active:
+        return None
+    return InstallationQuota(deps.journal, installation_id, caps, deps.journal.clock)
 
 
 async def _check_run_for(ctx: JobContext, api: PullRequestAPI, head_sha: str, job: Job) -> int:

@@ -15,16 +15,19 @@ import tokenize
 from collections import Counter
 
 import httpx
+import openai
 import pytest
 from starlette.testclient import TestClient
 
-from bot import render, server
+from bot import quota, render, server
 from bot.config import Settings
-from bot.generate import OfflineProvider
+from bot.generate import OfflineProvider, OpenAIProvider
+from bot.quota import Caps, Used
 from bot.sample import BASE, HEAD
 from tests.conftest import OWNER, REPO
 from tests.factories import GREET_BASE, GREET_HEAD
 from tests.fake_github import APP_ID, signed_delivery
+from tests.fake_openai import API_KEY, FakeOpenAI
 from tests.markdown_oracle import assert_inert
 
 SECRET = "e2e-webhook-secret"
@@ -608,3 +611,162 @@ def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, m
     for t in (tree, head_tree):
         t.body[0].body.pop(0)  # the docstring; everything else must be equal
     assert ast.dump(tree) == ast.dump(head_tree)
+
+
+# ------------------------------------------------ what org admins control (issue 10)
+
+
+@pytest.fixture
+def llm_app(fake_github, private_key_pem, tmp_path, fake_clock):
+    """``start(**settings)``: the App as ``docgen serve`` builds it, with a model that
+    spends tokens (the fake OpenAI API, in-process) — caps and budgets only bite then."""
+    started = []
+
+    def start(**settings_kw):
+        fake_clock.now = time.time()
+        llm = FakeOpenAI()
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=llm.app))
+        client = openai.AsyncOpenAI(
+            api_key=API_KEY, base_url="http://fake-openai.invalid/v1", http_client=http
+        )
+        settings = Settings(
+            github_app_id=APP_ID,
+            github_private_key=private_key_pem,
+            github_webhook_secret=SECRET,
+            github_api_url="https://api.github.com",
+            docgen_data_dir=tmp_path / f"data{len(started)}",
+            docgen_workers=2,
+            **settings_kw,
+        )
+        runtime = server.build(
+            settings,
+            github_transport=httpx.ASGITransport(app=fake_github.app),
+            provider=OpenAIProvider(client, "gpt-4o-mini", timeout=10),
+            poll_interval=0.01,
+            write_interval=0.0,
+            github_clock=fake_clock,
+        )
+        test_client = TestClient(runtime.app)
+        test_client.__enter__()
+        started.append((test_client, runtime))
+        return test_client, runtime, llm
+
+    yield start
+    for test_client, runtime in started:
+        test_client.__exit__(None, None, None)
+        runtime.journal.close()
+
+
+INSTALLATION = 1  # the fake's installation (payloads carry it)
+
+
+def only_run(fake):
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    return run
+
+
+def test_a_run_within_the_caps_counts_what_the_provider_reported(llm_app, make_pr, fake_github):
+    client, runtime, llm = llm_app(
+        docgen_installation_tokens_per_day=1_000_000,
+        docgen_installation_tokens_per_month=1_000_000,
+    )
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    assert llm.requests and len(pull.reviews) == 1
+    spent = runtime.journal.spent(f"{OWNER}/{REPO}#1").tokens
+    assert spent > 0
+    # Every reservation was settled with the usage the provider reported.
+    assert runtime.journal.cap_used(INSTALLATION) == Used(spent, spent)
+    metrics = client.get("/metrics").text
+    [usage] = runtime.journal.usage()
+    assert (usage.installation_id, usage.repo, usage.tokens) == (INSTALLATION, "octo/demo", spent)
+    prompt = f'docgen_installation_tokens{{installation="1",kind="prompt"}} {usage.prompt_tokens}.0'
+    assert prompt in metrics
+    assert 'docgen_installation_cost_usd{installation="1"}' in metrics
+
+
+def test_a_cap_too_small_for_a_call_refuses_it_before_it_is_sent(llm_app, make_pr, fake_github):
+    client, runtime, llm = llm_app(docgen_installation_tokens_per_day=100)
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert llm.requests == []  # the reservation was refused: nothing reached the model
+    assert run.conclusion == "neutral"
+    assert run.title.startswith("Installation daily token cap reached")
+    assert "0 of 100 tokens used today (UTC)" in run.summary and "It resets at" in run.summary
+    assert "the installation's daily token cap (100) is reached" in run.summary
+    assert runtime.journal.cap_used(INSTALLATION) == Used(0, 0)
+    [job] = runtime.journal.history(f"{OWNER}/{REPO}#1")
+    assert job.state == "done" and job.attempts == 1  # concluded, not retried
+
+
+def test_a_reached_cap_stops_every_pr_of_the_installation_until_it_resets(
+    llm_app, make_pr, fake_github
+):
+    client, runtime, llm = llm_app(docgen_installation_tokens_per_month=50_000)
+    # Another PR (or another process) used the month's tokens already.
+    assert runtime.journal.reserve_tokens(INSTALLATION, 50_000, Caps(0, 50_000))
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    deliver(client, "pull_request", payload_for(pull, "synchronize"))
+    settle(runtime)
+    assert llm.requests == [] and pull.reviews == []
+    runs = list(fake_github.repo(f"{OWNER}/{REPO}").check_runs.values())
+    assert runs and all(r.conclusion == "neutral" for r in runs)
+    run = runs[-1]
+    assert run.title == "Installation monthly token cap reached"
+    assert "50,000 of 50,000 tokens used this month (UTC)" in run.summary
+    first_of_next_month = time.strftime(
+        "%Y-%m-01 00:00 UTC", time.gmtime(quota.resets_at("month", time.time()))
+    )
+    assert f"It resets at {first_of_next_month}" in run.summary
+    jobs = runtime.journal.history(f"{OWNER}/{REPO}#1")
+    assert all(j.attempts == 1 and j.state in ("done", "superseded") for j in jobs)
+
+
+def test_fork_prs_get_the_lower_fork_budget(llm_app, make_pr, fake_github):
+    client, runtime, _llm = llm_app(docgen_fork_token_budget=300)
+    pull = make_pr({PATH: BASE}, {PATH: HEAD}, head_repo="stranger/demo")
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert "comes from a fork: its budget is 300 tokens" in run.summary
+    assert "token budget exhausted" in run.summary
+    assert runtime.journal.spent(f"{OWNER}/{REPO}#1").tokens <= 300
+
+
+def test_the_same_pr_from_the_repository_itself_gets_the_normal_budget(
+    llm_app, make_pr, fake_github
+):
+    client, runtime, _llm = llm_app(docgen_fork_token_budget=300)
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert "fork" not in run.summary and "token budget exhausted" not in run.summary
+    assert len(pull.reviews) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "config"),
+    [
+        pytest.param({"docgen_fork_auto_run": False}, "", id="admin-setting"),
+        pytest.param({}, "fork_auto_run: false\n", id="repo-config"),
+    ],
+)
+def test_fork_prs_can_be_left_to_a_docgen_command(llm_app, make_pr, fake_github, env, config):
+    client, runtime, llm = llm_app(**env)
+    files = {".github/docgen.yml": config} if config else {}
+    pull = make_pr({PATH: BASE, **files}, {PATH: HEAD, **files}, head_repo="stranger/demo")
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert run.conclusion == "neutral" and run.actions[0]["identifier"] == "generate"
+    assert "fork" in run.title and "/docgen" in run.summary
+    assert llm.requests == [] and pull.reviews == []
+
+    deliver(client, "issue_comment", comment_event(pull, 77, "/docgen"))
+    settle(runtime)
+    assert llm.requests and len(pull.reviews) == 1
