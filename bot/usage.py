@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,14 @@ class UsageRow:
     @property
     def tokens(self) -> int:
         return self.prompt_tokens + self.completion_tokens
+
+
+class UsageSource(Protocol):
+    """Either journal, as ``docgen usage`` and ``/metrics`` read it."""
+
+    def usage(self, month: str | None = None) -> list[UsageRow]: ...
+
+    def close(self) -> None: ...
 
 
 def sort_rows(rows: Iterable[UsageRow]) -> list[UsageRow]:

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import subprocess
 import sys
+import time
 
 import git
 import pytest
 
-from bot import cli
+from bot import cli, quota
 from bot.sample import HEAD, make_sample_repo
 from bot.validate import same_code
+from tests import redis_helpers
 from tests.factories import GREET_BASE, GREET_HEAD
+
+redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
 
 
 @pytest.fixture(autouse=True)
@@ -208,9 +213,7 @@ def test_without_git_the_app_starts_and_review_says_why(tmp_path):
     bindir.mkdir()
     (bindir / "python").symlink_to(sys.executable)
     assert shutil.which("git", path=str(bindir)) is None
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "OPENAI_", "AZURE_"))
-    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "OPENAI_", "AZURE_"))}
     env["PATH"] = str(bindir)
 
     def docgen(*args: str) -> subprocess.CompletedProcess[str]:
@@ -253,3 +256,116 @@ def test_local_review_updates_a_stale_docstring_across_hunks(tmp_path):
     new = (root / "greet.py").read_text()
     assert "salutation: " in new and "greeting: How" not in new
     assert same_code(GREET_HEAD, new)
+
+
+# ------------------------------------------------------------------ docgen usage
+
+# Last month and this one (UTC): Redis keeps a month's totals for 400 days only.
+_THIS_MONTH = quota.month_bounds(time.strftime("%Y-%m", time.gmtime()))[0]
+JUNE, JULY = _THIS_MONTH - 20 * 86400, _THIS_MONTH + 3600  # "June" is last month
+M6, M7 = (time.strftime("%Y-%m", time.gmtime(t)) for t in (JUNE, JULY))
+
+
+def _spend(journal, key, inst, prompt, completion, cost):
+    journal.add_spend(
+        key,
+        model="gpt-4o-mini",
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=cost,
+        installation_id=inst,
+    )
+
+
+def _ledger(journal_of):
+    clock = {"now": JUNE}
+    journal = journal_of(lambda: clock["now"])
+    _spend(journal, "octo/a#1", 11, 1000, 200, 0.5)
+    _spend(journal, "octo/a#2", 11, 500, 100, 0.25)
+    _spend(journal, "octo/b#1", 11, 10, 5, 0.01)
+    _spend(journal, "acme/x#4", 22, 70, 30, 1.0)
+    clock["now"] = JULY
+    _spend(journal, "octo/a#1", 11, 1, 1, 0.0)
+    journal.close()
+
+
+def test_usage_prints_tokens_and_cost_per_installation_repository_and_month(tmp_path, monkeypatch):
+    from bot.jobs import Journal
+
+    monkeypatch.setenv("DOCGEN_DATA_DIR", str(tmp_path / "data"))
+    _ledger(lambda clock: Journal.in_dir(tmp_path / "data", clock=clock))
+
+    code, out, err = call("usage")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "month",
+        "installation",
+        "repository",
+        "runs",
+        "prompt",
+        "completion",
+        "tokens",
+        "cost",
+    ]
+    rows = [line.split() for line in lines[1:]]
+    assert rows == [
+        [M7, "11", "octo/a", "1", "1", "1", "2", "$0.0000"],
+        [M6, "11", "octo/a", "2", "1,500", "300", "1,800", "$0.7500"],
+        [M6, "11", "octo/b", "1", "10", "5", "15", "$0.0100"],
+        [M6, "11", "(all)", "3", "1,510", "305", "1,815", "$0.7600"],
+        [M6, "22", "acme/x", "1", "70", "30", "100", "$1.0000"],
+    ]
+
+    code, out, err = call("usage", "--format", "json", "--month", M6, "--installation", "22")
+    assert code == 0, err
+    assert json.loads(out) == [
+        {
+            "installation_id": 22,
+            "repo": "acme/x",
+            "month": M6,
+            "prompt_tokens": 70,
+            "completion_tokens": 30,
+            "cost_usd": 1.0,
+            "runs": 1,
+            "tokens": 100,
+        }
+    ]
+
+
+def test_usage_reads_redis_when_redis_url_is_set(redis_url, ns, tmp_path, monkeypatch):
+    from bot.redisq import RedisJournal
+
+    _ledger(lambda clock: RedisJournal.from_url(redis_url, prefix=ns, clock=clock))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCGEN_", "REDIS"))}
+    env.update(REDIS_URL=redis_url, DOCGEN_REDIS_PREFIX=ns)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "usage", "--format", "json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [(r["month"], r["installation_id"], r["repo"], r["tokens"]) for r in rows] == [
+        (M7, 11, "octo/a", 2),
+        (M6, 11, "octo/a", 1800),
+        (M6, 11, "octo/b", 15),
+        (M6, 22, "acme/x", 100),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("usage", "--month", "June"), "--month must look like 2025-06"),
+        (("usage",), "no journal at"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path, monkeypatch, argv, message):
+    monkeypatch.setenv("DOCGEN_DATA_DIR", str(tmp_path / "nowhere"))
+    code, out, err = call(*argv)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
