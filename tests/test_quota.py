@@ -21,6 +21,7 @@ from bot import quota
 from bot.budget import CapReached, InstallationQuota, TokenBudget
 from bot.config import RepoConfig, Settings
 from bot.jobs import Journal
+from bot.metrics import Metrics, usage_gauges
 from bot.quota import CapHit, Caps, Periods, Used
 from bot.redisq import RedisJournal
 from bot.usage import UsageRow
@@ -301,3 +302,42 @@ def _approx(rows: list[UsageRow]) -> list[tuple]:
         )
         for r in rows
     ]
+
+
+def test_metrics_carry_this_months_totals_per_installation(opener) -> None:
+    clock = Clock(calendar.timegm((2025, 6, 10, 12, 0, 0)))
+    store = opener(clock)
+
+    def spend(key: str, inst: int, prompt: int, completion: int, cost: float) -> None:
+        store.add_spend(
+            key,
+            model="gpt-4o-mini",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+            installation_id=inst,
+        )
+
+    spend("octo/a#1", 7, 100, 10, 0.5)
+    spend("octo/b#1", 7, 1, 1, 0.25)
+    spend("x/y#1", 8, 5, 5, 1.0)
+    metrics = Metrics()
+    metrics.on_collect(usage_gauges(store))
+    text = metrics.render().decode()
+    assert 'docgen_installation_tokens{installation="7",kind="prompt"} 101.0' in text
+    assert 'docgen_installation_tokens{installation="7",kind="completion"} 11.0' in text
+    assert 'docgen_installation_cost_usd{installation="7"} 0.75' in text
+    assert 'docgen_installation_cost_usd{installation="8"} 1.0' in text
+
+    clock.now = calendar.timegm((2025, 7, 1, 8, 0, 0))  # a new month: only its own spend
+    spend("x/y#2", 8, 3, 0, 0.125)
+    text = metrics.render().decode()
+    assert 'docgen_installation_tokens{installation="7",kind="prompt"} 0.0' in text
+    assert 'docgen_installation_tokens{installation="8",kind="prompt"} 3.0' in text
+    assert 'docgen_installation_cost_usd{installation="8"} 0.125' in text
+    labels = {
+        line.split("{", 1)[1].split("}", 1)[0]
+        for line in text.splitlines()
+        if line.startswith("docgen_installation_tokens{")
+    }
+    assert {label.split(",")[0] for label in labels} == {'installation="7"', 'installation="8"'}
