@@ -213,7 +213,9 @@ def test_without_git_the_app_starts_and_review_says_why(tmp_path):
     bindir.mkdir()
     (bindir / "python").symlink_to(sys.executable)
     assert shutil.which("git", path=str(bindir)) is None
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "OPENAI_", "AZURE_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("GIT_", "OPENAI_", "AZURE_"))
+    }
     env["PATH"] = str(bindir)
 
     def docgen(*args: str) -> subprocess.CompletedProcess[str]:
