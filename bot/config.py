@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     docgen_skip_forks: bool = False
     docgen_reply_to_strangers: bool = False  # one polite reply to /docgen from non-members
     docgen_job_timeout: float = Field(default=900.0, gt=0)  # seconds one job run may take
+    # Bytes of file content one run downloads, all files together (each file is also
+    # held to ``max_file_bytes`` of the repo config): a PR cannot make a worker read
+    # or hold more.  Files past it are named in the summary, not reviewed.
+    docgen_max_run_bytes: int = Field(default=16_000_000, gt=0)
+    # Bytes of the fetched files parsed for the style sample (about a second per MB):
+    # files past it are left out of the sample, and named.
+    docgen_style_sample_bytes: int = Field(default=1_000_000, ge=0)
 
     # Scale-out: with REDIS_URL, ``docgen serve`` only enqueues and ``docgen worker``
     # processes run the jobs (bot.redisq).  Unset: the embedded SQLite journal.

@@ -25,7 +25,9 @@ Built on githubkit (async).  What githubkit does for us, and what we add:
   SSL context per process (building one loads the CA bundle: ~40 ms each).
 * **Reads.** A PR's head contents come from GraphQL, up to 100 files per query
   (:meth:`PullRequestAPI.fetch_changes`); REST blobs only for what GraphQL cannot give
-  (binary, truncated or non-UTF-8 text).
+  (binary, truncated or non-UTF-8 text).  Only files the pipeline will review (a
+  patch, in scope), and each measured first (``byteSize``): a file over the size limit
+  or the run's byte cap is never downloaded.
 * **Versions.** Requests pin ``X-GitHub-Api-Version: 2022-11-28`` (githubkit sends its
   newest, which GitHub Enterprise Server rejects).  Responses are read as plain JSON for
   the few fields we need rather than through githubkit's full models, which older GHES
@@ -79,10 +81,12 @@ __all__ = [
     "GRAPHQL_BATCH",
     "CheckRunAction",
     "Clock",
+    "FetchLimits",
     "FileEntry",
     "Forbidden",
     "GitHubError",
     "GitHubUnavailable",
+    "HeadContents",
     "InstallationClients",
     "NotFound",
     "PooledGitHub",
@@ -95,6 +99,7 @@ __all__ = [
     "Unauthorized",
     "Unprocessable",
     "WritePacer",
+    "blob_sizes_query",
     "check_run_create_payload",
     "check_run_output",
     "check_run_update_payloads",
@@ -953,11 +958,98 @@ def head_blobs_query(
     return _head_blobs_document(len(paths)), variables
 
 
+_SIZE_FIELDS = "byteSize"
+
+
+@functools.cache
+def _blob_sizes_document(count: int) -> str:
+    variables = "".join(f", $o{i}: GitObjectID!" for i in range(count))
+    fields = "".join(
+        f"\n    f{i}: object(oid: $o{i}) {{ ... on Blob {{ {_SIZE_FIELDS} }} }}"
+        for i in range(count)
+    )
+    return (
+        f"query DocgenBlobSizes($owner: String!, $name: String!{variables}) {{"
+        f"\n  repository(owner: $owner, name: $name) {{{fields}\n  }}\n}}"
+    )
+
+
+def blob_sizes_query(owner: str, repo: str, shas: Sequence[str]) -> tuple[str, dict[str, Any]]:
+    """The GraphQL query (and its variables) reading the size of the blobs ``shas``.
+
+    Alias ``f<i>`` answers for ``shas[i]``: ``byteSize`` only, never the text, so a file is measured before a byte of it is downloaded.  By blob id
+    (the PR's file list names each head blob), so the size is that of the bytes the
+    patch describes.
+    https://docs.github.com/en/graphql/reference/objects#repository (``object(oid:)``)
+    """
+    variables: dict[str, Any] = {"owner": owner, "name": repo}
+    variables.update({f"o{i}": sha for i, sha in enumerate(shas)})
+    return _blob_sizes_document(len(shas)), variables
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    """How much of a PR's head one run may download.
+
+    ``max_file_bytes``: a file over it is not downloaded (``max_file_bytes`` in
+    ``.github/docgen.yml``); ``max_run_bytes``: all the files of one run together
+    (``DOCGEN_MAX_RUN_BYTES``).  None: no limit.
+    """
+
+    max_file_bytes: int | None = None
+    max_run_bytes: int | None = None
+
+
+@dataclass(frozen=True)
+class HeadContents:
+    """What :meth:`PullRequestAPI.head_contents` read.
+
+    ``contents``: path → bytes (None: no content to review); ``skipped``: path → why
+    its content was not downloaded (its size against a limit); ``bytes_read``: the
+    bytes of content downloaded.
+    """
+
+    contents: dict[str, bytes | None]
+    skipped: dict[str, str] = field(default_factory=dict)
+    bytes_read: int = 0
+
+
+@dataclass(frozen=True)
+class _Size:
+    """A blob's size as GitHub reports it, before anything of it is downloaded."""
+
+    bytes: int
+    sha: str | None  # the blob to read through REST (None: the PR's list named none)
+
+
+def too_large(size: int, limit: int) -> str:
+    """The skip reason of a file over ``max_file_bytes`` (as bot.extract words it)."""
+    return f"too large: {size:,} bytes > limit {limit:,} (max_file_bytes); not downloaded"
+
+
+def over_run_cap(size: int, cap: int) -> str:
+    return (
+        f"not downloaded: its {size:,} bytes would take the run past its {cap:,}-byte"
+        " download cap (DOCGEN_MAX_RUN_BYTES)"
+    )
+
+
 class _ViaRest:
     """GraphQL's answer for a file is not its bytes: read it through REST."""
 
 
 _VIA_REST = _ViaRest()
+
+
+def _worth_reading(entry: FileEntry, wanted: Callable[[str], bool] | None) -> bool:
+    """Whether the pipeline will look at ``entry``'s content at all.
+
+    Not a removed file, nor one without a patch (binary, or a diff too large to show:
+    the pipeline reports it from the list entry alone), nor one the config leaves out.
+    """
+    if entry.status == "removed" or entry.patch is None:
+        return False
+    return wanted is None or wanted(entry.filename)
 
 
 def _blob_content(node: Any, entry: FileEntry) -> bytes | _ViaRest | None:
@@ -1318,14 +1410,18 @@ class PullRequestAPI:
         data = _obj(response.json())
         return _decode(str(data.get("content") or ""), data.get("encoding"))
 
-    async def get_config(self, base_sha: str, org: str | None) -> tuple[bytes | None, str]:
-        """The ``docgen.yml`` that applies to a PR, and where it was found.
+    async def get_config(self, org: str | None) -> tuple[bytes | None, str]:
+        """The ``docgen.yml`` that applies to this repository's PRs, and where it was found.
 
-        Read at the PR's *base* commit, so a PR cannot raise its own budget; then the
-        owner's ``.github`` repository (default branch); else ``(None, "defaults")``.
+        Read from the repository's *default branch* (the contents API without ``ref``),
+        never from the PR's base or head: the PR author chooses both (any branch can be
+        a base), so neither may choose the budget, ``auto_run`` or what is excluded.
+        Then the owner's ``.github`` repository (its default branch); else
+        ``(None, "defaults")``.
+        https://docs.github.com/en/rest/repos/contents#get-repository-content
         """
         for name in (".github/docgen.yml", ".github/docgen.yaml"):
-            data = await self._contents(self.owner, self.repo, name, base_sha)
+            data = await self._contents(self.owner, self.repo, name, None)
             if data is not None:
                 return data, name
         if org:
@@ -1352,14 +1448,21 @@ class PullRequestAPI:
         return found
 
     async def fetch_changes(
-        self, pull: PullInfo, *, wanted: Callable[[str], bool] | None = None
+        self,
+        pull: PullInfo,
+        *,
+        wanted: Callable[[str], bool] | None = None,
+        limits: FetchLimits | None = None,
     ) -> PullChanges:
-        """The PR's changed files, with head contents of the ``wanted`` paths.
+        """The PR's changed files, with head contents of those the pipeline will review.
 
         ``pull`` is the PR as the caller already read it: its ``head_sha`` is the
         commit whose contents are read.  Files come from REST (100 per page, with their
-        patches); contents from GraphQL, 100 files per query (:meth:`head_contents`).
-        Removed and unwanted files come without content.
+        patches); contents (:meth:`head_contents`) only of files that have a patch, are
+        not removed and are ``wanted`` (include/exclude): anything else is reported
+        from its list entry alone, so a PR cannot make docgen download what it will not
+        use.  ``limits`` caps the bytes read, per file and per run; a file left unread
+        for its size carries the reason in ``FileChange.skip_reason``.
         """
         files = await self.list_files(pull.number)
         notes = []
@@ -1368,61 +1471,179 @@ class PullRequestAPI:
                 f"GitHub lists only {len(files):,} of the {pull.changed_files:,} changed files;"
                 " the others were not reviewed"
             )
-        read = [
-            f for f in files if f.status != "removed" and (wanted is None or wanted(f.filename))
-        ]
-        heads = await self.head_contents(pull.head_sha, read)
+        read = [f for f in files if _worth_reading(f, wanted)]
+        heads = await self.head_contents(pull.head_sha, read, limits)
         changes = [
-            FileChange(f.filename, f.status, f.patch, heads.get(f.filename), f.previous_filename)
+            FileChange(
+                f.filename,
+                f.status,
+                f.patch,
+                heads.contents.get(f.filename),
+                f.previous_filename,
+                heads.skipped.get(f.filename),
+            )
             for f in files
         ]
+        over = [p for p, why in heads.skipped.items() if "DOCGEN_MAX_RUN_BYTES" in why]
+        if over and limits is not None and limits.max_run_bytes is not None:
+            notes.append(
+                f"This run read {heads.bytes_read:,} bytes of files, up to its"
+                f" {limits.max_run_bytes:,}-byte cap (DOCGEN_MAX_RUN_BYTES); not reviewed: "
+                + ", ".join(f"`{p}`" for p in over)
+            )
         return PullChanges(pull, changes, notes)
 
     async def head_contents(
+        self, head_sha: str, files: Sequence[FileEntry], limits: FetchLimits | None = None
+    ) -> HeadContents:
+        """The bytes of ``files`` at ``head_sha`` within ``limits``; sizes first.
+
+        1. Sizes: one GraphQL query per 100 files asks ``object(oid:)`` of each blob the
+           PR's list names for its ``byteSize`` only.  Where GraphQL gives
+           nothing (an error, GraphQL unavailable), the size comes from the REST listing
+           of the file's directory at ``head_sha`` (no content either).
+        2. Files over ``max_file_bytes``, or that would take the run past
+           ``max_run_bytes`` (in the list's order), are skipped with that reason:
+           none of their bytes is downloaded.
+        3. The rest is read (:meth:`_read_heads`): GraphQL ``text``, 100 files per
+           query; REST blobs for what GraphQL cannot give exactly.
+        https://docs.github.com/en/graphql/reference/objects#blob
+        """
+        limits = limits or FetchLimits()
+        sizes, graphql_ok = await self._sizes(head_sha, files)
+        contents: dict[str, bytes | None] = {}
+        skipped: dict[str, str] = {}
+        chosen: list[tuple[FileEntry, _Size]] = []
+        planned = 0
+        for entry in files:
+            size = sizes.get(entry.filename)
+            contents[entry.filename] = None
+            if isinstance(size, str):
+                skipped[entry.filename] = size
+            elif size is None:
+                continue  # GitHub has no such file at head: "file content unavailable"
+            elif limits.max_file_bytes is not None and size.bytes > limits.max_file_bytes:
+                skipped[entry.filename] = too_large(size.bytes, limits.max_file_bytes)
+            elif limits.max_run_bytes is not None and planned + size.bytes > limits.max_run_bytes:
+                skipped[entry.filename] = over_run_cap(size.bytes, limits.max_run_bytes)
+            else:
+                planned += size.bytes
+                chosen.append((entry, size))
+        read = await self._read_heads(head_sha, chosen, graphql=graphql_ok)
+        contents.update(read)
+        return HeadContents(contents, skipped, sum(len(v) for v in read.values() if v))
+
+    async def _sizes(
         self, head_sha: str, files: Sequence[FileEntry]
+    ) -> tuple[dict[str, _Size | str | None], bool]:
+        """Each file's size (a reason instead when it cannot be read), and whether
+        GraphQL answered."""
+        sizes: dict[str, _Size | str | None] = {}
+        unknown = [f for f in files if not f.sha]
+        with_sha = [f for f in files if f.sha]
+        graphql_ok = True
+        for start in range(0, len(with_sha), GRAPHQL_BATCH):
+            batch = with_sha[start : start + GRAPHQL_BATCH]
+            query, variables = blob_sizes_query(self.owner, self.repo, [str(f.sha) for f in batch])
+            nodes = await self._objects(query, variables)
+            if nodes is None:
+                graphql_ok = False
+                unknown.extend(batch)
+                continue
+            for i, entry in enumerate(batch):
+                node = nodes.get(f"f{i}")
+                size = node.get("byteSize") if isinstance(node, dict) else None
+                if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
+                    sizes[entry.filename] = _Size(size, entry.sha)
+                else:
+                    unknown.append(entry)  # null or an error: ask REST
+        listings: dict[str, dict[str, Any]] = {}
+        for entry in unknown:
+            sizes[entry.filename] = await self._listed_size(head_sha, entry, listings)
+        return sizes, graphql_ok
+
+    async def _listed_size(
+        self, head_sha: str, entry: FileEntry, listings: dict[str, dict[str, Any]]
+    ) -> _Size | str | None:
+        """A file's size from its directory's REST listing at ``head_sha`` (cached per
+        directory); None when the directory has no such file.
+
+        A listing gives each entry's ``size`` and ``sha`` without content, for up to
+        1,000 entries: https://docs.github.com/en/rest/repos/contents#get-repository-content
+        """
+        parent, _, name = entry.filename.rpartition("/")
+        if parent not in listings:
+            listings[parent] = await self._listing(parent, head_sha)
+        item = listings[parent].get(name)
+        if not isinstance(item, dict) or item.get("type") != "file":
+            if len(listings[parent]) >= 1_000:
+                return "size unknown (GitHub lists 1,000 files of a directory); not downloaded"
+            return None
+        size, sha = item.get("size"), item.get("sha")
+        if not isinstance(size, int) or not isinstance(sha, str):
+            return None
+        if entry.sha and sha != entry.sha:
+            # A push between reading the PR and its files: this run's results are stale
+            # (the push's own run supersedes it), and the listed size is not the blob's.
+            return "changed on GitHub while this run read it (a newer push); not downloaded"
+        return _Size(size, sha)
+
+    async def _listing(self, directory: str, ref: str) -> dict[str, Any]:
+        """``{name: entry}`` of a directory at ``ref`` (empty: no such directory)."""
+        if "?" in directory or "#" in directory:
+            return {}  # githubkit's App auth cannot route these (see _contents_via_parent)
+        data = await self._contents_json(self.owner, self.repo, directory, ref)
+        entries = (data or {}).get("entries")
+        out: dict[str, Any] = {}
+        for item in entries if isinstance(entries, list) else []:
+            item = _obj(item)
+            if isinstance(item.get("name"), str):
+                out[item["name"]] = item
+        return out
+
+    async def _read_heads(
+        self, head_sha: str, chosen: Sequence[tuple[FileEntry, _Size]], *, graphql: bool
     ) -> dict[str, bytes | None]:
-        """The bytes of ``files`` at ``head_sha``, by path (None: no content to review).
+        """The bytes of ``chosen`` files, whose sizes fit: GraphQL first, REST for the rest.
 
         One GraphQL query per 100 files reads each as
         ``object(expression: "<sha>:<path>") { ... on Blob { … } }`` (the expressions
         are variables: a path never becomes query text).  What GraphQL cannot give
-        exactly — binary blobs GitHub shows a patch for, text it truncated, text that
-        is not the file's bytes (not UTF-8), an alias it answered with null or an
-        error — is read through REST as before (``git/blobs``, then ``contents``), one
-        file at a time.  A binary blob without a patch needs no content: the pipeline
-        skips it for its missing patch.
-        https://docs.github.com/en/graphql/reference/objects#blob
+        exactly — binary blobs, text it truncated, text that is not the file's bytes
+        (not UTF-8), an alias it answered with null or an error — is read through REST
+        (``git/blobs/{sha}``, the blob measured in step 1), one file at a time.
         """
         found: dict[str, bytes | None] = {}
-        rest: list[FileEntry] = []
-        for start in range(0, len(files), GRAPHQL_BATCH):
-            batch = list(files[start : start + GRAPHQL_BATCH])
-            nodes = await self._blobs(head_sha, [f.filename for f in batch])
+        texts = list(chosen) if graphql else []
+        rest: list[tuple[FileEntry, _Size]] = [] if graphql else list(chosen)
+        for start in range(0, len(texts), GRAPHQL_BATCH):
+            batch = texts[start : start + GRAPHQL_BATCH]
+            nodes = await self._blobs(head_sha, [e.filename for e, _ in batch])
             if nodes is None:
                 rest.extend(batch)
                 continue
-            for i, entry in enumerate(batch):
+            for i, (entry, size) in enumerate(batch):
                 content = _blob_content(nodes.get(f"f{i}"), entry)
                 if isinstance(content, _ViaRest):
-                    rest.append(entry)
+                    rest.append((entry, size))
                 else:
                     found[entry.filename] = content
-        for entry in rest:
-            found[entry.filename] = await self._rest_head(entry, head_sha)
+        for entry, size in rest:
+            found[entry.filename] = await self.get_blob(size.sha) if size.sha else None
         return found
 
-    async def _rest_head(self, entry: FileEntry, head_sha: str) -> bytes | None:
-        head = await self.get_blob(entry.sha) if entry.sha else None
-        return head if head is not None else await self.get_file(entry.filename, head_sha)
-
     async def _blobs(self, head_sha: str, paths: Sequence[str]) -> dict[str, Any] | None:
-        """``{alias: node}`` for ``paths`` (alias ``f<i>``: null or errored → None).
+        """``{alias: node}`` for ``paths`` at ``head_sha`` (see :meth:`_objects`)."""
+        query, variables = head_blobs_query(self.owner, self.repo, head_sha, paths)
+        return await self._objects(query, variables)
+
+    async def _objects(self, query: str, variables: dict[str, Any]) -> dict[str, Any] | None:
+        """``{alias: node}`` of a query over ``repository`` (alias null or errored → None).
 
         None when GraphQL could not answer for the repository at all for a reason
         other than access (e.g. a GitHub Enterprise Server whose schema lacks a field):
         the caller reads those files through REST.
         """
-        query, variables = head_blobs_query(self.owner, self.repo, head_sha, paths)
         data, errors = await self._graphql(query, variables)
         repository = data.get("repository")
         if not isinstance(repository, dict):

@@ -111,6 +111,9 @@ class FileChange:
     patch: str | None
     head: bytes | None  # None when removed or unreadable
     previous_path: str | None = None
+    # Why ``head`` was not read (too large, over the run's byte cap, ...): the summary's
+    # line for the file.  None: no reason given ("file content unavailable").
+    skip_reason: str | None = None
 
 
 # ------------------------------------------------------------------------ extract

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 
 from bot import budget as budget_mod
+from bot import deadline as deadline_mod
 from bot import diff as diff_mod
 from bot import extract as extract_mod
 from bot import style as style_mod
@@ -71,6 +72,9 @@ class Context:
     # GitHub takes a suggestion only on lines inside one hunk of the PR's diff.  The App
     # keeps that rule; the local CLI (`docgen review`, `--apply`) is not bound by it.
     within_hunks: bool = True
+    # The job's time limit: the stages that run in threads check it between files, so
+    # a run past it stops (DeadlineExceeded) instead of parsing on after the job ended.
+    deadline: deadline_mod.Deadline | None = None
 
 
 @dataclass
@@ -180,6 +184,7 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
 def _prepare_all(changes: list[FileChange], ctx: Context, report: Report) -> list[_File]:
     files = []
     for change in changes:
+        deadline_mod.check(ctx.deadline, f"parsing {change.path}")
         f = _prepare(change, ctx, report)
         if f is not None:
             files.append(f)
@@ -213,7 +218,7 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
     if not fd.added_lines and not fd.removed_lines:
         return None  # no line changed (a mode change): nothing to document
     if change.head is None:
-        report.skips.append(Skip(path, "file content unavailable"))
+        report.skips.append(Skip(path, change.skip_reason or "file content unavailable"))
         return None
     result = extract_mod.extract(path, change.head, fd, ctx.config)
     if result.skips and not result.targets and not result.coverage.total:
@@ -391,14 +396,16 @@ def _plan(
     # The response mode changes what a request costs; unknown (first call) → the largest.
     mode = getattr(ctx.provider, "known_mode", None)
     overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter, mode)
-    plan_items = [
-        budget_mod.PlanItem(
-            c.target,
-            _item_tokens(ctx, items[c.target.id], style, feedback, overhead, mode),
-            budget_mod.completion_reserve(c.target),
+    plan_items = []
+    for c in group:
+        deadline_mod.check(ctx.deadline, f"counting the tokens of {c.target.path}")
+        plan_items.append(
+            budget_mod.PlanItem(
+                c.target,
+                _item_tokens(ctx, items[c.target.id], style, feedback, overhead, mode),
+                budget_mod.completion_reserve(c.target),
+            )
         )
-        for c in group
-    ]
     plan = budget_mod.plan(
         plan_items,
         ctx.budget,
@@ -475,6 +482,7 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
     for c in candidates:
         if c.parts is None:
             continue
+        deadline_mod.check(ctx.deadline, f"checking the docstrings of {c.target.path}")
         c.violations = []
         c.accepted = None
         violations = validate.check_parts(c.parts, c.target, allow_restated=ctx.provider.offline)
@@ -508,6 +516,7 @@ def _finish(
         by_file.setdefault(c.file.change.path, []).append(c)
     for f in files:
         path = f.change.path
+        deadline_mod.check(ctx.deadline, f"proving the suggestions for {path}")
         group = by_file.get(path, [])
         accepted = [c.accepted for c in group if c.accepted is not None]
         new_text, rejected = validate.prove_module(f.text, accepted)

@@ -22,11 +22,14 @@ from bot import logs, render, sentry
 from bot.budget import CapReached, InstallationQuota, TokenBudget, TokenCounter
 from bot.cache import DocstringCache
 from bot.config import RepoConfig, Settings, load_repo_config
+from bot.deadline import Deadline, DeadlineExceeded
+from bot.deadline import check as check_deadline
 from bot.events import HELP
 from bot.extract import collect_docstrings
 from bot.generate import Provider
 from bot.github import (
     GENERATE_ACTION,
+    FetchLimits,
     GitHubError,
     GitHubUnavailable,
     InstallationClients,
@@ -136,6 +139,38 @@ async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
             await _run(job, ctx, deps, api)
 
 
+def job_deadline(settings: Settings, clock: Callable[[], float] = time.monotonic) -> Deadline:
+    """The run's own deadline, ahead of the job runner's timeout (``DOCGEN_JOB_TIMEOUT``).
+
+    The runner's timeout cancels the job silently; stopping a little earlier leaves
+    the run time to say on its check run why it stopped.
+    """
+    timeout = settings.docgen_job_timeout
+    seconds = timeout - min(60.0, timeout / 4)
+    return Deadline(
+        seconds, clock=clock, label=f"its {seconds:g} s time limit (from DOCGEN_JOB_TIMEOUT)"
+    )
+
+
+async def _review_within(
+    job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI, deadline: Deadline
+) -> None:
+    """:func:`review` until ``deadline``: awaits are cancelled, threads stop at their
+    next check (``deadline`` is cancelled on the way out, whatever ended the run)."""
+    limit = asyncio.timeout(deadline.remaining())
+    try:
+        async with limit:
+            await review(job, ctx, deps, api, deadline)
+    except TimeoutError:
+        if not limit.expired():
+            raise  # a timeout of its own (a network read): not the run's deadline
+        raise DeadlineExceeded(
+            f"stopped at {deadline.label} while waiting for GitHub or the model"
+        ) from None
+    finally:
+        deadline.cancel()
+
+
 async def _run(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI) -> None:
     """The job's work, and what to tell GitHub and the journal when it fails."""
     p = job.payload
@@ -143,7 +178,17 @@ async def _run(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI)
         if p.get("type") == "reply":
             await api.post_issue_comment(int(p["number"]), p.get("body") or HELP)
             return
-        await review(job, ctx, deps, api)
+        await _review_within(job, ctx, deps, api, job_deadline(deps.settings))
+    except DeadlineExceeded as exc:
+        # Not retried: the same PR would run out of time again.  Re-running the check
+        # (or /docgen on fewer paths) starts a new job.
+        await _fail_check_run(
+            ctx,
+            api,
+            f"docgen {exc}. Re-run the check to try again, or narrow the run with "
+            "`/docgen path/or/glob.py`.",
+        )
+        raise PermanentJobError(f"run {exc}") from None
     except GitHubUnavailable as exc:
         retry_at = getattr(exc, "retry_at", None) or deps.clock() + 60
         when = time.strftime("%H:%M UTC", time.gmtime(retry_at))
@@ -212,7 +257,13 @@ async def _fail_check_run(ctx: JobContext, api: PullRequestAPI, reason: str) -> 
         log.warning("could not mark the check run as failed: %s", exc)
 
 
-async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI) -> None:
+async def review(
+    job: Job,
+    ctx: JobContext,
+    deps: WorkerDeps,
+    api: PullRequestAPI,
+    deadline: Deadline | None = None,
+) -> None:
     p = job.payload
     number = int(p["number"])
     options = p.get("options") or {}
@@ -229,7 +280,8 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         log.info("pull request is %s: nothing to do", pull.state)
         return
     head_sha = pull.head_sha
-    raw_config, source = await api.get_config(pull.base_sha, p["owner"])
+    # The default branch's config (then the org's): never one the PR author can pick.
+    raw_config, source = await api.get_config(p["owner"])
     loaded = load_repo_config(raw_config, source)
     config = loaded.config
     if options.get("style"):
@@ -271,24 +323,30 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
     # Contents at the head read above (not re-read: a push meanwhile sends its own
     # synchronize event, whose job supersedes this one).
     fetched = await api.fetch_changes(
-        pull, wanted=_wanted(config, tuple(options.get("paths") or ()))
+        pull,
+        wanted=_wanted(config, tuple(options.get("paths") or ())),
+        limits=FetchLimits(config.max_file_bytes, deps.settings.docgen_max_run_bytes),
     )
     changes = _only_wanted(fetched.changes, config, tuple(options.get("paths") or ()))
 
     spent = deps.journal.spent(job.key)
     limit = pr_token_budget(deps.settings, config, fork=fork)
     budget = TokenBudget(limit, spent=min(limit, spent.tokens), pool=pool)
-    # A parse of every changed file: in a thread, off the loop that answers webhooks.
-    repo_docstrings = await asyncio.to_thread(_repo_docstrings, changes)
+    # A parse of the changed files, up to a byte cap: in a thread, off the loop that
+    # answers webhooks, stopping at the deadline.
+    sample = await asyncio.to_thread(
+        style_sample, changes, deps.settings.docgen_style_sample_bytes, deadline
+    )
     context = Context(
         config=config,
         provider=deps.provider,
         cache=deps.cache,
         counter=deps.counter,
         budget=budget,
-        repo_docstrings=repo_docstrings,
+        repo_docstrings=sample.docstrings,
         style_override=Style(options["style"]) if options.get("style") else None,
-        notes=[*loaded.errors, *fetched.notes],
+        notes=[*loaded.errors, *fetched.notes, *sample.notes(), *_config_notes(fetched.changes)],
+        deadline=deadline,
     )
     if spent.runs:
         context.notes.append(
@@ -401,13 +459,59 @@ def _only_wanted(
     return out
 
 
-def _repo_docstrings(changes: list[FileChange]) -> list[str]:
+@dataclass(frozen=True)
+class StyleSample:
     """Docstrings of the fetched files, as the repository's style sample (no clone)."""
+
+    docstrings: list[str]
+    read_bytes: int
+    cap: int
+    left_out: tuple[str, ...] = ()
+
+    def notes(self) -> list[str]:
+        if not self.left_out:
+            return []
+        names = ", ".join(f"`{p}`" for p in self.left_out)
+        return [
+            f"The style sample read {self.read_bytes:,} bytes of files, up to its "
+            f"{self.cap:,}-byte cap (DOCGEN_STYLE_SAMPLE_BYTES); left out of it: {names}"
+        ]
+
+
+def style_sample(
+    changes: list[FileChange], max_bytes: int, deadline: Deadline | None = None
+) -> StyleSample:
+    """Parse the fetched files for their docstrings, at most ``max_bytes`` of them.
+
+    Parsing costs about a second per MB: a file that would take the sample past the
+    cap is left out (and named); smaller ones after it may still fit.
+    """
     out: list[str] = []
+    left: list[str] = []
+    used = 0
     for c in changes:
-        if c.head is not None:
-            out += collect_docstrings(c.head)
-    return out
+        if c.head is None:
+            continue
+        if used + len(c.head) > max_bytes:
+            left.append(c.path)
+            continue
+        check_deadline(deadline, f"reading {c.path} for the style sample")
+        used += len(c.head)
+        out += collect_docstrings(c.head)
+    return StyleSample(out, used, max_bytes, tuple(left))
+
+
+_CONFIG_PATHS = frozenset({".github/docgen.yml", ".github/docgen.yaml"})
+
+
+def _config_notes(changes: list[FileChange]) -> list[str]:
+    """A PR that edits the config runs under the default branch's: say so."""
+    if not any(c.path in _CONFIG_PATHS for c in changes):
+        return []
+    return [
+        "This PR changes `.github/docgen.yml`: docgen reads its settings from the default"
+        " branch, so the change applies to pull requests once it is merged."
+    ]
 
 
 async def _publish_review(

@@ -885,7 +885,13 @@ def _coerce_variables(
             )
         )
     values: dict[str, Any] = {}
-    scalars = {"String": str, "ID": (str, int), "Int": int, "Boolean": bool}
+    scalars = {
+        "String": str,
+        "ID": (str, int),
+        "Int": int,
+        "Boolean": bool,
+        "GitObjectID": str,  # a git object id in hex
+    }
     for name, (type_text, default) in op.variables.items():
         value = given.get(name, default)
         base = type_text.rstrip("!")
@@ -894,7 +900,10 @@ def _coerce_variables(
         problem = None
         if value is None and type_text.endswith("!"):
             problem = "Expected value to not be null"
-        elif value is not None and not isinstance(value, scalars[base]):
+        elif value is not None and (
+            not isinstance(value, scalars[base])
+            or (base == "GitObjectID" and not re.fullmatch(r"[0-9a-f]{40}", value))
+        ):
             problem = f"Could not coerce value {json.dumps(value)} to {base}"
         if problem:
             errors.append(
@@ -989,12 +998,14 @@ class _GraphQLRun:
             return repo.name
         if field.name != "object":
             raise _CannotHandle(f"field Repository.{field.name}")
-        if set(field.args) - {"expression", "oid"} or "oid" in field.args:
-            raise _CannotHandle("object(oid:)")
-        expression = self.value(field.args.get("expression"))
-        _, _, file_path = str(expression).partition(":")
-        if file_path in self.fake.object_errors:
-            error_type, message = self.fake.object_errors[file_path]
+        if set(field.args) - {"expression", "oid"} or len(field.args) != 1:
+            raise _CannotHandle("object() needs exactly one of expression, oid")
+        by_oid = "oid" in field.args
+        expression = str(self.value(field.args.get("oid" if by_oid else "expression")))
+        # fail_object names a path (expression) or a blob id (oid)
+        key = expression if by_oid else expression.partition(":")[2]
+        if key in self.fake.object_errors:
+            error_type, message = self.fake.object_errors[key]
             self.errors.append(
                 _graphql_error(
                     message,
@@ -1004,16 +1015,20 @@ class _GraphQLRun:
                 )
             )
             return None
-        found = self.fake._git_object(repo, str(expression))
+        if by_oid:
+            data = repo.blobs.get(expression)
+            found = None if data is None else ("Blob", data)
+        else:
+            found = self.fake._git_object(repo, expression)
         if found is None:
-            return None  # no such object at that revision: null, without an error
+            return None  # no such object (at that revision): null, without an error
         type_name, data = found
         out: dict[str, Any] = {}
         for f in self.fields(field.selections, type_name):
             if f.name == "__typename":
                 out[f.key] = type_name
             elif type_name == "Blob":
-                out[f.key] = self.fake._blob_field(f.name, data)
+                out[f.key] = self.fake._blob_field(f.name, data, expression)
             elif f.name == "oid":
                 out[f.key] = hashlib.sha1(expression.encode()).hexdigest()
             else:
@@ -1117,6 +1132,8 @@ class FakeGitHub:
         # code -> (manifest, expiry), from register_manifest
         self.manifest_codes: dict[str, tuple[dict[str, Any], float]] = {}
         self.rate_used: dict[int, int] = {}  # REST ("core") requests per installation
+        # (route, path or blob id, bytes) of every file content sent (see bytes_served)
+        self.served: list[tuple[str, str, int]] = []
         self.graphql_rate_used: dict[int, int] = {}
         self.rate_reset = int(time.time()) + 3600
         self._faults: dict[str, deque[Fault]] = {}
@@ -1183,13 +1200,16 @@ class FakeGitHub:
         renames: Mapping[str, str] | None = None,
         head_repo: str | None = None,
         omit_patch: frozenset[str] = frozenset(),
+        base_ref: str | None = None,
     ) -> PullRequest:
         """A PR whose base commit holds ``base_files`` and head commit ``head_files``.
 
-        The base commit becomes the tip of the default branch.  ``renames`` maps new
-        paths to old ones; ``omit_patch`` lists files whose diff GitHub would not show.
+        The base commit becomes the tip of ``base_ref`` (default: the default branch;
+        a PR may target any branch).  ``renames`` maps new paths to old ones;
+        ``omit_patch`` lists files whose diff GitHub would not show.
         """
-        base_sha = self.add_commit(repo, base_files, branch=repo.default_branch)
+        base_ref = base_ref or repo.default_branch
+        base_sha = self.add_commit(repo, base_files, branch=base_ref)
         head_ref = f"feature-{number}"
         head_sha = self.add_commit(repo, head_files, branch=head_ref)
         base, head = repo.commits[base_sha], repo.commits[head_sha]
@@ -1223,7 +1243,7 @@ class FakeGitHub:
             author,
             base_sha,
             head_sha,
-            repo.default_branch,
+            base_ref,
             head_ref,
             entries,
             draft=draft,
@@ -1345,6 +1365,15 @@ class FakeGitHub:
             variables = (call.json or {}).get("variables") or {}
             out += [v for k, v in variables.items() if re.fullmatch(r"e\d+", k)]
         return out
+
+    @property
+    def bytes_served(self) -> int:
+        """Bytes of file content sent so far: GraphQL ``text``, contents, blobs (decoded)."""
+        return sum(n for _, _, n in self.served)
+
+    def _served(self, route: str, what: str, n: int) -> None:
+        with self._lock:
+            self.served.append((route, what, n))
 
     @property
     def token_requests(self) -> int:
@@ -1722,6 +1751,7 @@ class FakeGitHub:
             return JSONResponse(entries)
         data = files[path]
         if "raw" in accept:
+            self._served("repos.contents", path, len(data))
             return Response(data, media_type="application/vnd.github.raw")
         item = self._content_item(api, repo, files, path, ref)
         if len(data) > self.contents_limit:
@@ -1735,6 +1765,7 @@ class FakeGitHub:
                     doc,
                 )
             return JSONResponse({**item, "content": "", "encoding": "none"})
+        self._served("repos.contents", path, len(data))
         return JSONResponse({**item, "content": _b64(data), "encoding": "base64"})
 
     def _content_item(
@@ -1776,6 +1807,7 @@ class FakeGitHub:
         data = repo.blobs.get(params["sha"])
         if data is None:
             raise _not_found("https://docs.github.com/rest/git/blobs#get-a-blob")
+        self._served("git.blob", params["sha"], len(data))
         return JSONResponse(
             {
                 "sha": params["sha"],
@@ -1828,7 +1860,7 @@ class FakeGitHub:
             return "Tree", b""
         return None
 
-    def _blob_field(self, name: str, data: bytes) -> Any:
+    def _blob_field(self, name: str, data: bytes, what: str = "") -> Any:
         # git's own test for binary content: a NUL in the first 8,000 bytes.
         binary = b"\0" in data[:8000]
         if name == "oid":
@@ -1843,7 +1875,11 @@ class FakeGitHub:
             return not binary and len(data) > self.graphql_text_limit
         if name == "text":
             # Not the bytes when they are not UTF-8 (GitHub renders text; so does this).
-            return None if binary else data[: self.graphql_text_limit].decode("utf-8", "replace")
+            if binary:
+                return None
+            text = data[: self.graphql_text_limit].decode("utf-8", "replace")
+            self._served("graphql", what, len(text.encode("utf-8", "surrogatepass")))
+            return text
         raise _CannotHandle(f"field Blob.{name}")
 
     # ------------------------------------------------------------- check runs

@@ -442,17 +442,18 @@ def test_fetch_changes(github_clients, fake_github, make_pr):
     assert by_path["moved.py"].previous_path == "old.py"
     assert by_path["moved.py"].status == "renamed" and by_path["moved.py"].patch is None
     assert by_path["img.png"].patch is None and by_path["img.png"].head is None  # not wanted
+    assert by_path["moved.py"].head is None  # a rename without a patch: nothing to read
     assert result.notes == []
-    # One PR read (the caller's), one page of files, one GraphQL query for the three
-    # wanted heads; no blob or contents request.
+    # One PR read (the caller's), one page of files, one GraphQL query for the sizes of
+    # the two wanted heads with a patch, one for their text; no blob or contents request.
     assert [c.route for c in fake_github.calls if c.route != "tokens.create"] == [
         "pulls.get",
         "pulls.files",
         "graphql",
+        "graphql",
     ]
-    assert fake_github.graphql_objects == [
-        f"{pr.head_sha}:{path}" for path in ("keep.py", "moved.py", "new.py")
-    ]
+    assert fake_github.graphql_objects == [f"{pr.head_sha}:{path}" for path in ("keep.py", "new.py")]
+    assert fake_github.bytes_served == len(head["keep.py"]) + len(head["new.py"])
 
 
 CONFIG = b"budget: 5000\n"
@@ -480,10 +481,24 @@ def test_config_fallback_chain(
 ):
     base = {"a.py": "x = 1\n", **repo_base}
     head = {"a.py": "x = 2\n", **repo_base, **repo_head}
-    pr = make_pr(base, head)
+    make_pr(base, head)
     if org_files is not None:
         fake_github.add_repo(OWNER, ".github", files=org_files)
-    assert run(api_for(github_clients).get_config(pr.base_sha, OWNER)) == expected
+    assert run(api_for(github_clients).get_config(OWNER)) == expected
+
+
+def test_config_is_the_default_branchs_whatever_the_pr_targets(
+    github_clients, fake_github, make_pr
+):
+    """A PR author picks the base branch: an old branch's config must not apply."""
+    repo = fake_github.repo(f"{OWNER}/{REPO}")
+    fake_github.add_commit(repo, {".github/docgen.yml": CONFIG}, branch="main")
+    old = b"budget: 999999\nauto_run: true\n"
+    pr = make_pr({"a.py": "x\n", ".github/docgen.yml": old}, {"a.py": "y\n"}, base_ref="v1")
+    assert pr.base_ref == "v1" and repo.branches["main"] != pr.base_sha
+    assert run(api_for(github_clients).get_config(OWNER)) == (CONFIG, ".github/docgen.yml")
+    # Read without a ref: GitHub's contents API then answers from the default branch.
+    assert all("ref" not in c.query for c in fake_github.calls_to("repos.contents"))
 
 
 # ------------------------------------------------------------------- check runs
