@@ -76,8 +76,12 @@ def test_250_wanted_files_take_three_graphql_queries(github_clients, fake_github
         **{p: text.encode() for p, text in head.items() if p.endswith(".py")},
         "notes.txt": None,
     }
-    assert routes(fake_github) == ["pulls.get", *["pulls.files"] * 3, *["graphql"] * 3]
-    queries = fake_github.calls_to("graphql")
+    # Three queries for the sizes (by blob id), then three for the text.
+    assert routes(fake_github) == ["pulls.get", *["pulls.files"] * 3, *["graphql"] * 6]
+    calls = fake_github.calls_to("graphql")
+    measured = [sum(k[0] == "o" and k[1:].isdigit() for k in q.json["variables"]) for q in calls[:3]]
+    assert measured == [GRAPHQL_BATCH, GRAPHQL_BATCH, 50]
+    queries = calls[3:]
     sizes = [sum(k.startswith("e") for k in q.json["variables"]) for q in queries]
     assert sizes == [GRAPHQL_BATCH, GRAPHQL_BATCH, 50]
     assert fake_github.graphql_objects == [f"{pr.head_sha}:pkg/m{i:03}.py" for i in range(250)]
@@ -85,7 +89,7 @@ def test_250_wanted_files_take_three_graphql_queries(github_clients, fake_github
         assert "pkg/" not in q.json["query"] and pr.head_sha not in q.json["query"]
         assert q.json["variables"]["owner"] == OWNER and q.json["variables"]["name"] == REPO
     assert queries[0].json["query"] == queries[1].json["query"]
-    assert api.calls[GRAPHQL] == 3
+    assert api.calls[GRAPHQL] == 6
 
 
 def test_head_blobs_query_text():
@@ -113,7 +117,7 @@ def test_odd_paths_are_read_exactly(github_clients, fake_github, make_pr):
     assert {c.path: c.head for c in result.changes} == {
         p: (v if isinstance(v, bytes) else v.encode()) for p, v in head.items()
     }
-    assert routes(fake_github) == ["pulls.get", "pulls.files", "graphql"]
+    assert routes(fake_github) == ["pulls.get", "pulls.files", "graphql", "graphql"]
 
 
 def test_the_pull_request_is_not_read_again(github_clients, fake_github, make_pr):
@@ -123,7 +127,7 @@ def test_the_pull_request_is_not_read_again(github_clients, fake_github, make_pr
     fake_github.calls.clear()
     result = run(api.fetch_changes(pull))
     assert result.pull is pull
-    assert routes(fake_github) == ["pulls.files", "graphql"]
+    assert routes(fake_github) == ["pulls.files", "graphql", "graphql"]
 
 
 def test_a_push_between_reads_is_caught_by_the_blob_ids(github_clients, fake_github, make_pr):
@@ -140,7 +144,7 @@ def test_a_push_between_reads_is_caught_by_the_blob_ids(github_clients, fake_git
     # a.py at the old head is not the blob the list names: read by its sha instead, so
     # that content and patch agree; b.py did not change and comes from GraphQL.
     assert {c.path: c.head for c in result.changes} == {"a.py": b"x = 3\n", "b.py": b"y = 2\n"}
-    assert routes(fake_github) == ["pulls.files", "graphql", "git.blob"]
+    assert routes(fake_github) == ["pulls.files", "graphql", "graphql", "git.blob"]
     assert fake_github.calls_to("git.blob")[0].path.endswith(git_blob_sha(b"x = 3\n"))
 
 
@@ -218,7 +222,7 @@ def test_an_error_for_one_object_reads_that_file_through_rest(
     fake_github.fail_object("b.py", "NOT_FOUND", "Could not resolve to a Blob.")
     result = fetch(api_for(github_clients))
     assert [c.head for c in result.changes] == [b"a = 1\n", b"b = 2\n", b"c = 3\n"]
-    assert routes(fake_github) == ["pulls.get", "pulls.files", "graphql", "git.blob"]
+    assert routes(fake_github) == ["pulls.get", "pulls.files", "graphql", "graphql", "git.blob"]
     assert caplog.records == []  # an alias error is expected business, not noise
 
 
@@ -229,12 +233,13 @@ def test_a_file_missing_at_head_is_none_after_rest_agrees(github_clients, fake_g
     del repo.blobs[git_blob_sha(b"b = 2\n")]
     result = fetch(api_for(github_clients))
     assert [c.head for c in result.changes] == [b"a = 1\n", None]
+    assert [c.skip_reason for c in result.changes] == [None, None]
     assert routes(fake_github) == [
         "pulls.get",
         "pulls.files",
-        "graphql",
-        "git.blob",  # 404
-        "repos.contents",  # 404
+        "graphql",  # sizes: null for gone.py's blob
+        "repos.contents",  # its directory at head: not there either
+        "graphql",  # a.py's text
     ]
 
 
@@ -251,7 +256,9 @@ def test_a_query_graphql_refuses_falls_back_to_rest(github_clients, fake_github,
     with caplog.at_level(logging.WARNING, logger="bot.github"):
         result = fetch(api_for(github_clients))
     assert [c.head for c in result.changes] == [b"a = 1\n", b"b = 2\n"]
-    assert routes(fake_github)[2:] == ["graphql", "git.blob", "git.blob"]
+    # Sizes from the directory's listing (no content), then each blob through REST.
+    assert routes(fake_github)[2:] == ["graphql", "repos.contents", "git.blob", "git.blob"]
+    assert fake_github.bytes_served == 12
     assert "doesn't exist on type 'Blob'" in caplog.text
 
 
@@ -277,7 +284,7 @@ def test_graphql_rate_limit_waits_until_reset(
     result = fetch(api)
     assert result.changes[0].head == b"a = 1\n"
     assert fake_clock.sleeps == [31.0] and api.waited == 31.0
-    assert api.calls[GRAPHQL] == 2
+    assert api.calls[GRAPHQL] == 3  # sizes (limited, then again), text
     assert fake_github.calls_to("git.blob") == []
 
 
@@ -303,7 +310,7 @@ def test_graphql_secondary_rate_limit_and_server_errors_are_retried(
     api = api_for(github_clients)
     assert fetch(api).changes[0].head == b"a = 1\n"
     assert fake_clock.sleeps == [5.0, 2.0]  # retry-after, then the backoff of a 2nd retry
-    assert api.calls[GRAPHQL] == 3
+    assert api.calls[GRAPHQL] == 4  # sizes three times, then text
 
 
 def test_graphql_401_gets_a_new_token_once(github_clients, fake_github, make_pr):
@@ -312,9 +319,9 @@ def test_graphql_401_gets_a_new_token_once(github_clients, fake_github, make_pr)
     run(api.get_pull(1))  # a token is cached
     fake_github.expire_tokens()  # GitHub stops accepting it
     entry = FileEntry("a.py", "added", "@@ -0,0 +1 @@\n+a = 1", None, git_blob_sha(b"a = 1\n"))
-    assert run(api.head_contents(pr.head_sha, [entry])) == {"a.py": b"a = 1\n"}
+    assert run(api.head_contents(pr.head_sha, [entry])).contents == {"a.py": b"a = 1\n"}
     assert fake_github.token_requests == 2
-    assert api.calls[GRAPHQL] == 2
+    assert api.calls[GRAPHQL] == 3  # sizes (401, then with a new token), text
 
 
 def test_graphql_queries_are_reads_for_the_pacer():
@@ -392,6 +399,7 @@ def test_enterprise_server_graphql_endpoint(rsa_private_key, private_key_pem, fa
         "/api/v3/app/installations/1/access_tokens",
         "/api/v3/repos/octo/demo/pulls/1",
         "/api/v3/repos/octo/demo/pulls/1/files",
+        "/api/graphql",
         "/api/graphql",
     ]
 
