@@ -36,6 +36,9 @@ class Deadline:
         # What the limit is called in messages ("the job's 900 s limit").
         self.label = label or f"the {seconds:g} s time limit"
         self._cancelled = threading.Event()
+        # What the run was last doing at a check: where a timeout of its awaits is
+        # reported (a plain attribute: a str assignment is atomic under the GIL).
+        self.doing = ""
 
     def remaining(self) -> float:
         return max(0.0, self.at - self.clock())
@@ -47,8 +50,15 @@ class Deadline:
         """Make every later :meth:`check` raise (the job was cancelled or timed out)."""
         self._cancelled.set()
 
+    def exceeded(self) -> DeadlineExceeded:
+        """The error for a run stopped from outside (its awaits timed out)."""
+        return DeadlineExceeded(
+            f"stopped at {self.label} while {self.doing or 'waiting for GitHub or the model'}"
+        )
+
     def check(self, doing: str) -> None:
         """Raise :class:`DeadlineExceeded` naming ``doing`` when the time is up."""
+        self.doing = doing
         if self.expired():
             raise DeadlineExceeded(f"stopped at {self.label} while {doing}")
 

@@ -153,6 +153,7 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
             )
 
     ledger = budget_mod.Ledger()
+    deadline_mod.check(ctx.deadline, "asking the model for docstrings")
     await _generate_all(candidates, ctx, ledger, report)
     await asyncio.to_thread(_validate_all, candidates, ctx)
     # One repair round: candidates that failed the checks go back with the errors.
@@ -374,6 +375,7 @@ async def _generate_all(
                 {t.id: feedback[t.id] for t in batch.targets if t.id in feedback},
             )
             calls.append(_call(request, batch, by_id, ctx, ledger, report, sem))
+    deadline_mod.check(ctx.deadline, "asking the model for docstrings")
     await asyncio.gather(*calls)
 
 

@@ -164,9 +164,7 @@ async def _review_within(
     except TimeoutError:
         if not limit.expired():
             raise  # a timeout of its own (a network read): not the run's deadline
-        raise DeadlineExceeded(
-            f"stopped at {deadline.label} while waiting for GitHub or the model"
-        ) from None
+        raise deadline.exceeded() from None
     finally:
         deadline.cancel()
 
@@ -322,6 +320,7 @@ async def review(
 
     # Contents at the head read above (not re-read: a push meanwhile sends its own
     # synchronize event, whose job supersedes this one).
+    check_deadline(deadline, "reading the pull request's files from GitHub")
     fetched = await api.fetch_changes(
         pull,
         wanted=_wanted(config, tuple(options.get("paths") or ())),
@@ -380,6 +379,7 @@ async def review(
     if ctx.is_superseded():
         await _close_superseded(api, check_run_id)
         return
+    check_deadline(deadline, "publishing the review")
 
     rejected = await _publish_review(api, number, head_sha, result)
     _mark_rejected(report, rejected)

@@ -35,7 +35,13 @@ PATH = "shop/inventory.py"
 
 
 @pytest.fixture
-def app_env(fake_github, private_key_pem, tmp_path, fake_clock):
+def app_settings():
+    """Settings a test overrides (``@pytest.mark.parametrize("app_settings", [{...}])``)."""
+    return {}
+
+
+@pytest.fixture
+def app_env(fake_github, private_key_pem, tmp_path, fake_clock, app_settings):
     # The journal runs on real time and takes a RetryLater's retry_at (computed on the
     # GitHub clock) as a moment of its own: both clocks must share an epoch.  The fake
     # GitHub clock starts at real now and only runs ahead (its waits pass instantly).
@@ -47,6 +53,7 @@ def app_env(fake_github, private_key_pem, tmp_path, fake_clock):
         github_api_url="https://api.github.com",
         docgen_data_dir=tmp_path / "data",
         docgen_workers=2,
+        **app_settings,
     )
     runtime = server.build(
         settings,
@@ -143,7 +150,7 @@ def test_a_review_reads_github_once_per_kind_of_thing(app_env, make_pr):
         "pulls.get": 1,  # not read again to fetch the changes
         "repos.contents": 4,  # docgen.yml/.yaml here, then in octo/.github (none exist)
         "pulls.files": 1,
-        "graphql": 1,  # four heads
+        "graphql": 2,  # the sizes of three heads, then their text (blob.py has no patch)
         "git.blob": 1,  # latin.py: GraphQL's text is not its bytes
         "comments.list": 1,
     }
@@ -298,6 +305,110 @@ def test_a_pr_cannot_raise_its_own_budget(app_env, make_pr):
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
     assert pull.reviews == []  # the base's exclude applies, not the head's
     assert "excluded" in run.summary
+
+
+def test_the_config_is_the_default_branchs_not_the_base_the_pr_picked(app_env, make_pr):
+    """A PR against an old branch whose docgen.yml has auto_run on (and a big budget)
+    still runs under the default branch's config: on request only."""
+    client, runtime, fake = app_env
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    fake.add_commit(repo, {".github/docgen.yml": "auto_run: false\n"}, branch="main")
+    old = {PATH: BASE, ".github/docgen.yml": "auto_run: true\nbudget: 999999\n"}
+    pull = make_pr(old, {PATH: HEAD, ".github/docgen.yml": "budget: 5\n"}, base_ref="v1")
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    [run] = repo.check_runs.values()
+    assert (run.conclusion, run.title) == ("neutral", "docgen is set to run on request")
+    assert pull.reviews == []
+
+
+def test_a_pr_that_edits_the_config_is_told_it_applies_once_merged(app_env, make_pr):
+    client, runtime, fake = app_env
+    base = {PATH: BASE}
+    pull = make_pr(base, {PATH: HEAD, ".github/docgen.yml": "exclude: ['shop/*']\n"})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert len(pull.reviews) == 1  # the PR's own exclude did not apply
+    assert "applies to pull requests once it is merged" in run.summary
+
+
+@pytest.mark.parametrize(
+    "app_settings", [{"docgen_max_run_bytes": 40_000, "docgen_style_sample_bytes": 5_000}]
+)
+def test_a_pr_costs_only_the_bytes_docgen_will_use(app_env, make_pr):
+    """No-patch, excluded and oversized files are not downloaded; the run's byte cap
+    holds; the summary names each file left out, and why."""
+    client, runtime, fake = app_env
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    config = "exclude: ['vendor/*']\nmax_file_bytes: 30000\n"
+    fake.add_commit(repo, {".github/docgen.yml": config}, branch="main")
+    filler = "".join(f"# line {i:05}\n" for i in range(2_400)).encode()  # 31,200 bytes
+    head = {
+        PATH: HEAD,  # ~3 KB
+        "shop/more.py": HEAD.encode() + filler[:20_000],
+        "shop/extra.py": HEAD.encode() + filler[:20_000],  # past the 40 KB run cap
+        "shop/huge.py": HEAD.encode() + filler,  # over max_file_bytes
+        "vendor/lib.py": HEAD.encode() + filler,  # excluded
+        "gen/blob.py": b"\x00" + filler * 100,  # 3 MB, no patch (binary)
+    }
+    pull = make_pr(
+        {PATH: BASE, ".github/docgen.yml": config}, {**head, ".github/docgen.yml": config}
+    )
+    assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
+    settle(runtime)
+
+    # The only other content served: the default branch's docgen.yml.
+    read = len(head[PATH]) + len(head["shop/more.py"])
+    assert fake.bytes_served == read + len(config)
+    [run] = repo.check_runs.values()
+    assert run.status == "completed"
+    text = run.summary.replace("\\", "")  # Markdown escapes aside
+
+    def skipped(path):
+        return next(line for line in text.splitlines() if line.startswith(f"- `{path}` — "))
+
+    assert "too large: 33,644 bytes > limit 30,000 (max_file_bytes)" in skipped("shop/huge.py")
+    assert "DOCGEN_MAX_RUN_BYTES" in skipped("shop/more.py")  # shop/extra.py came first
+    assert "excluded" in skipped("vendor/lib.py")
+    assert "no patch from GitHub" in skipped("gen/blob.py")
+    assert "up to its 5,000-byte cap (DOCGEN_STYLE_SAMPLE_BYTES)" in text
+
+
+@pytest.mark.parametrize("app_settings", [{"docgen_job_timeout": 3.0}])
+def test_a_run_past_its_deadline_ends_with_a_reason_and_its_threads_stop(
+    app_env, make_pr, monkeypatch
+):
+    """Parsing that outlasts the job: the check run says which limit stopped it and
+    where, the job is not retried into the same wall, and parsing stops."""
+    from bot import extract
+
+    parsed = []
+    real = extract.extract
+
+    def slow(path, *args, **kw):
+        parsed.append(path)
+        time.sleep(0.25)  # a slow parse, in the pipeline's thread
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(extract, "extract", slow)
+    client, runtime, fake = app_env
+    head = {f"shop/m{i:02}.py": HEAD for i in range(40)}  # 10 s of parsing
+    pull = make_pr({}, head)
+    started = time.monotonic()
+    deliver(client, "pull_request", payload_for(pull))
+    counts = settle(runtime)
+    elapsed = time.monotonic() - started
+    assert counts.get("failed") == 1 and not counts.get("queued")  # not retried
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert (run.status, run.conclusion) == ("completed", "failure")
+    assert "time limit (from DOCGEN_JOB_TIMEOUT)" in run.summary
+    assert "while parsing shop/m" in run.summary
+    assert pull.reviews == []
+    assert elapsed < 6
+    stopped_at = len(parsed)
+    time.sleep(0.6)
+    assert len(parsed) == stopped_at < 40  # the thread stopped too
 
 
 def test_broken_config_fails_the_check_and_says_why(app_env, make_pr):
