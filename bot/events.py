@@ -31,7 +31,9 @@ offers them as suggestions you can commit with one click.
 | `/docgen help` | this message |
 
 Only repository owners, members and collaborators can run commands. Settings live in \
-`.github/docgen.yml` on the default branch."""
+`.github/docgen.yml` on the repository's default branch (else in the organization's \
+`.github` repository): whatever branch a PR targets, and a PR's own changes to that file \
+apply once they are merged."""
 
 
 @dataclass(frozen=True)

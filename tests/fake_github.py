@@ -28,7 +28,8 @@ client could get wrong:
   same installation tokens, parses the query (operations, variables with their
   declared types, aliases, arguments, inline and named fragments) and answers
   ``repository(owner:, name:) { alias: object(expression: "<rev>:<path>") { ... on Blob
-  { oid byteSize isBinary isTruncated text } } }`` in GitHub's shapes: ``null`` for
+  { oid byteSize isBinary isTruncated text } } }`` (or ``object(oid: $blobId)``, variables
+  of type ``GitObjectID``) in GitHub's shapes: ``null`` for
   a missing object, ``NOT_FOUND`` (``type``/``path``/``locations``/``message``) for a
   repository the installation cannot see, GitHub's variable errors (status 200, no
   data), text cut at :attr:`FakeGitHub.graphql_text_limit` bytes with ``isTruncated``,
@@ -41,7 +42,8 @@ client could get wrong:
   id, slug, ``pem`` and ``webhook_secret``, and from then on the fake *is* that App
   (its key signs the JWTs it accepts).
 
-Every request is recorded in :attr:`FakeGitHub.calls`.  A route the fake does not know,
+Every request is recorded in :attr:`FakeGitHub.calls`, and every file content sent
+(GraphQL ``text``, contents, blobs) in :attr:`FakeGitHub.served` (``bytes_served``).  A route the fake does not know,
 or a request it cannot handle, answers 500 *and* is recorded in
 :attr:`FakeGitHub.errors`, which the ``fake_github`` fixture asserts empty.  Faults are
 scripted per route name with :meth:`FakeGitHub.fail` (5xx, secondary/primary rate

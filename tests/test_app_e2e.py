@@ -263,6 +263,10 @@ def test_help_is_answered_in_the_conversation(app_env, make_pr):
     settle(runtime)
     replies = [c for c in repo.issue_comments.values() if c["id"] != comment_id]
     assert len(replies) == 1 and "/docgen path/or/glob.py" in replies[0]["body"]
+    # Where the settings come from, and that a PR's edit of them waits for its merge.
+    body = " ".join(replies[0]["body"].split())
+    assert "`.github/docgen.yml` on the repository's default branch" in body
+    assert "a PR's own changes to that file apply once they are merged" in body
     assert pull.reviews == [] and not repo.check_runs
 
 
