@@ -1064,8 +1064,7 @@ def _blob_content(node: Any, entry: FileEntry) -> bytes | _ViaRest | None:
     if entry.sha and node.get("oid") not in (None, entry.sha):
         return _VIA_REST  # not the blob the PR's file list names
     if node.get("isBinary"):
-        # No patch: the pipeline skips the file for that, whatever its content.
-        return None if entry.patch is None else _VIA_REST
+        return _VIA_REST  # GitHub showed a patch (files without one are not read)
     text = node.get("text")
     if not isinstance(text, str) or node.get("isTruncated"):
         return _VIA_REST
