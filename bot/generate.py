@@ -251,6 +251,15 @@ def item_facts(target: Target) -> tuple[list[str], bool, bool, list[str]]:
     )
 
 
+_RULE_CODE = re.compile(r"\bDG\d{3}\b:?\s*", re.IGNORECASE)
+
+
+def plain_words(reason: str) -> str:
+    """A validation problem as the model should read it: on one line, without rule
+    codes (a model shown ``DG306`` copies it into its next answer)."""
+    return " ".join(_RULE_CODE.sub("", reason).split())
+
+
 def _item_text(item: GenerationItem, feedback: list[str] | None, ident: str) -> str:
     """One item of the user message: a header line of facts, then fenced code.
 
@@ -270,7 +279,7 @@ def _item_text(item: GenerationItem, feedback: list[str] | None, ident: str) -> 
         header.append("raises: " + ", ".join(raises))
     lines = ["; ".join(header)]
     # A fix quotes the rejected answer: one line each, so it cannot pose as a header.
-    lines += [f"fix: {' '.join(reason.split())}" for reason in feedback or ()]
+    lines += [f"fix: {plain_words(reason)}" for reason in feedback or ()]
     if item.context:
         lines.append(fence(item.context, "context"))
     lines.append(fence(prompt_source(item.target), "source"))
@@ -612,10 +621,19 @@ def _classify(exc: Exception, timeout: float) -> _Failure:
         retryable = status in RETRYABLE_STATUS or status >= 500
         if should in ("true", "false"):
             retryable = should == "true"
+        if is_quota_error(status, code):
+            retryable = False
+            reason = f"quota exhausted ({status}{detail}): check the plan and billing"
         return _Failure(reason, retryable, retry_after(headers))
     if isinstance(exc, openai.APIResponseValidationError):
         return _Failure("unexpected response from the API", False)
     return _Failure(f"API client error ({type(exc).__name__})", False)
+
+
+def is_quota_error(status: int, code: object) -> bool:
+    """OpenAI's "You exceeded your current quota" 429: it comes without Retry-After and
+    does not pass by waiting (https://platform.openai.com/docs/guides/error-codes#api-errors)."""
+    return status == 429 and code == "insufficient_quota"
 
 
 def _is_reasoning_model(model: str) -> bool:

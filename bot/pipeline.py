@@ -85,7 +85,8 @@ class _Candidate:
     target: Target
     parts: DocParts | None = None
     cached: bool = False
-    violations: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # in words, fed back to the model
+    first_reason: str = ""  # why the first answer failed, when a repair round followed
     accepted: validate.Accepted | None = None
     text: str = ""
     reason: str = ""
@@ -147,8 +148,12 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
     # One repair round: candidates that failed the checks go back with the errors.
     retry = [c for c in candidates if c.parts is not None and c.accepted is None and c.violations]
     if retry and not ctx.provider.offline:
+        for c in retry:
+            c.first_reason = c.reason
         await _generate_all(retry, ctx, ledger, report, repair=True)
         await asyncio.to_thread(_validate_all, retry, ctx)
+        for c in retry:
+            c.reason = repair_reason(c.reason, c.first_reason, c.accepted is not None)
 
     new_texts, head_texts = await asyncio.to_thread(_finish, files, candidates, ctx, report)
 
@@ -395,6 +400,15 @@ async def _call(
             c.reason = f"no usable answer: {result.errors.get(i, 'missing from the reply')}"
 
 
+def repair_reason(last: str, first: str, accepted: bool) -> str:
+    """The reason shown for a definition whose repair round failed: the last problem
+    and the first answer's, so that "answer truncated" does not hide what was wrong."""
+    if accepted or not first or first == last:
+        return last
+    first = first.removeprefix("rejected: ")
+    return f"{last or 'no docstring produced'} (after a repair round; the first answer: {first})"
+
+
 def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
     for c in candidates:
         if c.parts is None:
@@ -407,7 +421,8 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
             text = style_mod.compose(c.parts, c.target, c.file.style, types=c.file.types)
             violations = validate.check_text(text, c.target, c.file.style)
         if violations:
-            c.violations = [str(v) for v in violations]
+            # The messages, not the codes: a model shown "DG306" copies it into its answer.
+            c.violations = [v.message for v in violations]
             c.reason = "rejected: " + "; ".join(v.message for v in violations)
             continue
         try:

@@ -8,7 +8,9 @@ code), 2 (only lines GitHub accepts), 3 (the budget), 4 (idempotent with the cac
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
 
 import openai
 import pytest
@@ -283,6 +285,32 @@ class TestThroughTheModel:
         assert actions(result)["cheapest"] == "added"
         assert_invariants(sample_changes, result)
 
+    def test_repair_feedback_is_in_words_not_codes(self, sample_changes):
+        with recorded("pipeline_repair") as rec:
+            provider, client = llm_provider(rec.origin, "wrong_then_ok")
+
+            async def main():
+                try:
+                    return await run(sample_changes, context(provider))
+                finally:
+                    await client.close()
+
+            asyncio.run(main())
+            bodies = [json.loads(r.body) for r in rec.cassette.requests]
+        repair = bodies[1]["messages"][1]["content"]
+        fixes = [line for line in repair.splitlines() if line.startswith("fix: ")]
+        assert "fix: documents parameters the signature does not have: " in repair
+        assert fixes and not [f for f in fixes if re.search(r"(?i)\bdg\d{3}", f)]
+
+    def test_a_failed_repair_shows_the_first_answers_reasons(self, sample_changes):
+        result, _ = run_llm(sample_changes, "wrong_then_length", "pipeline_repair_truncated")
+        cheapest = next(o for o in result.report.outcomes if o.target.qualname == "cheapest")
+        assert cheapest.action == Action.SKIPPED
+        assert "answer truncated" in cheapest.reason
+        assert "the first answer: documents parameters the signature does not have" in (
+            cheapest.reason
+        )
+
     def test_budget_is_never_exceeded(self, sample_changes):
         result, _ = run_llm(sample_changes, "normal", "pipeline_small_budget", budget=2_000)
         report = result.report
@@ -294,7 +322,8 @@ class TestThroughTheModel:
     def test_second_run_costs_nothing_and_suggests_the_same(self, sample_changes, tmp_path):
         cache = SqliteCache(tmp_path / "cache.sqlite3")
         first, calls1 = run_llm(sample_changes, "normal", "pipeline_normal", cache=cache)
-        second, calls2 = run_llm(sample_changes, "normal", "pipeline_cache_second", cache=cache)
+        # The same cassette again: a call would replay (and count), or fail if it differed.
+        second, calls2 = run_llm(sample_changes, "normal", "pipeline_normal", cache=cache)
         assert calls1 == 1 and calls2 == 0
         assert second.report.usage.total == 0 and second.report.cache_hits == 6
         assert suggestion_hashes(first) == suggestion_hashes(second)
@@ -311,3 +340,29 @@ class TestThroughTheModel:
         summary = render.markdown_report(result.report)
         assert API_KEY not in summary and API_KEY[-8:] not in summary
         assert API_KEY not in caplog.text and API_KEY[-8:] not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("last", "first", "accepted", "shown"),
+    [
+        (
+            "rejected: x",
+            "rejected: y",
+            False,
+            "rejected: x (after a repair round; the first answer: y)",
+        ),
+        ("rejected: x", "rejected: x", False, "rejected: x"),
+        ("", "rejected: y", True, ""),
+        (
+            "",
+            "rejected: y",
+            False,
+            "no docstring produced (after a repair round; the first answer: y)",
+        ),
+    ],
+    ids=["both", "same", "accepted", "no-last"],
+)
+def test_repair_reason(last, first, accepted, shown):
+    from bot.pipeline import repair_reason
+
+    assert repair_reason(last, first, accepted) == shown
