@@ -53,6 +53,11 @@ MAX_NAME_CHARS = 200  # parameter and exception names
 MAX_SOURCE_LINES = 120  # longer sources are outlined (classes) or cut
 
 
+# The error of every item of an answer cut at max_tokens (finish_reason "length"): the
+# pipeline retries those alone with more room.
+TRUNCATED = "answer truncated (max_tokens reached)"
+
+
 class ConfigError(ValueError):
     """Provider settings are incomplete; the message names the variable, never a value."""
 
@@ -761,7 +766,7 @@ class OpenAIProvider:
         else:
             parts, errors = parse_response(content, set(ids))
         if finish == "length":
-            errors = dict.fromkeys(errors, "answer truncated (max_tokens reached)")
+            errors = dict.fromkeys(errors, TRUNCATED)
         elif finish == "content_filter":
             errors = dict.fromkeys(errors, "answer blocked by the content filter")
 

@@ -23,6 +23,7 @@ from bot import validate
 from bot.cache import DocstringCache, cache_key
 from bot.config import RepoConfig
 from bot.generate import (
+    TRUNCATED,
     GenerationItem,
     GenerationRequest,
     Provider,
@@ -45,6 +46,7 @@ from bot.models import (
     Style,
     Suggestion,
     Target,
+    Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -66,6 +68,9 @@ class Context:
     default_style: Style = Style.GOOGLE
     style_override: Style | None = None
     notes: list[str] = field(default_factory=list)
+    # What the model's answers taught about its token counts; run() merges the stored
+    # one in and stores the result (issue 9, items 4 and 7).
+    profile: budget_mod.ModelProfile = field(default_factory=budget_mod.ModelProfile)
 
 
 @dataclass
@@ -87,6 +92,9 @@ class _Candidate:
     cached: bool = False
     violations: list[str] = field(default_factory=list)  # in words, fed back to the model
     first_reason: str = ""  # why the first answer failed, when a repair round followed
+    truncated: bool = False  # the last answer stopped at max_tokens
+    length_retried: bool = False
+    room: int = 0  # the max_tokens share of its last call
     accepted: validate.Accepted | None = None
     text: str = ""
     reason: str = ""
@@ -143,6 +151,11 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
             )
 
     ledger = budget_mod.Ledger()
+    if not ctx.provider.offline:
+        stored = await asyncio.to_thread(ctx.cache.get_profile, ctx.provider.model)
+        if stored is not None:
+            ctx.profile = ctx.profile.merge(stored)
+    calls_before = ctx.profile.calls
     await _generate_all(candidates, ctx, ledger, report)
     await asyncio.to_thread(_validate_all, candidates, ctx)
     # One repair round: candidates that failed the checks go back with the errors.
@@ -150,12 +163,16 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
     if retry and not ctx.provider.offline:
         for c in retry:
             c.first_reason = c.reason
+            c.length_retried = False  # one retry with more room per round
         await _generate_all(retry, ctx, ledger, report, repair=True)
         await asyncio.to_thread(_validate_all, retry, ctx)
         for c in retry:
             c.reason = repair_reason(c.reason, c.first_reason, c.accepted is not None)
 
     new_texts, head_texts = await asyncio.to_thread(_finish, files, candidates, ctx, report)
+    if ctx.profile.calls > calls_before:
+        await asyncio.to_thread(ctx.cache.put_profile, ctx.provider.model, ctx.profile)
+    report.notes.extend(ctx.profile.notes(ctx.provider.model))
 
     report.usage = ledger.usage
     report.cost_usd = ledger.cost_usd
@@ -285,6 +302,28 @@ async def _generate_all(
 
     by_id = {c.target.id: c for c in todo}
     sem = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
+    await _send(todo, by_id, ctx, ledger, sem, repair=repair)
+    # Item 7 of issue 9: an answer cut at max_tokens gets one more try, alone and with
+    # more room, if the budget allows (never the repair round's hold-back).
+    cut = [c for c in todo if c.truncated and not c.length_retried]
+    if cut and not ctx.provider.offline:
+        for c in cut:
+            c.length_retried = True
+        await _send(cut, by_id, ctx, ledger, sem, repair=repair, retry_length=True)
+
+
+async def _send(
+    todo: Sequence[_Candidate],
+    by_id: dict[str, _Candidate],
+    ctx: Context,
+    ledger: budget_mod.Ledger,
+    sem: asyncio.Semaphore,
+    *,
+    repair: bool,
+    retry_length: bool = False,
+) -> None:
+    """Plan ``todo`` per style and run the calls concurrently."""
+    language = ctx.config.language
     calls = []
     # One request speaks one convention: plan per style.
     for style in sorted({c.file.style for c in todo}):
@@ -302,11 +341,18 @@ async def _generate_all(
         # Context and token counts for a big PR are 100s of ms of CPU: in a thread,
         # so the event loop (webhooks, other jobs) keeps running.  The budget is only
         # read here; reservations happen in _call, on the loop.
-        items, plan = await asyncio.to_thread(_plan, group, style, feedback, ctx, repair)
+        items, plan = await asyncio.to_thread(
+            _plan, group, style, feedback, ctx, repair, retry_length
+        )
         for target, reason in plan.deferred:
             c = by_id[target.id]
+            if retry_length:  # keep what happened, say why there was no second try
+                c.reason = f"{c.reason}; not retried with more room: {reason}"
+                continue
             c.parts, c.reason = None, reason
         for batch in plan.batches:
+            for item in batch.items:
+                by_id[item.target.id].room = item.completion_tokens
             request = GenerationRequest(
                 tuple(items[t.id] for t in batch.targets),
                 style,
@@ -324,12 +370,22 @@ def _items(group: Sequence[_Candidate]) -> dict[str, GenerationItem]:
     }
 
 
+def answer_room(c: _Candidate, profile: budget_mod.ModelProfile, retry_length: bool) -> int:
+    """``max_tokens`` share for one candidate: sized from the item and the model's
+    observed answers; after a truncated answer, at least twice what it had."""
+    room = profile.answer_room(budget_mod.completion_reserve(c.target))
+    if retry_length:
+        room = max(room, 2 * c.room)
+    return min(budget_mod.MAX_ANSWER_ROOM, room)
+
+
 def _plan(
     group: Sequence[_Candidate],
     style: Style,
     feedback: dict[str, list[str]],
     ctx: Context,
     repair: bool,
+    retry_length: bool = False,
 ) -> tuple[dict[str, GenerationItem], budget_mod.Plan]:
     """The requests' items and their packing into calls within the budget."""
     items = _items(group)
@@ -339,7 +395,7 @@ def _plan(
         budget_mod.PlanItem(
             c.target,
             _item_tokens(ctx, items[c.target.id], style, feedback, overhead),
-            budget_mod.completion_reserve(c.target),
+            answer_room(c, ctx.profile, retry_length),
         )
         for c in group
     ]
@@ -348,6 +404,8 @@ def _plan(
         ctx.budget,
         overhead_tokens=overhead,
         repair_reserve_ratio=0.0 if repair else REPAIR_RESERVE_RATIO,
+        max_batch_items=1 if retry_length else 8,
+        profile=ctx.profile,
     )
     return items, plan
 
@@ -359,6 +417,12 @@ def _item_tokens(
     own = {item.target.id: feedback[item.target.id]} if item.target.id in feedback else {}
     request = GenerationRequest((item,), style, ctx.config.language, 0, own)
     return max(0, estimate_prompt_tokens(request, ctx.counter) - overhead)
+
+
+def call_tokens(batch: budget_mod.Batch, profile: budget_mod.ModelProfile) -> int:
+    """What a call reserves: its plan's figure, or more if answers since the plan
+    taught a larger tokenizer ratio (calls run concurrently and learn as they land)."""
+    return max(batch.tokens, profile.prompt_reserve(batch.estimate) + batch.max_tokens)
 
 
 async def _call(
@@ -373,10 +437,12 @@ async def _call(
     async with sem:
         try:
             # Invariant 3: reserve the worst case (prompt estimate + max_tokens) first.
-            reservation = ctx.budget.reserve(batch.tokens)
+            reservation = ctx.budget.reserve(call_tokens(batch, ctx.profile))
         except budget_mod.BudgetExceeded as exc:
             for i in ids:
-                by_id[i].parts, by_id[i].reason = None, str(exc)
+                if not by_id[i].truncated:
+                    by_id[i].parts = None
+                by_id[i].reason = _after_truncation(by_id[i], str(exc))
             return
         try:
             result = await ctx.provider.generate(request)
@@ -385,19 +451,47 @@ async def _call(
             # and what a timed-out one cost is unknown to us.
             ctx.budget.settle(reservation, 0)
             for i in ids:
-                by_id[i].parts, by_id[i].reason = None, f"model call failed: {exc.reason}"
+                by_id[i].parts = None
+                by_id[i].reason = _after_truncation(by_id[i], f"model call failed: {exc.reason}")
             return
     ctx.budget.settle(reservation, result.usage.total)
     ledger.record(result.model or ctx.provider.model, result.usage)
+    truncated = [i for i in ids if result.errors.get(i) == TRUNCATED]
+    ctx.profile = observe(ctx.profile, batch, result.usage, bool(truncated))
     for note in result.notes:
         log.info("provider note: %s", note)
     for i in ids:
         c = by_id[i]
+        c.truncated = i in truncated
         if i in result.parts:
             c.parts, c.reason = result.parts[i], ""
         else:
             c.parts = None
             c.reason = f"no usable answer: {result.errors.get(i, 'missing from the reply')}"
+
+
+def _after_truncation(c: _Candidate, reason: str) -> str:
+    # A length retry that could not run keeps the first call's reason in front.
+    return f"{c.reason}; not retried with more room: {reason}" if c.truncated else reason
+
+
+def observe(
+    profile: budget_mod.ModelProfile,
+    batch: budget_mod.Batch,
+    usage: Usage,
+    truncated: bool,
+) -> budget_mod.ModelProfile:
+    """The model's profile after one answer to ``batch`` (see :class:`ModelProfile`)."""
+    static = budget_mod.BATCH_ANSWER_OVERHEAD + sum(
+        budget_mod.completion_reserve(t) for t in batch.targets
+    )
+    return profile.observe(
+        estimate=batch.estimate,
+        prompt_tokens=usage.prompt_tokens,
+        reserve=static,
+        completion_tokens=usage.completion_tokens,
+        truncated=truncated,
+    )
 
 
 def repair_reason(last: str, first: str, accepted: bool) -> str:
