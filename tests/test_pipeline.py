@@ -11,17 +11,18 @@ import asyncio
 import json
 import logging
 import re
+from dataclasses import dataclass
 
 import openai
 import pytest
 
 from bot import diff, render
-from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.budget import BATCH_ANSWER_OVERHEAD, TokenBudget, TokenCounter, load_encoding
 from bot.cache import MemoryCache, SqliteCache
 from bot.config import RepoConfig
 from bot.generate import OfflineProvider, OpenAIProvider, RetryPolicy
 from bot.localgit import read_changes
-from bot.models import Action, FileChange, Style
+from bot.models import Action, FileChange, Report, Style
 from bot.pipeline import Context, RunResult, run
 from bot.sample import make_sample_repo
 from bot.validate import apply_edits, same_code
@@ -251,6 +252,41 @@ def run_llm(changes, scenario: str, cassette: str, **ctx_kw) -> tuple[RunResult,
     return result, calls
 
 
+@dataclass
+class ForeignRun:
+    report: Report
+    calls: list[tuple[int, int]]  # (server's prompt tokens, tokens docgen held for the prompt)
+
+
+def foreign_run(changes, cassette: str, cache) -> ForeignRun:
+    with recorded(cassette) as rec:
+        provider, client = llm_provider(rec.origin, "foreign_tokens")
+        ctx = context(provider, cache=cache)
+        held: list[int] = []
+        reserve = ctx.budget.reserve
+
+        def recording_reserve(tokens: int):
+            held.append(tokens)
+            return reserve(tokens)
+
+        ctx.budget.reserve = recording_reserve  # type: ignore[method-assign]
+
+        async def main():
+            try:
+                return await run(changes, ctx)
+            finally:
+                await client.close()
+
+        report = asyncio.run(main()).report
+        bodies = [json.loads(r.body) for r in rec.cassette.requests]
+        answers = [json.loads(r["body"]["string"]) for r in rec.cassette.responses]
+    calls = [
+        (answer["usage"]["prompt_tokens"], tokens - body["max_tokens"])
+        for answer, body, tokens in zip(answers, bodies, held, strict=True)
+    ]
+    return ForeignRun(report, calls)
+
+
 def suggestion_hashes(result: RunResult) -> list[tuple[str, str]]:
     return sorted(
         (o.suggestion.target_id, o.suggestion.docstring_hash)
@@ -310,6 +346,56 @@ class TestThroughTheModel:
         assert "the first answer: documents parameters the signature does not have" in (
             cheapest.reason
         )
+
+    def test_a_truncated_answer_is_retried_alone_with_more_room(self, sample_changes):
+        """Issue 9, item 7: the batch is cut at max_tokens; each item goes again alone."""
+        with recorded("pipeline_length_retry") as rec:
+            provider, client = llm_provider(rec.origin, "length_then_ok")
+            ctx = context(provider)
+
+            async def main():
+                try:
+                    return await run(sample_changes, ctx)
+                finally:
+                    await client.close()
+
+            result = asyncio.run(main())
+            bodies = [json.loads(r.body) for r in rec.cassette.requests]
+        first, retries = bodies[0], bodies[1:]
+        assert len(retries) == 6  # the six definitions of the batch, one call each
+        items_first = first["messages"][1]["content"].count("\n## ") + 1
+        assert items_first == 6
+        share = (first["max_tokens"] - BATCH_ANSWER_OVERHEAD) / 6
+        for body in retries:
+            assert body["messages"][1]["content"].count("## ") == 1
+            assert body["max_tokens"] > share  # more room than its share of the batch
+        assert actions(result)["cheapest"] == "added"
+        assert result.report.usage.total <= result.report.budget
+        assert ctx.profile.widens_answers  # it learned that answers need more room
+        assert any("room to answer" in n for n in result.report.notes)
+
+    def test_foreign_tokenizer_ratio_is_learned_kept_and_reported(self, sample_changes, tmp_path):
+        """Issue 9, item 4: a server counting 8 % more prompt tokens than o200k.
+
+        The oracle is the server's own count (``usage.prompt_tokens`` in its answers)
+        against what docgen reserved for the prompt (the reservation minus the
+        request's ``max_tokens``)."""
+        first_cache = SqliteCache(tmp_path / "first.sqlite3")
+        first = foreign_run(sample_changes, "pipeline_foreign_first", first_cache)
+        assert [prompt > held for prompt, held in first.calls] == [True]  # 2 % + 16 is short
+        learned = first_cache.get_profile("gpt-4o-mini")
+        assert learned is not None and 1.07 <= learned.prompt_ratio <= 1.10
+        assert any("corrected by +" in n for n in first.report.notes)
+        assert first.report.usage.total <= first.report.budget
+        # Another run (another process: the same SQLite file, a fresh docstring cache)
+        # reserves with the ratio: the server's count stays within the reservation.
+        second_cache = MemoryCache()
+        stored = SqliteCache(first_cache.path).get_profile("gpt-4o-mini")
+        assert stored is not None
+        second_cache.put_profile("gpt-4o-mini", stored)
+        second = foreign_run(sample_changes, "pipeline_foreign_second", second_cache)
+        assert second.calls and all(prompt <= held for prompt, held in second.calls)
+        assert any("corrected by +" in n for n in second.report.notes)
 
     def test_budget_is_never_exceeded(self, sample_changes):
         result, _ = run_llm(sample_changes, "normal", "pipeline_small_budget", budget=2_000)
