@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import inspect
 import os
 import re
 import socket
@@ -309,8 +310,15 @@ class Recorder:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
+    def estimate(self, request: GenerationRequest) -> int:
+        # Where the installed docgen estimates per response mode, use the mode the
+        # provider settled on (known after the first answer).
+        mode = getattr(self.inner, "known_mode", None)
+        if "mode" in inspect.signature(estimate_prompt_tokens).parameters:
+            return estimate_prompt_tokens(request, self.counter, mode)  # type: ignore[call-arg]
+        return estimate_prompt_tokens(request, self.counter)
+
     async def generate(self, request: GenerationRequest) -> GenerationResult:
-        estimate = estimate_prompt_tokens(request, self.counter)
         repair = bool(request.feedback)
         if repair:
             self.repaired_ids.update(request.feedback)
@@ -318,6 +326,7 @@ class Recorder:
         try:
             result = await self.inner.generate(request)  # type: ignore[attr-defined]
         except Exception as exc:
+            estimate = self.estimate(request)
             seconds = time.perf_counter() - started
             reason = getattr(exc, "reason", type(exc).__name__)
             self.calls.append(
@@ -327,6 +336,7 @@ class Recorder:
             )
             raise
         seconds = time.perf_counter() - started
+        estimate = self.estimate(request)
         self.calls.append(
             Call(
                 len(request.items),
