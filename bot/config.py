@@ -81,6 +81,14 @@ class Settings(BaseSettings):
     docgen_timeout: float = Field(default=60.0, gt=0)  # seconds per LLM call
     docgen_max_retries: int = Field(default=3, ge=0, le=10)
     docgen_provider: Literal["auto", "openai", "azure", "offline"] = "auto"
+    # How the answer's JSON shape is asked for (bot.generate.RESPONSE_MODES); auto
+    # probes the server on the first call and falls back, best first.
+    docgen_response_format: Literal["auto", "json_schema", "json_object", "tools", "text"] = (
+        "auto"
+    )
+    # Model calls in flight at once, per process; halved on timeouts down to 1.  A
+    # local server (llama.cpp, Ollama) answers one at a time: set 1.
+    docgen_llm_concurrency: int = Field(default=4, ge=1, le=64)
     log_level: str = "INFO"
 
     # The GitHub App (``docgen serve`` / ``docgen worker``).

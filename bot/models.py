@@ -306,6 +306,7 @@ class Report:
     budget: int = 0
     model: str = ""
     provider: str = ""
+    response_mode: str = ""  # how the answer's shape was asked for (json_schema, ...)
     style: Style = Style.GOOGLE
     cache_hits: int = 0
     elapsed_s: float = 0.0

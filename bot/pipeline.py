@@ -13,7 +13,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from bot import budget as budget_mod
 from bot import diff as diff_mod
@@ -23,6 +23,7 @@ from bot import validate
 from bot.cache import DocstringCache, cache_key
 from bot.config import RepoConfig
 from bot.generate import (
+    NO_ENTRY,
     TRUNCATED,
     GenerationItem,
     GenerationRequest,
@@ -301,15 +302,17 @@ async def _generate_all(
         return
 
     by_id = {c.target.id: c for c in todo}
-    sem = asyncio.Semaphore(MAX_CONCURRENT_CALLS)
-    await _send(todo, by_id, ctx, ledger, sem, repair=repair)
+    # The provider's own (adaptive) limit decides what is on the wire; this one only
+    # keeps more calls than it could ever run from holding reservations.
+    sem = asyncio.Semaphore(getattr(ctx.provider, "concurrency", MAX_CONCURRENT_CALLS))
+    await _send(todo, by_id, ctx, ledger, report, sem, repair=repair)
     # Item 7 of issue 9: an answer cut at max_tokens gets one more try, alone and with
     # more room, if the budget allows (never the repair round's hold-back).
     cut = [c for c in todo if c.truncated and not c.length_retried]
     if cut and not ctx.provider.offline:
         for c in cut:
             c.length_retried = True
-        await _send(cut, by_id, ctx, ledger, sem, repair=repair, retry_length=True)
+        await _send(cut, by_id, ctx, ledger, report, sem, repair=repair, retry_length=True)
 
 
 async def _send(
@@ -317,6 +320,7 @@ async def _send(
     by_id: dict[str, _Candidate],
     ctx: Context,
     ledger: budget_mod.Ledger,
+    report: Report,
     sem: asyncio.Semaphore,
     *,
     repair: bool,
@@ -341,8 +345,10 @@ async def _send(
         # Context and token counts for a big PR are 100s of ms of CPU: in a thread,
         # so the event loop (webhooks, other jobs) keeps running.  The budget is only
         # read here; reservations happen in _call, on the loop.
+        # The response mode changes what a request costs; unknown (first call) → the largest.
+        mode = getattr(ctx.provider, "known_mode", None)
         items, plan = await asyncio.to_thread(
-            _plan, group, style, feedback, ctx, repair, retry_length
+            _plan, group, style, feedback, ctx, repair, mode, retry_length
         )
         for target, reason in plan.deferred:
             c = by_id[target.id]
@@ -360,7 +366,7 @@ async def _send(
                 batch.max_tokens,
                 {t.id: feedback[t.id] for t in batch.targets if t.id in feedback},
             )
-            calls.append(_call(request, batch, by_id, ctx, ledger, sem))
+            calls.append(_call(request, batch, mode, by_id, ctx, ledger, report, sem))
     await asyncio.gather(*calls)
 
 
@@ -385,16 +391,18 @@ def _plan(
     feedback: dict[str, list[str]],
     ctx: Context,
     repair: bool,
+    mode: str | None,
     retry_length: bool = False,
 ) -> tuple[dict[str, GenerationItem], budget_mod.Plan]:
-    """The requests' items and their packing into calls within the budget."""
+    """The requests' items and their packing into calls within the budget, their
+    prompts counted as sent in ``mode`` (None: not known yet, the dearest)."""
     items = _items(group)
     language = ctx.config.language
-    overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter)
+    overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter, mode)
     plan_items = [
         budget_mod.PlanItem(
             c.target,
-            _item_tokens(ctx, items[c.target.id], style, feedback, overhead),
+            _item_tokens(ctx, items[c.target.id], style, feedback, overhead, mode),
             answer_room(c, ctx.profile, retry_length),
         )
         for c in group
@@ -411,12 +419,17 @@ def _plan(
 
 
 def _item_tokens(
-    ctx: Context, item: GenerationItem, style: Style, feedback: dict[str, list[str]], overhead: int
+    ctx: Context,
+    item: GenerationItem,
+    style: Style,
+    feedback: dict[str, list[str]],
+    overhead: int,
+    mode: str | None,
 ) -> int:
     """One item's share of a request's prompt: a one-item request minus the overhead."""
     own = {item.target.id: feedback[item.target.id]} if item.target.id in feedback else {}
     request = GenerationRequest((item,), style, ctx.config.language, 0, own)
-    return max(0, estimate_prompt_tokens(request, ctx.counter) - overhead)
+    return max(0, estimate_prompt_tokens(request, ctx.counter, mode) - overhead)
 
 
 def call_tokens(batch: budget_mod.Batch, profile: budget_mod.ModelProfile) -> int:
@@ -425,19 +438,34 @@ def call_tokens(batch: budget_mod.Batch, profile: budget_mod.ModelProfile) -> in
     return max(batch.tokens, profile.prompt_reserve(batch.estimate) + batch.max_tokens)
 
 
+def _charge(batch: budget_mod.Batch, ctx: Context) -> budget_mod.CallCharge:
+    """The call's hold on the budget, sized with the learned tokenizer ratio, for the
+    first attempt and (with whatever ratio has been learned by then) every retry."""
+
+    def size() -> int:
+        return call_tokens(batch, ctx.profile)
+
+    return budget_mod.CallCharge(ctx.budget, size(), resize=size)
+
+
 async def _call(
     request: GenerationRequest,
     batch: budget_mod.Batch,
+    planned_mode: str | None,
     by_id: dict[str, _Candidate],
     ctx: Context,
     ledger: budget_mod.Ledger,
+    report: Report,
     sem: asyncio.Semaphore,
 ) -> None:
     ids = [t.id for t in batch.targets]
     async with sem:
+        # Invariant 3: reserve the worst case (prompt estimate + max_tokens) first;
+        # every attempt that gets no answer is charged that much, and a retry is only
+        # sent with a fresh reservation (the provider asks ``charge``).
+        charge = _charge(batch, ctx)
         try:
-            # Invariant 3: reserve the worst case (prompt estimate + max_tokens) first.
-            reservation = ctx.budget.reserve(call_tokens(batch, ctx.profile))
+            charge.open()
         except budget_mod.BudgetExceeded as exc:
             for i in ids:
                 if not by_id[i].truncated:
@@ -445,21 +473,34 @@ async def _call(
                 by_id[i].reason = _after_truncation(by_id[i], str(exc))
             return
         try:
-            result = await ctx.provider.generate(request)
+            result = await ctx.provider.generate(replace(request, spend=charge))
         except ProviderError as exc:
-            # A failed call is settled as 0: providers do not bill refused requests,
-            # and what a timed-out one cost is unknown to us.
-            ctx.budget.settle(reservation, 0)
+            # What is still held was for an answered refusal: providers do not bill
+            # those.  Unanswered attempts were charged in full already.
+            charge.settle(0)
+            ledger.record_unanswered(charge)
             for i in ids:
                 by_id[i].parts = None
                 by_id[i].reason = _after_truncation(by_id[i], f"model call failed: {exc.reason}")
             return
-    ctx.budget.settle(reservation, result.usage.total)
+    charge.settle(result.usage.total)
+    ledger.record_unanswered(charge)
     ledger.record(result.model or ctx.provider.model, result.usage)
+    if result.mode:
+        report.response_mode = result.mode
     truncated = [i for i in ids if result.errors.get(i) == TRUNCATED]
-    ctx.profile = observe(ctx.profile, batch, result.usage, bool(truncated))
+    estimate = batch.estimate
+    if result.mode and result.mode != planned_mode:
+        # Planned before the server's mode was known (for the dearest): the tokenizer
+        # ratio is learned against what the mode actually used costs.
+        estimate = await asyncio.to_thread(
+            estimate_prompt_tokens, request, ctx.counter, result.mode
+        )
+    ctx.profile = observe(ctx.profile, batch, estimate, result.usage, bool(truncated))
     for note in result.notes:
         log.info("provider note: %s", note)
+        if note not in report.notes:
+            report.notes.append(note)
     for i in ids:
         c = by_id[i]
         c.truncated = i in truncated
@@ -467,7 +508,7 @@ async def _call(
             c.parts, c.reason = result.parts[i], ""
         else:
             c.parts = None
-            c.reason = f"no usable answer: {result.errors.get(i, 'missing from the reply')}"
+            c.reason = f"no usable answer: {result.errors.get(i, NO_ENTRY)}"
 
 
 def _after_truncation(c: _Candidate, reason: str) -> str:
@@ -478,15 +519,17 @@ def _after_truncation(c: _Candidate, reason: str) -> str:
 def observe(
     profile: budget_mod.ModelProfile,
     batch: budget_mod.Batch,
+    estimate: int,
     usage: Usage,
     truncated: bool,
 ) -> budget_mod.ModelProfile:
-    """The model's profile after one answer to ``batch`` (see :class:`ModelProfile`)."""
+    """The model's profile after one answer to ``batch``, whose prompt docgen counted
+    as ``estimate`` tokens (see :class:`ModelProfile`)."""
     static = budget_mod.BATCH_ANSWER_OVERHEAD + sum(
         budget_mod.completion_reserve(t) for t in batch.targets
     )
     return profile.observe(
-        estimate=batch.estimate,
+        estimate=estimate,
         prompt_tokens=usage.prompt_tokens,
         reserve=static,
         completion_tokens=usage.completion_tokens,

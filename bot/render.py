@@ -247,7 +247,11 @@ def _model_text(report: Report, code: Callable[[str], str], text: Callable[[str]
     if _is_offline(report):
         return "none (offline skeletons)"
     model = code(report.model) if report.model else "none"
-    return f"{model} via {text(report.provider)}" if report.provider else model
+    if report.provider:
+        model = f"{model} via {text(report.provider)}"
+    if report.response_mode:  # how the answer's shape was asked for: servers differ
+        model += f", answers as {text(report.response_mode)}"
+    return model
 
 
 def check_title(report: Report) -> str:
@@ -443,6 +447,7 @@ def json_report(report: Report) -> dict[str, object]:
         "offline": _is_offline(report),
         "model": report.model,
         "provider": report.provider,
+        "response_mode": report.response_mode,
         "style": report.style.value,
         "cache_hits": report.cache_hits,
         "elapsed_s": round(report.elapsed_s, 3),

@@ -19,7 +19,7 @@ OWNER, REPO = "octo", "demo"
 class FakeClock:
     """Time that only moves when someone sleeps (or the test says so)."""
 
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
         self.now = start
         self.sleeps: list[float] = []
 

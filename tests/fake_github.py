@@ -9,9 +9,14 @@ client could get wrong:
   (RS256) with the App's key, ``iss`` = the App id, ``exp`` at most ten minutes out;
   every other route takes only an unexpired installation token it issued, for a
   repository of that installation (others are 404, as on GitHub).
+* Patches: a PR's ``patch`` fields are real ``git diff`` output (:class:`GitDiffer`),
+  not a reimplementation; nothing here imports ``bot``, so the fake judges the bot by
+  git's and GitHub's rules, not by its own.
 * Reviews: every comment must target RIGHT-side lines inside one hunk of its file's
-  patch (:func:`bot.diff.parse_patch`), else the *whole* review is refused with 422;
-  comment bodies must not be blank.  A review without ``event`` stays PENDING.
+  patch, read by the fake's own parser (:func:`diff_hunks`, lines split at "\\n" only),
+  else the *whole* review is refused with 422; comment bodies must not be blank.  A
+  review without ``event`` stays PENDING.  :meth:`FakeGitHub.apply_suggestions` commits
+  the posted suggestions the way GitHub does, so a test can read the resulting file.
 * Check runs: at most 50 annotations per request, ``output.summary`` at most 65,535
   characters, at most 3 actions with GitHub's length limits; annotations of each
   update are appended.
@@ -50,18 +55,22 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import difflib
 import hashlib
 import itertools
 import json
+import os
 import re
 import secrets
+import shutil
 import socket
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
+import weakref
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar
@@ -76,9 +85,6 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from bot.diff import parse_patch
-from bot.models import Hunk
 
 APP_ID = 4242
 BOT_LOGIN = "docgen[bot]"
@@ -118,29 +124,208 @@ def _as_bytes(content: bytes | str) -> bytes:
     return content if isinstance(content, bytes) else content.encode("utf-8")
 
 
-def _lines(text: str) -> list[str]:
-    return re.findall(r"[^\n]*\n|[^\n]+\Z", text)
+class GitDiffer:
+    """Real ``git diff`` for the fake's patches: one throwaway bare repository, blobs in it.
 
+    GitHub's ``patch`` is ``git diff``'s output for the file without its header lines
+    (``diff --git``, ``index``, ``---``, ``+++``): hunks only, ``\\ No newline at end of
+    file`` markers included, no trailing newline.
+    https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
 
-def github_patch(old: bytes | str | None, new: bytes | str | None) -> str | None:
-    """The ``patch`` GitHub shows for a file: unified-diff hunks (3 lines of context), no headers.
-
-    None for binary files (a NUL byte or not UTF-8) and when nothing changed.
+    Each side is stored with ``git hash-object -w`` and diffed as two blobs (``git diff
+    <blob> <blob>``), so no work tree or commit is needed; answers are cached by the
+    pair of blob ids.  The repository lives in a temp dir removed with this object.
     """
-    texts = []
-    for side in (old, new):
-        data = b"" if side is None else _as_bytes(side)
-        if b"\0" in data:
+
+    # Nothing from the developer's or the machine's git config (diff.noprefix,
+    # diff.algorithm, color, external diff drivers) may change what the fake shows.
+    _ENV: ClassVar[dict[str, str]] = {
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_TERMINAL_PROMPT": "0",
+        "LC_ALL": "C",
+    }
+
+    def __init__(self) -> None:
+        self._dir: str | None = None
+        self._blobs: dict[bytes, str] = {}
+        self._patches: dict[tuple[str, str], str | None] = {}
+
+    def _git(self, *args: str, data: bytes | None = None) -> bytes:
+        if self._dir is None:
+            self._dir = tempfile.mkdtemp(prefix="fake-github-git-")
+            weakref.finalize(self, shutil.rmtree, self._dir, True)
+            self._run("init", "-q", "--bare")
+        return self._run(*args, data=data)
+
+    def _run(self, *args: str, data: bytes | None = None) -> bytes:
+        env = {**os.environ, **self._ENV}
+        cmd = ["git", f"--git-dir={self._dir}", *args]
+        done = subprocess.run(cmd, input=data, capture_output=True, env=env, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{' '.join(args)}: {done.stderr.decode(errors='replace')}")
+        return done.stdout
+
+    def blob(self, data: bytes) -> str:
+        """Store ``data`` as a blob; its id as git computes it."""
+        if data not in self._blobs:
+            self._blobs[data] = (
+                self._git("hash-object", "-w", "--stdin", data=data).decode().strip()
+            )
+        return self._blobs[data]
+
+    def patch(self, old: bytes | None, new: bytes | None) -> str | None:
+        """The ``patch`` GitHub shows for a file going from ``old`` to ``new`` (None: absent).
+
+        None when nothing changed and for binary files (git's own test: a NUL in the
+        first 8,000 bytes).  Also None for text that is not UTF-8: the API's JSON
+        carries text, and what GitHub does with such bytes is not documented.
+        """
+        pair = (self.blob(old or b""), self.blob(new or b""))
+        if pair not in self._patches:
+            self._patches[pair] = self._diff(*pair)
+        return self._patches[pair]
+
+    def _diff(self, old_id: str, new_id: str) -> str | None:
+        if old_id == new_id:
+            return None
+        out = self._git(
+            "diff", "--no-color", "--no-ext-diff", "--no-textconv", "-U3", old_id, new_id
+        )
+        lines = out.split(b"\n")
+        first = next((i for i, line in enumerate(lines) if line.startswith(b"@@ -")), None)
+        if first is None:  # "Binary files a/… and b/… differ"
             return None
         try:
-            texts.append(data.decode("utf-8"))
+            text = b"\n".join(lines[first:]).decode("utf-8")
         except UnicodeDecodeError:
             return None
-    out: list[str] = []
-    diff = difflib.unified_diff(_lines(texts[0]), _lines(texts[1]), n=3)
-    for line in itertools.islice(diff, 2, None):  # skip the ---/+++ file headers
-        out.append(line if line.endswith("\n") else line + "\n\\ No newline at end of file\n")
-    return "".join(out).removesuffix("\n") or None
+        return text.removesuffix("\n") or None
+
+
+# ------------------------------------------------------------ hunks and suggestions
+#
+# The fake's own reading of a patch, independent of bot/diff.py: which RIGHT-side
+# lines a review comment may target, and what committing a suggestion does.
+
+_HUNK_HEADER = re.compile(r"@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")
+
+
+@dataclass(frozen=True)
+class DiffHunk:
+    """One hunk of a ``patch``: its text lines and the head-file line number of each."""
+
+    lines: tuple[str, ...]  # the header, then the body, split at "\n" only
+    right: tuple[int | None, ...]  # per line: its RIGHT-side line number, or None
+
+    @property
+    def right_lines(self) -> frozenset[int]:
+        """Head lines a comment may target here: context and added lines."""
+        return frozenset(n for n in self.right if n is not None)
+
+    def text_through(self, line: int) -> str:
+        """The hunk from its header down to head line ``line`` (a comment's ``diff_hunk``)."""
+        end = self.right.index(line)
+        return "\n".join(self.lines[: end + 1])
+
+
+def diff_hunks(patch: str | None) -> tuple[DiffHunk, ...]:
+    """The hunks of a GitHub ``patch``, lines split at ``\\n`` only (as git counts them).
+
+    A body line starting with " " (context) or "+" (added) is on the RIGHT side and
+    takes the next head line number; "-" lines and "\\ No newline" markers take none.
+    """
+    hunks: list[DiffHunk] = []
+    lines: list[str] = []
+    right: list[int | None] = []
+    number = 0
+    for text in patch.split("\n") if patch else ():
+        header = _HUNK_HEADER.match(text)
+        if header:
+            if lines:
+                hunks.append(DiffHunk(tuple(lines), tuple(right)))
+            lines, right, number = [text], [None], int(header[1])
+            continue
+        if not lines:
+            raise ValueError(f"patch text before its first hunk header: {text!r}")
+        lines.append(text)
+        if text[:1] in (" ", "+"):
+            right.append(number)
+            number += 1
+        else:
+            right.append(None)
+    if lines:
+        hunks.append(DiffHunk(tuple(lines), tuple(right)))
+    return tuple(hunks)
+
+
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,})[ \t]*suggestion[ \t]*")
+
+
+def suggestion_block(body: str) -> list[str] | None:
+    """The lines of the ```suggestion block in a comment body, None when it has none.
+
+    CommonMark's fenced code block: an opening fence of three or more backticks with
+    the info string ``suggestion``, closed by a fence at least as long, or by the end
+    of the body.  https://spec.commonmark.org/0.31.2/#fenced-code-blocks
+    The body is split at "\\n"; a CR ending a line is that line's ending (bodies typed
+    in a browser arrive with CRLF), not text.
+    https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/reviewing-changes-in-pull-requests/incorporating-feedback-in-your-pull-request
+    """
+    lines = [line.removesuffix("\r") for line in body.split("\n")]
+    if lines[-1] == "":
+        lines.pop()  # the body ended with a line ending, not with an empty line
+    for i, line in enumerate(lines):
+        opening = _FENCE_OPEN.fullmatch(line)
+        if opening is None:
+            continue
+        fence = opening[1]
+        block: list[str] = []
+        for text in lines[i + 1 :]:
+            if re.fullmatch(rf" {{0,3}}`{{{len(fence)},}}[ \t]*", text):
+                return block
+            block.append(text)
+        return block
+    return None
+
+
+def _git_lines(data: bytes) -> list[bytes]:
+    """The file's lines as git counts them (ended by "\\n" only), endings kept."""
+    return re.findall(rb"[^\n]*\n|[^\n]+\Z", data)
+
+
+def _ending(line: bytes) -> bytes:
+    """A git line's ending: CRLF, LF, or nothing (the file's last line without one)."""
+    if line.endswith(b"\r\n"):
+        return b"\r\n"
+    return b"\n" if line.endswith(b"\n") else b""
+
+
+def apply_suggestion_lines(data: bytes, edits: list[tuple[int, int, list[str]]]) -> bytes:
+    """``data`` with each (start_line, line, new lines) edit applied, as a commit would.
+
+    Lines are git's (split at "\\n"), 1-based and inclusive.  Edits may not overlap
+    (GitHub refuses to batch overlapping suggestions).  The inserted lines take the line
+    ending of the lines they replace, so a suggestion in a CRLF file keeps CRLF: this is
+    an assumption, as GitHub does not document it; it is what keeps a suggestion typed
+    in a browser (which sends CRLF) from changing an LF file, and the reverse.
+    """
+    lines = _git_lines(data)
+    done_above = len(lines) + 1
+    for start, end, new in sorted(edits, reverse=True):
+        if not 1 <= start <= end <= len(lines):
+            raise ValueError(f"lines {start}-{end} are not in a file of {len(lines)} lines")
+        if end >= done_above:
+            raise ValueError(f"suggestions overlap at lines {start}-{end}")
+        done_above = start
+        replaced = lines[start - 1 : end]
+        last_ending = _ending(replaced[-1])
+        eol = last_ending or _ending(replaced[0]) or b"\n"
+        out = [text.encode("utf-8") + eol for text in new]
+        if out:
+            out[-1] = out[-1][: len(out[-1]) - len(eol)] + last_ending
+        lines[start - 1 : end] = out
+    return b"".join(lines)
 
 
 def _b64(data: bytes) -> str:
@@ -287,10 +472,11 @@ class PullRequest:
             "sender": {"login": self.author, "type": "User"},
         }
 
-    def hunks(self, path: str) -> tuple[Hunk, ...] | None:
+    def hunks(self, path: str) -> tuple[DiffHunk, ...] | None:
+        """The hunks of ``path``'s patch (none without a patch); None: not in the PR."""
         for entry in self.files:
             if entry["filename"] == path:
-                return parse_patch(entry.get("patch")) if entry.get("patch") else ()
+                return diff_hunks(entry.get("patch"))
         return None
 
 
@@ -908,6 +1094,7 @@ class FakeGitHub:
         self._faults: dict[str, deque[Fault]] = {}
         self._ids = itertools.count(1001)
         self._lock = threading.Lock()
+        self.git = GitDiffer()  # patches come from real `git diff`
         self.app = Starlette(
             routes=[
                 Route(
@@ -996,7 +1183,7 @@ class FakeGitHub:
                 status = "removed"
             else:
                 status = "modified"
-            patch = None if path in omit_patch else github_patch(old, new)
+            patch = None if path in omit_patch else self.git.patch(old, new)
             entries.append(self._file_entry(repo, head_sha, path, status, old, new, patch))
             if status == "renamed":
                 entries[-1]["previous_filename"] = old_path
@@ -1045,6 +1232,30 @@ class FakeGitHub:
         if patch is not None:
             entry["patch"] = patch
         return entry
+
+    def apply_suggestions(
+        self, pull: PullRequest, path: str, comment_ids: Collection[int] | None = None
+    ) -> bytes:
+        """``path`` at the PR's head after committing the suggestions posted on it.
+
+        What "Commit suggestion" (or a batch of them) does on GitHub: each comment's
+        ```suggestion lines replace head lines ``start_line``..``line`` (git's lines).
+        A comment made on an older head is outdated and cannot be applied.  All the
+        file's suggestions, or those of the review comments ``comment_ids``.
+        https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/reviewing-changes-in-pull-requests/incorporating-feedback-in-your-pull-request#applying-suggested-changes
+        """
+        edits = []
+        for comment in pull.comments:
+            block = suggestion_block(comment["body"])
+            if comment["path"] != path or block is None:
+                continue
+            if comment_ids is not None and comment["id"] not in comment_ids:
+                continue
+            if comment["commit_id"] != pull.head_sha:
+                raise ValueError(f"comment {comment['id']} is outdated")
+            start = comment["start_line"] or comment["line"]
+            edits.append((start, comment["line"], block))
+        return apply_suggestion_lines(pull.repo.commits[pull.head_sha][path], edits)
 
     def add_issue_comment(
         self, repo: Repo, number: int, body: str, *, author: str = "octocat"
@@ -1764,7 +1975,7 @@ class FakeGitHub:
 
     _REVIEWS_DOC = "https://docs.github.com/rest/pulls/reviews#create-a-review-for-a-pull-request"
 
-    def _validate_comment(self, pull: PullRequest, comment: Any) -> Hunk:
+    def _validate_comment(self, pull: PullRequest, comment: Any) -> DiffHunk:
         """The hunk a review comment lands in; 422 (for the whole review) when none."""
         if not isinstance(comment, dict) or not isinstance(comment.get("path"), str):
             raise _unprocessable(
@@ -1778,7 +1989,7 @@ class FakeGitHub:
         if hunks is None:
             raise _unprocessable(["Path could not be resolved"], self._REVIEWS_DOC)
         line = comment.get("line")
-        hunk = next((h for h in hunks if isinstance(line, int) and line in h.lines), None)
+        hunk = next((h for h in hunks if isinstance(line, int) and line in h.right_lines), None)
         if hunk is None:
             raise _unprocessable(
                 ["pull_request_review_thread.line must be part of the diff"], self._REVIEWS_DOC
@@ -1787,7 +1998,7 @@ class FakeGitHub:
         if start is not None:
             if comment.get("start_side", "RIGHT") != "RIGHT":
                 raise AssertionError("the fake supports RIGHT-side line comments only")
-            if not isinstance(start, int) or start >= line or not hunk.covers(start, line):
+            if not isinstance(start, int) or start >= line or start not in hunk.right_lines:
                 raise _unprocessable(
                     [
                         "pull_request_review_thread.start_line must be part of the same hunk"
@@ -1846,7 +2057,7 @@ class FakeGitHub:
         pull: PullRequest,
         review: dict[str, Any],
         comment: dict[str, Any],
-        hunk: Hunk,
+        hunk: DiffHunk,
     ) -> dict[str, Any]:
         comment_id = next(self._ids)
         start = comment.get("start_line")
@@ -1855,7 +2066,7 @@ class FakeGitHub:
             "pull_request_review_id": review["id"],
             "id": comment_id,
             "node_id": _node_id("PullRequestReviewComment", comment_id),
-            "diff_hunk": self._diff_hunk(pull, comment["path"], hunk, comment["line"]),
+            "diff_hunk": hunk.text_through(comment["line"]),
             "path": comment["path"],
             "commit_id": review["commit_id"],
             "original_commit_id": review["commit_id"],
@@ -1879,30 +2090,6 @@ class FakeGitHub:
             "side": "RIGHT",
             "subject_type": "line",
         }
-
-    def _diff_hunk(self, pull: PullRequest, path: str, hunk: Hunk, line: int) -> str:
-        """The hunk's text from its header down to the commented line, as GitHub shows it."""
-        patch = next(f.get("patch") or "" for f in pull.files if f["filename"] == path)
-        out: list[str] = []
-        right = 0
-        inside = False
-        for text in patch.split("\n"):
-            header = re.match(r"@@ -\d+(?:,\d+)? \+(\d+)", text)
-            if header:
-                if inside:
-                    break
-                inside = int(header[1]) == hunk.right_start
-                out, right = [text], int(header[1])
-                continue
-            if not inside:
-                continue
-            out.append(text)
-            if text[:1] in ("-", "\\"):
-                continue
-            if right == line:
-                break
-            right += 1
-        return "\n".join(out)
 
     def _reviews_list(self, request: Request, params, payload, installation: int) -> Response:
         return self._page(request, self._pull_of(params).reviews)

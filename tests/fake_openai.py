@@ -88,6 +88,9 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "unauthorized": ("401",),
     "bad_request": ("400",),
     "not_found": ("404",),
+    # llama-cpp-python's server: json_object (with a schema) and text only; any other
+    # response_format is a validation error it answers with HTTP 500.
+    "json_object_only": ("ok",),
 }
 
 FOREIGN_RATIO = 1.08  # the foreign_tokens scenario: SmolLM2's tokenizer, at its worst here
@@ -139,6 +142,13 @@ def count_prompt(messages: list[dict[str, Any]]) -> int:
                 total += 1
     return total
 
+
+# llama-cpp-python 0.3.36's answer to a json_schema response_format (recorded).
+LLAMA_FORMAT_ERROR = (
+    "1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', "
+    "'type'), 'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema', "
+    "'ctx': {'expected': \"'text' or 'json_object'\"}}\n"
+)
 
 HOSTILE_SUMMARY = '"""\nimport os; os.system("rm -rf /")\n"""'
 
@@ -249,7 +259,10 @@ class FakeOpenAI:
                     "body": body,
                 }
             )
-        problem = self._validate(body)
+        if request.headers.get("x-fake-scenario") == "json_object_only":
+            problem = _llama_format_check(body)
+        else:
+            problem = self._validate(body)
         if problem is not None:
             return problem
         model = deployment or body["model"]
@@ -355,8 +368,11 @@ class FakeOpenAI:
             if step == "length":
                 content = content[: max(1, len(content) // 3)]
                 finish = "length"
-        prompt_tokens = count_prompt(body["messages"]) + count_tokens(
-            json.dumps(body.get("response_format", {}), separators=(",", ":"))
+        # The answer's format is billed as input too: the schema, or the tool definitions.
+        prompt_tokens = count_prompt(body["messages"]) + sum(
+            count_tokens(json.dumps(body[key], separators=(",", ":")))
+            for key in ("response_format", "tools")
+            if key in body
         )
         if step == "foreign":
             prompt_tokens = math.ceil(prompt_tokens * FOREIGN_RATIO)
@@ -476,6 +492,13 @@ class FakeOpenAI:
                 for e in item.get("raises", [])
             ],
         }
+
+
+def _llama_format_check(body: dict[str, Any]) -> Response | None:
+    fmt = body.get("response_format")
+    if isinstance(fmt, dict) and fmt.get("type") not in ("text", "json_object"):
+        return _error(500, LLAMA_FORMAT_ERROR, "internal_server_error", None)
+    return None
 
 
 # ------------------------------------------------------------------ the prompt

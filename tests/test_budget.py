@@ -17,6 +17,7 @@ from bot import budget
 from bot.budget import (
     Batch,
     BudgetExceeded,
+    CallCharge,
     EncodingIntegrityError,
     Ledger,
     ModelProfile,
@@ -248,6 +249,36 @@ def test_budget_overrun_is_recorded_and_makes_later_calls_stricter() -> None:
         b.reserve(621)
     r2 = b.reserve(620)
     assert r2.tokens == 660
+
+
+def test_an_unanswered_attempt_is_charged_and_a_retry_re_reserves() -> None:
+    b = TokenBudget(2_500)
+    charge = CallCharge(b, 1_000)
+    charge.open()
+    charge.unanswered()  # timed out: the server may have processed (and billed) it all
+    assert (b.spent, b.reserved, charge.lost) == (1_000, 0, [1_000])
+    assert charge.again() is None and b.reserved == 1_000
+    charge.unanswered()
+    assert charge.again() == "token budget exhausted (needs 1000, 500 left)"
+    charge.settle(0)
+    assert (b.spent, b.reserved) == (2_000, 0)
+
+
+def test_a_retry_reserves_with_what_was_learned_meanwhile() -> None:
+    """Calls run concurrently: a larger tokenizer ratio learned from another call's
+    answer while this one waited for a retry sizes the retry's reservation."""
+    b = TokenBudget(10_000)
+    size = 1_000
+    charge = CallCharge(b, size, resize=lambda: size)
+    charge.open()
+    charge.unanswered()
+    size = 1_080
+    assert charge.again() is None and b.reserved == 1_080
+    charge.unanswered()
+    size = 900  # never less than it held before
+    assert charge.again() is None and b.reserved == 1_080
+    charge.settle(1_050)
+    assert (b.spent, b.reserved, charge.lost) == (1_000 + 1_080 + 1_050, 0, [1_000, 1_080])
 
 
 def test_budget_rejects_negative() -> None:

@@ -24,8 +24,8 @@ from hypothesis import strategies as st
 from bot import generate
 from bot.config import Settings
 from bot.generate import (
-    RESPONSE_FORMAT,
-    RESPONSE_SCHEMA,
+    NO_ENTRY,
+    RESPONSE_MODES,
     ConfigError,
     GenerationItem,
     GenerationRequest,
@@ -37,11 +37,13 @@ from bot.generate import (
     RetryPolicy,
     build_messages,
     context_for,
+    format_args,
     item_ids,
     make_provider,
     offline_parts,
     parse_response,
     prompt_source,
+    response_schema,
     retry_after,
 )
 from bot.models import DocParts, Param, Style, Target, Usage
@@ -262,42 +264,108 @@ def test_estimate_counts_exactly_what_is_sent() -> None:
 
     counter = TokenCounter(load_encoding("o200k_base"))
     req = request_for(LOAD, ITEMS, TOP, feedback={TOP.id: ["DG202 x"]})
-    sent = counter.count_messages(build_messages(req)) + counter.count(
-        json.dumps(RESPONSE_FORMAT, separators=(",", ":"))
-    )
-    assert generate.estimate_prompt_tokens(req, counter) == sent
+    sent = {}
+    for mode in RESPONSE_MODES:
+        # What each mode sends besides the messages: its format fields (the schema).
+        extra = format_args(mode, response_schema(req, lengths=mode in generate.GRAMMAR_MODES))
+        sent[mode] = counter.count_messages(build_messages(req, mode)) + counter.count(
+            json.dumps(extra, separators=(",", ":")) if extra else ""
+        )
+        assert generate.estimate_prompt_tokens(req, counter, mode) == sent[mode], mode
+    # Before the server has said which mode it takes: the dearest.
+    assert generate.estimate_prompt_tokens(req, counter) == max(sent.values())
     empty = generate.estimate_prompt_tokens(request_for(), counter)
-    assert 300 < empty < 400  # system prompt + strict schema, paid once per call
+    assert 250 < empty < 400  # system prompt + schema wrapper, paid once per call
 
 
 def test_prompt_version_is_in_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot import cache
 
-    assert cache.PROMPT_VERSION == generate.PROMPT_VERSION == "3"
+    assert cache.PROMPT_VERSION == generate.PROMPT_VERSION == "4"
     key = cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     assert key == cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     monkeypatch.setattr(cache, "PROMPT_VERSION", "2")  # parts written for the JSON prompt
     assert cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English") != key
 
 
-def test_response_schema_is_strict() -> None:
-    defs = RESPONSE_SCHEMA["$defs"]
+def _strict(schema: dict[str, Any]) -> None:
+    """OpenAI strict mode's rules, checked by hand: every object closed, all required."""
+    if schema.get("type") == "object":
+        assert schema["additionalProperties"] is False
+        assert list(schema["required"]) == list(schema["properties"])
+        for sub in schema["properties"].values():
+            _strict(sub)
+    else:
+        assert schema == {"type": "string"}
 
-    def check(schema: dict[str, Any]) -> None:
-        if "$ref" in schema:
-            check(defs[schema["$ref"].removeprefix("#/$defs/")])
-        elif schema["type"] == "object":
-            assert schema["additionalProperties"] is False
-            assert set(schema["required"]) == set(schema["properties"])
-            for sub in schema["properties"].values():
-                check(sub)
-        elif schema["type"] == "array":
-            check(schema["items"])
 
-    check(RESPONSE_SCHEMA)
-    assert RESPONSE_FORMAT["json_schema"]["strict"] is True
-    assert fake_openai._strict_ok(RESPONSE_SCHEMA)
-    assert not fake_openai._strict_ok({**RESPONSE_SCHEMA, "$defs": {}})  # dangling $ref
+def test_response_schema_is_strict_and_keyed_by_the_requests_ids() -> None:
+    req = request_for(LOAD, ITEMS, TOP)
+    schema = response_schema(req)
+    _strict(schema)
+    assert fake_openai._strict_ok(schema)
+    docs = schema["properties"]["docs"]
+    # One entry per item, each required, no other id: nothing to leave out or invent.
+    assert docs["required"] == ["1", "2", "3"] and docs["additionalProperties"] is False
+    assert format_args("json_schema", schema)["response_format"]["json_schema"]["strict"]
+
+
+def test_response_schema_encodes_each_items_facts() -> None:
+    schema = response_schema(request_for(LOAD, ITEMS, TOP))
+    load, items, top = (schema["properties"]["docs"]["properties"][k] for k in "123")
+    assert list(load["properties"]) == ["summary", "description", "params", "returns", "raises"]
+    assert load["properties"]["params"]["required"] == ["path", "strict"]  # no self
+    assert load["properties"]["raises"]["required"] == ["FileNotFoundError"]
+    assert list(items["properties"]) == ["summary", "description", "yields"]
+    assert top["properties"]["params"]["required"] == ["x", "args", "kwargs"]
+    assert "returns" in top["properties"] and "raises" not in top["properties"]
+
+
+def test_a_schema_constrained_answer_parses_to_exact_parts() -> None:
+    """What a server bound by the schema returns maps onto the definition's facts."""
+    text = json.dumps(
+        {
+            "docs": {
+                "1": {
+                    "summary": "Read a stored JSON document.",
+                    "description": "",
+                    "params": {"path": "Where it is.", "strict": "Fail on extras."},
+                    "returns": "The document.",
+                    "raises": {"FileNotFoundError": "If it is missing."},
+                }
+            }
+        }
+    )
+    parts, errors = parse_response(text, {"1", "2"})
+    assert errors == {"2": NO_ENTRY}
+    assert parts["1"].params == (("path", "Where it is."), ("strict", "Fail on extras."))
+    assert parts["1"].raises == (("FileNotFoundError", "If it is missing."),)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Here you go:\n{"docs": {"1": {"summary": "Do it."}}}\nHope this helps!',
+        '{"1": {"summary": "Do it."}}',  # entries at the top, no "docs"
+        '{"docs": [{"id": "1", "summary": "Do it."}]}',  # a list with ids
+    ],
+    ids=["prose-around", "top-level", "list"],
+)
+def test_parse_response_is_lenient_about_the_wrapping(text: str) -> None:
+    parts, errors = parse_response(text, {"1"})
+    assert errors == {} and parts["1"].summary == "Do it."
+
+
+def test_text_mode_spells_out_the_schema_and_no_other_mode_does() -> None:
+    req = request_for(LOAD)
+    schema = json.dumps(response_schema(req), separators=(",", ":"))
+    assert schema in build_messages(req, "text")[0]["content"]
+    for mode in ("json_schema", "json_object", "tools"):
+        assert schema not in build_messages(req, mode)[0]["content"]
+    assert "JSON" in build_messages(req)[0]["content"]  # json_object requires the word
+    assert format_args("text", response_schema(req)) == {}
+    tools = format_args("tools", response_schema(req))
+    assert tools["tool_choice"]["function"]["name"] == tools["tools"][0]["function"]["name"]
 
 
 def test_context_for_method_has_class_header_and_used_imports() -> None:
@@ -373,7 +441,7 @@ def test_parse_response_invalid_json() -> None:
         {"a": "invalid JSON from model", "b": "invalid JSON from model"},
     )
     assert parse_response("[" * 100_000, {"a"}) == ({}, {"a": "invalid JSON from model"})
-    assert parse_response('{"x": 1}', {"a"})[1] == {"a": 'model answer has no "docs" list'}
+    assert parse_response('{"x": 1}', {"a"})[1] == {"a": 'model answer has no "docs" entries'}
 
 
 def test_parse_response_unknown_missing_duplicate_and_wrong_types() -> None:
@@ -393,11 +461,11 @@ def test_parse_response_unknown_missing_duplicate_and_wrong_types() -> None:
     assert set(parts) == {LOAD.id}
     assert parts[LOAD.id].summary == "Read a stored JSON document."
     assert errors == {
-        "b": 'malformed answer: "params" is not a list',
+        "b": 'malformed answer: "params" is not an object or a list',
         "c": 'malformed answer: "summary" is not a string',
         "d": 'malformed answer: an entry of "raises" lacks a string "name" or "description"',
         "e": "malformed answer: empty summary",
-        "f": "no answer",
+        "f": NO_ENTRY,
     }
 
 
@@ -612,6 +680,7 @@ def run_scenario(
     timeout: float = 10.0,
     rand: Callable[[], float] = lambda: 0.5,
     headers: dict[str, str] | None = None,
+    response_format: str = "auto",
 ) -> Run:
     run = Run()
 
@@ -641,7 +710,13 @@ def run_scenario(
             )
         client._client.event_hooks["request"].append(on_request)
         provider = OpenAIProvider(
-            client, model, timeout=timeout, retry=retry or RetryPolicy(), sleep=sleep, rand=rand
+            client,
+            model,
+            timeout=timeout,
+            retry=retry or RetryPolicy(),
+            sleep=sleep,
+            rand=rand,
+            response_format=response_format,
         )
         try:
             run.result = await provider.generate(request)
@@ -687,14 +762,18 @@ def test_normal_answer_and_usage() -> None:
     sent = body(run.sent[0])
     assert sent["max_tokens"] == 400 and sent["temperature"] == 0
     assert "max_completion_tokens" not in sent
-    assert sent["response_format"] == RESPONSE_FORMAT
+    assert (
+        sent["response_format"]
+        == format_args("json_schema", response_schema(req))["response_format"]
+    )
     assert sent["messages"] == build_messages(req)
     assert run.sent[0].url.path == "/v1/chat/completions"
     # Usage is the API's; the fake counts like the API, schema included.
     from bot.budget import TokenCounter, load_encoding
 
     counter = TokenCounter(load_encoding("o200k_base"))
-    assert result.usage.prompt_tokens == generate.estimate_prompt_tokens(req, counter)
+    estimate = generate.estimate_prompt_tokens(req, counter, "json_schema")
+    assert 0 <= estimate - result.usage.prompt_tokens <= 5  # the fake counts no outer key
     assert result.usage.completion_tokens > 50
 
 
@@ -780,7 +859,6 @@ def test_persistent_server_error_exhausts_retries() -> None:
     ("name", "reason"),
     [
         ("unauthorized", "authentication failed (401)"),
-        ("bad_request", "request rejected (400, invalid_value)"),
         ("not_found", "model or deployment not found (404, model_not_found)"),
     ],
 )
@@ -790,6 +868,17 @@ def test_client_errors_are_not_retried(name: str, reason: str) -> None:
     assert run.error.reason == reason and not run.error.retryable
     assert run.sleeps == [] and len(run.sent) == 1
     assert "sk-" not in str(run.error) and "1234" not in str(run.error)
+
+
+def test_a_forced_mode_the_server_refuses_is_one_configuration_error() -> None:
+    run = scenario("bad_request", request_for(TOP), response_format="json_schema")
+    assert run.error is not None and not run.error.retryable
+    # One line with the server's own reason, no retry, nothing else sent.
+    assert run.error.reason == (
+        "configuration error: the server refused json_schema (strict structured output): "
+        "Invalid schema for response_format 'docs'. (set DOCGEN_RESPONSE_FORMAT=auto)"
+    )
+    assert run.sleeps == [] and len(run.sent) == 1
 
 
 def test_invalid_json_answer() -> None:
@@ -829,7 +918,7 @@ def test_missing_ids() -> None:
     run = scenario("missing_ids", request_for(LOAD, ITEMS, TOP))
     assert run.result is not None
     assert set(run.result.parts) == {LOAD.id}
-    assert run.result.errors == {ITEMS.id: "no answer", TOP.id: "no answer"}
+    assert run.result.errors == {ITEMS.id: NO_ENTRY, TOP.id: NO_ENTRY}
 
 
 def test_truncated_answer() -> None:
@@ -1051,8 +1140,13 @@ def schema_body(json_schema: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def docgen_schema(*, lengths: bool = False) -> dict[str, Any]:
+    """docgen's own answer schema for a two-item request (a copy: tests edit it)."""
+    return json.loads(json.dumps(response_schema(request_for(LOAD, TOP), lengths=lengths)))
+
+
 def test_fake_refuses_a_json_schema_without_a_name() -> None:
-    status, data = fake_post(schema_body({"strict": True, "schema": RESPONSE_SCHEMA}))
+    status, data = fake_post(schema_body({"strict": True, "schema": docgen_schema()}))
     assert status == 400
     assert data["error"]["param"] == "response_format.json_schema.name"
     assert data["error"]["code"] == "missing_required_parameter"
@@ -1065,7 +1159,7 @@ def test_fake_refuses_a_json_schema_without_a_name() -> None:
 def test_fake_refuses_a_strict_schema_with_an_unsupported_keyword(
     where: tuple[str, ...], keyword: str
 ) -> None:
-    schema = json.loads(json.dumps(RESPONSE_SCHEMA))
+    schema = docgen_schema()
     node = schema
     for key in where:
         node = node[key]
@@ -1085,11 +1179,20 @@ def test_fake_refuses_a_strict_schema_with_an_unsupported_keyword(
 
 
 def test_fake_accepts_what_strict_mode_documents() -> None:
-    schema = json.loads(json.dumps(RESPONSE_SCHEMA))
-    schema["properties"]["docs"].update(minItems=1, maxItems=1)
-    schema["$defs"]["named"]["properties"]["name"]["enum"] = ["x"]
+    schema = docgen_schema()
+    assert fake_post(schema_body({"name": "docs", "strict": True, "schema": schema}))[0] == 200
+    entry = schema["properties"]["docs"]["properties"]["1"]
+    entry["properties"]["summary"].update(enum=["x"], pattern="^x$", description="d")
+    entry["title"] = "one item"
     status, _ = fake_post(schema_body({"name": "docs", "strict": True, "schema": schema}))
     assert status == 200
+
+
+def test_fake_refuses_lengths_under_strict_mode() -> None:
+    """Why docgen bounds strings only in the grammar modes: strict mode refuses maxLength."""
+    schema = docgen_schema(lengths=True)
+    status, data = fake_post(schema_body({"name": "docs", "strict": True, "schema": schema}))
+    assert status == 400 and "'maxLength' is not permitted" in data["error"]["message"]
 
 
 def test_fake_json_object_needs_the_word_json() -> None:
@@ -1135,3 +1238,229 @@ def test_a_missing_cassette_fails_instead_of_recording(monkeypatch: pytest.Monke
     with missing, recorded("no_such_cassette"):
         raise AssertionError("the body must not run")
     assert not (CASSETTES / "no_such_cassette.yaml").exists()
+
+
+# ------------------------------------------------------- response modes, charging, limits
+
+
+@dataclass
+class Spent:
+    """A stand-in for the pipeline's CallCharge: counts, and allows ``room`` retries."""
+
+    room: int = 10
+    lost: int = 0
+    asked: int = 0
+
+    def unanswered(self) -> None:
+        self.lost += 1
+
+    def again(self) -> str | None:
+        self.asked += 1
+        return None if self.asked <= self.room else "token budget exhausted (needs 9, 0 left)"
+
+
+def many(
+    origin: str,
+    scenario: str,
+    requests: list[GenerationRequest],
+    *,
+    concurrent: bool = True,
+    **kw: Any,
+) -> tuple[OpenAIProvider, list[GenerationResult | ProviderError]]:
+    """Several calls through ONE provider (as a process shares it), at once or in turn."""
+
+    async def no_sleep(_: float) -> None:
+        return None
+
+    headers = {"x-fake-scenario": scenario, **kw.pop("headers", {})}
+
+    async def go() -> list[GenerationResult | ProviderError]:
+        client = openai.AsyncOpenAI(
+            api_key=API_KEY, base_url=origin + "/v1", max_retries=0, default_headers=headers
+        )
+        provider.client = client
+
+        async def one(req: GenerationRequest) -> GenerationResult | ProviderError:
+            try:
+                return await provider.generate(req)
+            except ProviderError as exc:
+                return exc
+
+        try:
+            if concurrent:
+                return list(await asyncio.gather(*(one(r) for r in requests)))
+            return [await one(r) for r in requests]
+        finally:
+            await client.close()
+
+    provider = OpenAIProvider(
+        None, "gpt-4o-mini", timeout=kw.pop("timeout", 10), sleep=no_sleep, **kw
+    )  # type: ignore[arg-type]
+    return provider, asyncio.run(go())
+
+
+def formats(fake: fake_openai.FakeOpenAI) -> list[str]:
+    return [
+        (r["body"].get("response_format") or {}).get(
+            "type", "tools" if "tools" in r["body"] else "text"
+        )
+        for r in fake.requests
+    ]
+
+
+def test_a_server_refusing_json_schema_costs_one_call_for_all() -> None:
+    """llama-cpp-python's server: four calls at once, one refused probe, then json_object."""
+    reqs = [request_for(LOAD), request_for(ITEMS), request_for(TOP), request_for(LOAD, TOP)]
+    with serve() as (origin, fake):
+        provider, results = many(origin, "json_object_only", reqs)
+        assert formats(fake) == ["json_schema"] + ["json_object"] * 4
+    assert all(isinstance(r, GenerationResult) and r.mode == "json_object" for r in results)
+    assert all(not r.errors for r in results)  # type: ignore[union-attr]
+    notes = [n for r in results for n in r.notes]  # type: ignore[union-attr]
+    assert len(notes) == 1 and notes[0].startswith(
+        "the server refused json_schema (strict structured output) (1 validation error: "
+    )
+    assert "using json_object with the schema instead" in notes[0]
+    assert provider.known_mode == "json_object"
+    # The grammar modes bound every string, so a small model cannot ramble in one.
+    schema = fake.requests[1]["body"]["response_format"]["schema"]
+    entry = schema["properties"]["docs"]["properties"]["1"]["properties"]
+    assert entry["summary"]["maxLength"] == generate.MAX_LENGTHS["summary"]
+
+
+def test_a_forced_mode_refused_fails_every_call_after_one_request() -> None:
+    reqs = [request_for(LOAD), request_for(ITEMS), request_for(TOP)]
+    with serve() as (origin, fake):
+        _, results = many(origin, "json_object_only", reqs, response_format="json_schema")
+        assert len(fake.requests) == 1
+    reasons = {r.reason for r in results if isinstance(r, ProviderError)}
+    assert len(reasons) == 1 and len(results) == 3
+    (reason,) = reasons
+    assert reason.startswith("configuration error: the server refused json_schema")
+    assert "'response_format'" in reason and "\n" not in reason
+    assert reason.endswith("(set DOCGEN_RESPONSE_FORMAT=auto)")
+
+
+@pytest.mark.parametrize("mode", ["json_object", "tools", "text"])
+def test_each_mode_can_be_forced_and_is_parsed(mode: str) -> None:
+    """Forced modes are sent as such; the answer comes back through the same parser
+    (the fake's ``json_object_only`` scenario takes any shape but json_schema)."""
+    with serve() as (origin, fake):
+        _, (result,) = many(origin, "json_object_only", [request_for(LOAD)], response_format=mode)
+        sent = fake.requests[0]["body"]
+    assert isinstance(result, GenerationResult) and result.mode == mode
+    assert set(result.parts) == {LOAD.id}
+    if mode == "tools":
+        assert sent["tool_choice"]["function"]["name"] == generate.TOOL_NAME
+    if mode == "text":
+        assert "response_format" not in sent and "tools" not in sent
+
+
+def test_a_rejected_key_fails_later_calls_without_sending_them() -> None:
+    reqs = [request_for(LOAD), request_for(TOP)]
+    with serve() as (origin, fake):
+        _, results = many(origin, "unauthorized", reqs, concurrent=False)
+        assert len(fake.requests) == 1
+    assert [r.reason for r in results] == ["authentication failed (401)"] * 2  # type: ignore[union-attr]
+
+
+def test_an_unanswered_attempt_is_charged_and_retries_stop_without_room() -> None:
+    """Invariant 3: each timed-out attempt is reported to the budget; no retry past it."""
+    spend = Spent(room=1)
+    req = replace(request_for(TOP), spend=spend)
+    with serve() as (origin, fake):
+        _, (error,) = many(
+            origin,
+            "slow",
+            [req],
+            timeout=0.3,
+            headers={"x-fake-delay": "1.0"},
+            retry=RetryPolicy(max_retries=3),
+        )
+        sent = len(fake.requests)
+    assert isinstance(error, ProviderError)
+    assert sent == 2 and spend.lost == 2 and spend.asked == 2
+    assert error.reason == (
+        "request timed out after 0.3 s after 2 attempts; not retried: "
+        "token budget exhausted (needs 9, 0 left)"
+    )
+
+
+def test_a_refused_connection_is_not_charged() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    spend = Spent()
+    _, (error,) = many(
+        f"http://127.0.0.1:{port}",
+        "normal",
+        [replace(request_for(TOP), spend=spend)],
+        retry=RetryPolicy(max_retries=1),
+    )
+    assert isinstance(error, ProviderError) and "could not connect" in error.reason
+    assert spend.lost == 0 and spend.asked == 1
+
+
+def test_timeouts_lower_the_calls_in_flight() -> None:
+    reqs = [request_for(TOP) for _ in range(4)]
+    with serve() as (origin, _):
+        provider, results = many(
+            origin,
+            "slow",
+            reqs,
+            timeout=0.3,
+            headers={"x-fake-delay": "1.0"},
+            retry=RetryPolicy(max_retries=0),
+            concurrency=4,
+        )
+    assert all(isinstance(r, ProviderError) for r in results)
+    assert provider.concurrency == 4 and provider.limit.limit == 1
+
+
+def test_adaptive_limit_holds_calls_to_the_limit() -> None:
+    limit = generate.AdaptiveLimit(4, recover=2)
+    peak = 0
+
+    async def call() -> None:
+        nonlocal peak
+        async with limit.slot():
+            peak = max(peak, limit.active)
+            await asyncio.sleep(0.01)
+
+    async def go() -> None:
+        await asyncio.gather(*(call() for _ in range(12)))
+
+    asyncio.run(go())
+    assert peak == 4
+    limit.timed_out()
+    limit.timed_out()
+    limit.timed_out()
+    assert limit.limit == 1 and limit.lowered == 2
+    peak = 0
+    asyncio.run(go())
+    assert peak == 1
+    limit.answered()
+    limit.answered()
+    assert limit.limit == 2  # creeps back after answers in a row
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Incorrect API key provided: sk-test-docgen-0000000000000000000000001234.",
+        "header Authorization: Bearer abcdefabcdef was refused",
+        'bad {"api_key": "hunter2hunter2"}',
+        "token=ghs_16C7e42F292c6912E7710c838347Ae178B4a here",
+    ],
+)
+def test_redact_removes_keys_and_tokens(text: str) -> None:
+    out = generate.redact(text, (API_KEY,))
+    for secret in (API_KEY, "abcdefabcdef", "hunter2hunter2", "ghs_16C7e42F"):
+        assert secret not in out
+
+
+def test_redact_keeps_one_short_line() -> None:
+    out = generate.redact("line one\nline two\t" + "word " * 200, limit=50)
+    assert "\n" not in out and len(out) == 50

@@ -40,7 +40,7 @@ from bot.github import (
 )
 from bot.models import Suggestion
 from tests.conftest import OWNER, REPO, FakeClock
-from tests.fake_github import APP_ID, FakeGitHub, Fault, github_patch
+from tests.fake_github import APP_ID, FakeGitHub, Fault
 
 run = asyncio.run
 
@@ -507,7 +507,7 @@ def test_check_run_created_then_completed_with_120_annotations(
     run_id = run(api.create_check_run(pr.head_sha, external_id="delivery-1"))
     check = fake_github.repo("octo/demo").check_runs[run_id]
     assert (check.name, check.status, check.external_id) == ("docgen", "in_progress", "delivery-1")
-    assert check.started_at == "2027-01-15T08:00:00Z"
+    assert check.started_at == "2023-11-14T22:13:20Z"  # the fake clock's 1_700_000_000
 
     patches = run(
         api.complete_check_run(
@@ -1012,28 +1012,6 @@ def test_fake_records_unknown_routes_as_errors(fake_github):
     assert run(go()).status_code == 500
     assert fake_github.errors == ["unknown route: GET /repos/octo/demo/branches"]
     fake_github.errors.clear()  # the fixture would fail the test otherwise
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "patch"),
-    [
-        ("a\nb\nc\n", "a\nB\nc\n", "@@ -1,3 +1,3 @@\n a\n-b\n+B\n c"),
-        (None, "x\ny\n", "@@ -0,0 +1,2 @@\n+x\n+y"),
-        ("x\n", None, "@@ -1 +0,0 @@\n-x"),
-        (
-            "a",
-            "b",
-            "@@ -1 +1 @@\n-a\n\\ No newline at end of file\n+b\n\\ No newline at end of file",
-        ),
-        (b"\x00bin", b"\x00bin2", None),
-        ("same\n", "same\n", None),
-    ],
-    ids=["modified", "added", "removed", "no-newline", "binary", "unchanged"],
-)
-def test_fake_patches_look_like_githubs(old, new, patch):
-    assert github_patch(old, new) == patch
-    if patch:
-        assert parse_patch(patch)
 
 
 def test_fake_serves_over_a_socket(fake_github, github_settings, make_pr):

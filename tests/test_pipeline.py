@@ -17,7 +17,15 @@ import openai
 import pytest
 
 from bot import diff, render
-from bot.budget import BATCH_ANSWER_OVERHEAD, TokenBudget, TokenCounter, load_encoding
+from bot.budget import (
+    BATCH_ANSWER_OVERHEAD,
+    Batch,
+    ModelProfile,
+    TokenBudget,
+    TokenCounter,
+    load_encoding,
+    with_margin,
+)
 from bot.cache import MemoryCache, SqliteCache
 from bot.config import RepoConfig
 from bot.generate import OfflineProvider, OpenAIProvider, RetryPolicy
@@ -219,7 +227,7 @@ class TestBadInputNeverCrashes:
 
 
 def llm_provider(
-    origin: str, scenario: str, *, sleep=None
+    origin: str, scenario: str, *, sleep=None, **kw
 ) -> tuple[OpenAIProvider, openai.AsyncOpenAI]:
     client = openai.AsyncOpenAI(
         api_key=API_KEY,
@@ -232,7 +240,7 @@ def llm_provider(
         return None
 
     provider = OpenAIProvider(
-        client, "gpt-4o-mini", timeout=5, retry=RetryPolicy(), sleep=sleep or no_sleep
+        client, "gpt-4o-mini", timeout=5, retry=RetryPolicy(), sleep=sleep or no_sleep, **kw
     )
     return provider, client
 
@@ -258,9 +266,11 @@ class ForeignRun:
     calls: list[tuple[int, int]]  # (server's prompt tokens, tokens docgen held for the prompt)
 
 
-def foreign_run(changes, cassette: str, cache) -> ForeignRun:
+def foreign_run(changes, cassette: str, cache, response_format: str = "auto") -> ForeignRun:
     with recorded(cassette) as rec:
-        provider, client = llm_provider(rec.origin, "foreign_tokens")
+        provider, client = llm_provider(
+            rec.origin, "foreign_tokens", response_format=response_format
+        )
         ctx = context(provider, cache=cache)
         held: list[int] = []
         reserve = ctx.budget.reserve
@@ -381,7 +391,9 @@ class TestThroughTheModel:
         against what docgen reserved for the prompt (the reservation minus the
         request's ``max_tokens``)."""
         first_cache = SqliteCache(tmp_path / "first.sqlite3")
-        first = foreign_run(sample_changes, "pipeline_foreign_first", first_cache)
+        # The mode known from the start: the first call is reserved for the mode it is
+        # sent in (in auto mode it would hold the dearest mode's count, hiding the gap).
+        first = foreign_run(sample_changes, "pipeline_foreign_first", first_cache, "json_schema")
         assert [prompt > held for prompt, held in first.calls] == [True]  # 2 % + 16 is short
         learned = first_cache.get_profile("gpt-4o-mini")
         assert learned is not None and 1.07 <= learned.prompt_ratio <= 1.10
@@ -396,6 +408,15 @@ class TestThroughTheModel:
         second = foreign_run(sample_changes, "pipeline_foreign_second", second_cache)
         assert second.calls and all(prompt <= held for prompt, held in second.calls)
         assert any("corrected by +" in n for n in second.report.notes)
+
+    def test_the_ratio_is_learned_against_the_mode_sent(self, sample_changes):
+        """In auto mode the first call is planned for the dearest mode (the server's is
+        not known yet); the ratio is learned against the mode the server took, not
+        against that guess (which would hide most of the 8 %)."""
+        cache = MemoryCache()
+        foreign_run(sample_changes, "pipeline_foreign_auto", cache)
+        learned = cache.get_profile("gpt-4o-mini")
+        assert learned is not None and 1.07 <= learned.prompt_ratio <= 1.10
 
     def test_budget_is_never_exceeded(self, sample_changes):
         result, _ = run_llm(sample_changes, "normal", "pipeline_small_budget", budget=2_000)
@@ -452,3 +473,74 @@ def test_repair_reason(last, first, accepted, shown):
     from bot.pipeline import repair_reason
 
     assert repair_reason(last, first, accepted) == shown
+
+
+class TestUnansweredCalls:
+    """Invariant 3 with calls that never answer: a timed-out attempt costs its whole
+    reservation (the server may finish and bill it), and no retry goes past the budget."""
+
+    def run_slow(self, changes, budget: int, retries: int) -> tuple[RunResult, Context, int]:
+        from tests.fake_openai import serve
+
+        with serve() as (origin, fake):
+            client = openai.AsyncOpenAI(
+                api_key=API_KEY,
+                base_url=origin + "/v1",
+                max_retries=0,
+                default_headers={"x-fake-scenario": "slow", "x-fake-delay": "1.0"},
+            )
+
+            async def no_sleep(_: float) -> None:
+                return None
+
+            provider = OpenAIProvider(
+                client,
+                "gpt-4o-mini",
+                timeout=0.3,
+                retry=RetryPolicy(max_retries=retries),
+                sleep=no_sleep,
+                concurrency=1,
+            )
+            ctx = context(provider, budget=budget)
+
+            async def main():
+                try:
+                    return await run(changes, ctx)
+                finally:
+                    await client.close()
+
+            result = asyncio.run(main())
+            return result, ctx, len(fake.requests)
+
+    def test_each_attempt_is_charged_and_retries_stop_at_the_budget(self, sample_changes):
+        result, ctx, sent = self.run_slow(sample_changes, budget=6_000, retries=5)
+        report = result.report
+        # Six definitions in one batch of ~2,300 tokens: two attempts fit in 6,000
+        # (less the repair hold-back), a third does not and is never sent.
+        assert sent == 2
+        assert ctx.budget.spent <= ctx.budget.limit and ctx.budget.reserved == 0
+        assert ctx.budget.spent > 2 * 1_000  # charged at the reservation, not 0
+        assert report.usage.total == 0  # the provider reported nothing
+        reasons = {o.reason for o in report.outcomes if o.target.decision.value != "skip"}
+        reasons.discard("documented")
+        assert len(reasons) == 1
+        (reason,) = reasons
+        assert reason.startswith("model call failed: request timed out after 0.3 s after 2 attempts")
+        assert "not retried: token budget exhausted" in reason
+        assert any("2 model call attempts got no answer" in n for n in report.notes)
+
+
+def test_a_calls_charge_follows_the_learned_ratio():
+    """A retry of a call re-reserves with the tokenizer ratio learned since it was sent."""
+    from bot.pipeline import _charge
+
+    ctx = context()
+    batch = Batch((), prompt_tokens=with_margin(2_000), max_tokens=500, estimate=2_000)
+    charge = _charge(batch, ctx)
+    assert charge.tokens == batch.tokens
+    charge.open()
+    charge.unanswered()
+    ctx.profile = ModelProfile(prompt_ratio=1.08)  # another call's answer landed
+    assert charge.again() is None
+    assert ctx.budget.reserved == ModelProfile(prompt_ratio=1.08).prompt_reserve(2_000) + 500
+    assert ctx.budget.reserved > batch.tokens
