@@ -79,7 +79,8 @@ def parse_patch(patch: str | None) -> tuple[Hunk, ...]:
     """Parse a GitHub ``patch`` into hunks seen from the RIGHT (head) side.
 
     Context (``' '``) and added (``'+'``) lines are RIGHT-side lines; removed (``'-'``)
-    lines only advance the left side; ``\\ No newline at end of file`` is ignored.  An
+    lines advance the left side and are kept with their RIGHT-side position (the head
+    line they sit just before: after a hunk's last line, one past it); ``\\ No newline at end of file`` is ignored.  An
     empty line inside a hunk is taken as an empty context line (some tools strip the
     trailing space).  ``None`` or an empty patch gives ``()``.
 
@@ -96,6 +97,7 @@ def parse_patch(patch: str | None) -> tuple[Hunk, ...]:
     right_line = 0
     lines: set[int] = set()
     added: set[int] = set()
+    removed: list[tuple[int, str]] = []
 
     def close() -> None:
         if left_left or right_left:
@@ -103,7 +105,9 @@ def parse_patch(patch: str | None) -> tuple[Hunk, ...]:
                 f"hunk at patch line {header_at} ends early: "
                 f"{left_left} left-side and {right_left} right-side lines missing"
             )
-        hunks.append(Hunk(right_start, right_count, frozenset(lines), frozenset(added)))
+        hunks.append(
+            Hunk(right_start, right_count, frozenset(lines), frozenset(added), tuple(removed))
+        )
 
     for number, line in enumerate(_split_lines(patch), start=1):
         if line.startswith("@@"):
@@ -122,8 +126,9 @@ def parse_patch(patch: str | None) -> tuple[Hunk, ...]:
                 )
             header_at = number
             left_left, right_left = left_count, right_count
-            right_line = right_start
-            lines, added = set(), set()
+            # With no RIGHT-side lines, the header names the line the hunk follows.
+            right_line = right_start if right_count else right_start + 1
+            lines, added, removed = set(), set(), []
             continue
         if not header_at:
             if not line.strip() or line.startswith(_GIT_FILE_HEADERS):
@@ -136,6 +141,8 @@ def parse_patch(patch: str | None) -> tuple[Hunk, ...]:
             if not left_left:
                 raise PatchError(f"hunk at patch line {header_at} has too many removed lines")
             left_left -= 1
+            # A removed line sits just before the next RIGHT-side line of the hunk.
+            removed.append((right_line, line[1:]))
             continue
         if tag not in (" ", "+", ""):
             raise PatchError(f"unexpected line in hunk at patch line {number}: {_preview(line)}")

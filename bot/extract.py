@@ -31,7 +31,8 @@ import inspect
 import io
 import re
 import tokenize
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from fnmatch import fnmatchcase
 from itertools import accumulate
@@ -39,6 +40,7 @@ from itertools import accumulate
 import docstring_parser
 
 from bot.config import RepoConfig
+from bot.lines import LineMap
 from bot.models import Coverage, Decision, ExtractResult, FileDiff, Param, Skip, Target
 from bot.parsing import parse_quietly
 
@@ -71,7 +73,9 @@ def _is_generated(path: str, text: str) -> str | None:
     for pattern in _GENERATED_NAMES:
         if fnmatchcase(name, pattern):
             return f"generated file (name matches {pattern})"
-    head = text[:4000].splitlines()[:_GENERATED_HEAD_LINES]
+    # Split at \n only: the line number in the reason is git's (splitlines would also
+    # break at \f, \x1c, \x85, U+2028 ...).
+    head = text[:4000].split("\n")[:_GENERATED_HEAD_LINES]
     if not _GENERATED_ANY.search("\n".join(head)):  # the common case, in one search
         return None
     for number, line in enumerate(head, start=1):
@@ -483,27 +487,141 @@ def _has_docstring(node: _DefNode) -> bool:
     )
 
 
-def _touched(record: _Def, added: list[int], source: _Source) -> bool:
-    """Whether the PR added a line to this definition.
+class _Removed(dict[int, list[str]]):
+    """Deleted blocks by the Python line they sat before, with sorted positions."""
 
-    A function is touched by any added line in its span (decorators included).  A
-    class only by lines of its own: header, decorators, or its body outside nested
-    definitions — a change inside a method touches the method, not the class — and
-    not by added blank or comment lines (adding a method usually adds a blank line).
+    def __init__(self, blocks: dict[int, list[str]]) -> None:
+        super().__init__(blocks)
+        self.positions = sorted(blocks)
+
+    def between(self, first: int, last: int) -> list[int]:
+        """Positions ``first``..``last`` where a block was deleted."""
+        positions = self.positions
+        return positions[bisect_left(positions, first) : bisect_right(positions, last)]
+
+
+def _touched(record: _Def, added: list[int], removed: _Removed, source: _Source) -> bool:
+    """Whether the PR added or removed a line of this definition.
+
+    A function is touched by any added line in its span (decorators included), and by
+    any line removed from it (:func:`_removed_own`).  A class only by lines of its own:
+    header, decorators, or its body outside nested definitions — a change inside a
+    method touches the method, not the class — and not by added or removed blank or
+    comment lines (adding a method usually adds a blank line).
     """
     start, end = record.start, record.end
     index = bisect_left(added, start)
     if record.kind != "class":
-        return index < len(added) and added[index] <= end
+        if index < len(added) and added[index] <= end:
+            return True
+        return _removed_touches(record, removed, source, ())
     spans = [(child.start, child.end) for child in record.children]
     for line in added[index:]:
         if line > end:
-            return False
+            break
         if any(first <= line <= last for first, last in spans):
             continue
         if line > record.node.lineno and source.is_filler(line):
             continue
         return True
+    return _removed_touches(record, removed, source, spans)
+
+
+def _removed_touches(
+    record: _Def, removed: _Removed, source: _Source, spans: Sequence[tuple[int, int]]
+) -> bool:
+    """Whether a deleted block sat inside ``record`` (not inside one of ``spans``).
+
+    A block sits *before* head line ``p``: strictly inside the definition when
+    ``start < p <= end``.  At ``p == start`` it belongs to the definition only when it
+    ends with a decorator at the definition's indentation; at ``p == end + 1`` only when
+    its first code line is indented deeper than the ``def``/``class`` (the end of the
+    body was deleted), not when it is the next statement or blank lines between.
+    """
+    if not removed:
+        return False
+    indent = source.indent(record.node.lineno)
+    is_class = record.kind == "class"
+    body_level = source.indent(record.node.body[0].lineno) if is_class else None
+    for p in removed.between(record.start, record.end + 1):
+        block = removed[p]
+        if p == record.start:
+            if _ends_with_decorator(block, indent):
+                return True
+        elif any(first < p <= last for first, last in spans):
+            continue  # inside a nested definition: that one's change
+        elif (p <= record.end and not is_class) or _removed_own(block, indent, body_level):
+            return True
+    return False
+
+
+def _lead(text: str) -> str:
+    return text[: len(text) - len(text.lstrip(" \t\f"))]
+
+
+def _is_code(text: str) -> bool:
+    stripped = text.strip()
+    return bool(stripped) and not stripped.startswith("#")
+
+
+def _ends_with_decorator(block: list[str], indent: str) -> bool:
+    """The deleted block's last code line at ``indent`` is a decorator (``@...``)."""
+    for text in reversed(block):
+        if not _is_code(text):
+            continue
+        lead = _lead(text)
+        if len(lead) > len(indent):
+            continue  # a decorator's continuation line
+        return lead == indent and text.lstrip(" \t\f").startswith("@")
+    return False
+
+
+_NESTED_DEF = re.compile(r"(?:@|def\b|async\s+def\b|class\b)")
+
+
+def _removed_own(block: list[str], indent: str, body_level: str | None) -> bool:
+    """Whether deleted lines below a definition's header were its own statements.
+
+    The first code line at the definition's indentation or less ends its body.  For a
+    class (``body_level`` is its body's indentation) only lines at that level count,
+    and not a deleted nested definition (``@``/``def``/``class``): deeper lines belong
+    to a method.
+    """
+    for text in block:
+        if not _is_code(text):
+            continue
+        lead = _lead(text)
+        if not (lead.startswith(indent) and len(lead) > len(indent)):
+            return False
+        if body_level is None:
+            return True
+        if len(lead) > len(body_level) or _NESTED_DEF.match(text.lstrip()):
+            continue
+        return True
+    return False
+
+
+# Where a docstring was deleted: a string literal opening a line of the deleted block.
+_DOC_OPEN = re.compile(r"""[rRuU]?(?:\"\"\"|'''|"|')""")
+
+
+def _docstring_removed(target: Target, removed: _Removed) -> bool:
+    """Whether the PR deleted a docstring from this (now undocumented) definition.
+
+    The deleted block sits between the header and the body's first statement (or just
+    before the header when the header changed too: git prints a change's deleted lines
+    before its added ones), and one of its lines, indented deeper than the ``def``,
+    opens a string literal.
+    """
+    for p in removed.between(target.def_line, target.body_start):
+        for text in removed[p]:
+            lead = _lead(text)
+            if (
+                lead.startswith(target.indent)
+                and len(lead) > len(target.indent)
+                and _DOC_OPEN.match(text[len(lead) :])
+            ):
+                return True
     return False
 
 
@@ -787,6 +905,12 @@ class _Builder:
             docstring_span=(first.lineno, first.end_lineno or first.lineno)
             if docstring is not None
             else None,
+            docstring_cols=(
+                source.char_col(first.lineno, first.col_offset),
+                source.char_col(first.end_lineno or first.lineno, first.end_col_offset or 0),
+            )
+            if docstring is not None
+            else None,
             source=source.span(record.start, record.end),
             decision=decision,
             reason=reason,
@@ -836,10 +960,11 @@ def _implicit_dropped(record: _Def, target: Target) -> tuple[Param, ...]:
 # ------------------------------------------------------------------------ entry point
 
 
-def _parse_error(path: str, exc: BaseException) -> Skip:
+def _parse_error(path: str, text: str, exc: BaseException) -> Skip:
     if isinstance(exc, SyntaxError):
-        where = f" (line {exc.lineno})" if exc.lineno else ""
-        return Skip(path, f"does not parse: {exc.msg}{where}", line=exc.lineno)
+        line = LineMap(text).git(exc.lineno) if exc.lineno else None  # git's number
+        where = f" (line {line})" if line else ""
+        return Skip(path, f"does not parse: {exc.msg}{where}", line=line)
     if isinstance(exc, RecursionError | MemoryError):
         return Skip(path, "does not parse: too deeply nested")
     return Skip(path, f"does not parse: {exc}")  # pragma: no cover - NUL bytes are caught first
@@ -852,8 +977,11 @@ def extract(
 
     ``source`` is the file's bytes at the head commit (None: the PR deletes it).  With
     ``diff`` None every definition is returned (``docgen review --all``, benchmarks);
-    otherwise those with an added line (see :func:`_touched`).  ``coverage`` counts
-    every definition of the file that is not skipped, touched or not.
+    otherwise those with a line added or removed (see :func:`_touched`).  ``coverage``
+    counts every definition of the file that is not skipped, touched or not.
+
+    ``diff`` counts lines as git does; targets carry Python's (``ast``'s) line numbers,
+    skips git's (:mod:`bot.lines`).
 
     Never raises on bad input: file-level problems come back as ``skips``.
     """
@@ -863,7 +991,7 @@ def extract(
     try:
         tree = parse_quietly(checked, filename=path)  # their warnings are not ours
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        return ExtractResult(path, skips=(_parse_error(path, exc),))
+        return ExtractResult(path, skips=(_parse_error(path, checked, exc),))
     source_text = _Source(checked)
     try:
         return _extract_tree(path, source_text, tree, diff, config)
@@ -895,6 +1023,7 @@ def _extract_tree(
     coverage = Coverage(documented, total)
 
     skips: tuple[Skip, ...] = ()
+    removed = _Removed({})
     if diff is None:
         chosen = list(range(len(defs)))
     elif not diff.has_patch:
@@ -902,11 +1031,17 @@ def _extract_tree(
         if diff.status not in _NO_PATCH_EXPECTED:
             skips = (Skip(path, "no diff from GitHub (binary or too large): not reviewed"),)
     else:
-        added = sorted(diff.added_lines)
-        chosen = [i for i, record in enumerate(defs) if added and _touched(record, added, source)]
+        chosen, removed = _changed(defs, diff, source)
 
     builder = _Builder(path, source, defs, reasons)
     targets = tuple(builder.target(defs[i]) for i in chosen)
+    if removed:
+        targets = tuple(
+            replace(t, docstring_removed=True)
+            if t.docstring_span is None and _docstring_removed(t, removed)
+            else t
+            for t in targets
+        )
     # Raw docstrings of the whole file, for detecting its style (a sample is enough).
     docstrings = tuple(
         record.node.body[0].value.value  # type: ignore[attr-defined]
@@ -916,6 +1051,24 @@ def _extract_tree(
     return ExtractResult(
         path, targets=targets, skips=skips, coverage=coverage, docstrings=docstrings
     )
+
+
+def _changed(defs: list[_Def], diff: FileDiff, source: _Source) -> tuple[list[int], _Removed]:
+    """Indexes of the definitions the diff touches, and its deleted blocks.
+
+    The diff's (git's) line numbers are translated to Python's first: after a lone
+    ``\\r`` they differ (:mod:`bot.lines`).
+    """
+    lines = LineMap(source.text)
+    added = lines.py_set(diff.added_lines)
+    blocks: dict[int, list[str]] = {}
+    for git_line, text in diff.removed_lines:
+        blocks.setdefault(lines.py_first(git_line), []).append(text)
+    removed = _Removed(blocks)
+    if not added and not removed:
+        return [], removed
+    chosen = [i for i, record in enumerate(defs) if _touched(record, added, removed, source)]
+    return chosen, removed
 
 
 def collect_docstrings(source: bytes, *, max_bytes: int = 1_000_000) -> list[str]:

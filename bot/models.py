@@ -4,8 +4,10 @@ Every stage of the pipeline (diff → extract → plan → generate → validate
 function over these values.  They are frozen dataclasses so that a stage can never
 mutate what an earlier one produced, and so that they compare with ``==`` in tests.
 
-Line numbers are 1-based and inclusive everywhere, as in ``ast`` and in GitHub's review
-API (``line`` / ``start_line``).
+Line numbers are 1-based and inclusive everywhere.  Inside the pipeline they are
+``ast``'s (Python's lines); what leaves it — outcomes, suggestions, skips — carries
+git's, which GitHub's review API (``line`` / ``start_line``) counts (see
+:mod:`bot.lines`; the two differ only after a lone ``\r``).
 """
 
 from __future__ import annotations
@@ -50,13 +52,16 @@ class Hunk:
 
     ``lines`` are the head-file lines a review comment may target inside this hunk
     (context and added lines); ``added`` is the subset the PR added.  A multi-line
-    comment (``start_line``..``line``) must lie inside a single hunk.
+    comment (``start_line``..``line``) must lie inside a single hunk.  ``removed`` holds
+    the lines the PR deleted, in order, each as ``(p, text)``: it sat just before head
+    line ``p`` (``right_start + right_count`` when it followed the hunk's last line).
     """
 
     right_start: int
     right_count: int
     lines: frozenset[int]
     added: frozenset[int]
+    removed: tuple[tuple[int, str], ...] = ()
 
     def covers(self, start: int, end: int) -> bool:
         """True when every line from ``start`` to ``end`` is commentable in this hunk."""
@@ -79,6 +84,11 @@ class FileDiff:
         for hunk in self.hunks:
             out |= hunk.added
         return frozenset(out)
+
+    @property
+    def removed_lines(self) -> tuple[tuple[int, str], ...]:
+        """Every deleted line as ``(head line it sat before, text)``, in file order."""
+        return tuple(item for hunk in self.hunks for item in hunk.removed)
 
     def hunk_covering(self, start: int, end: int) -> Hunk | None:
         """The hunk in which lines ``start``..``end`` may all be commented on, if any."""
@@ -155,6 +165,10 @@ class Target:
     is_test: bool = False
     docstring: str | None = None  # cleaned (inspect.cleandoc) text
     docstring_span: tuple[int, int] | None = None
+    # Character columns where the docstring statement starts on its first line and ends
+    # on its last: the text around it on those lines (a trailing comment) is kept.
+    docstring_cols: tuple[int, int] | None = None
+    docstring_removed: bool = False  # the PR deleted this definition's docstring
     source: str = ""  # exact source of the definition, decorators included
     decision: Decision = Decision.MISSING
     reason: str = ""  # why SKIP / why STALE

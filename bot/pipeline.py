@@ -32,6 +32,7 @@ from bot.generate import (
     context_for,
     estimate_prompt_tokens,
 )
+from bot.lines import LineMap
 from bot.models import (
     Action,
     Coverage,
@@ -83,6 +84,7 @@ class _File:
     result: ExtractResult
     style: Style
     types: bool = False  # write annotations into the docstring (x (int): ...)
+    line_map: LineMap = field(default_factory=lambda: LineMap(""))  # Python ↔ git lines
 
 
 @dataclass
@@ -174,6 +176,11 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
     if ctx.profile.calls > calls_before:
         await asyncio.to_thread(ctx.cache.put_profile, ctx.provider.model, ctx.profile)
     report.notes.extend(ctx.profile.notes(ctx.provider.model))
+    maps = {f.change.path: f.line_map for f in files}
+    report.outcomes = [
+        _in_git_lines(o, maps[o.target.path]) if o.target.path in maps else o
+        for o in report.outcomes
+    ]
 
     report.usage = ledger.usage
     report.cost_usd = ledger.cost_usd
@@ -221,8 +228,8 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
                 Skip(path, "no patch from GitHub (binary file or diff too large to show)")
             )
         return None
-    if not fd.added_lines:
-        return None  # only deletions: nothing new to document
+    if not fd.added_lines and not fd.removed_lines:
+        return None  # no line changed (a mode change): nothing to document
     if change.head is None:
         report.skips.append(Skip(path, "file content unavailable"))
         return None
@@ -245,7 +252,11 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
     # Python's own line splitting (\n, \r\n, \r): str.splitlines also splits at \f,
     # \x85, U+2028 ..., which would shift every line number after one of them.
     lines = [line.rstrip("\r\n") for line in validate.split_lines(text)]
-    return _File(change, fd, text, lines, result, style, types)
+    return _File(change, fd, text, lines, result, style, types, LineMap(text))
+
+
+_LONE_CR = "Python counts two lines there and GitHub one, so no suggestion can replace it"
+REMOVED_DOCSTRING = "docstring removed in this PR"
 
 
 def _triage(target: Target, f: _File, config: RepoConfig) -> Outcome | None:
@@ -259,7 +270,11 @@ def _triage(target: Target, f: _File, config: RepoConfig) -> Outcome | None:
     region = validate.edit_region(target)
     if isinstance(region, str):
         return _skip(target, region)
-    start, end = region
+    # GitHub counts git's lines (a lone \r is no line break there): bot.lines.
+    start, end = f.line_map.git(region[0]), f.line_map.git(region[1])
+    cr = f.line_map.lone_cr(start, end)
+    if cr is not None:
+        return _skip(target, f"line {cr} holds a lone carriage return (\\r): {_LONE_CR}")
     if f.diff.hunk_covering(start, end) is None:
         # GitHub only accepts comments on lines inside one hunk of the diff:
         # https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request
@@ -602,7 +617,7 @@ def _finish(
                 Outcome(
                     c.target,
                     action,
-                    c.target.reason if action == Action.UPDATED else "",
+                    _reason(c.target, action),
                     c.text,
                     _suggestion(path, c.accepted.edit, c.target, c.text),
                     offline=ctx.provider.offline,
@@ -615,5 +630,39 @@ def _finish(
     return new_texts, head_texts
 
 
+def _reason(target: Target, action: Action) -> str:
+    if action == Action.UPDATED:
+        return target.reason
+    return REMOVED_DOCSTRING if target.docstring_removed else ""
+
+
 def _suggestion(path: str, edit: Edit, target: Target, text: str) -> Suggestion:
+    """The suggestion, in Python's line numbers until :func:`_in_git_lines` maps it."""
     return Suggestion(path, edit.start, edit.end, edit.lines, target.id, docstring_hash(text))
+
+
+def _in_git_lines(outcome: Outcome, lines: LineMap) -> Outcome:
+    """The outcome with every line number git's, as GitHub and people count them.
+
+    Inside the pipeline ``ast``'s numbers rule; they differ from git's after a lone
+    ``\\r`` (:mod:`bot.lines`).  The suggestion's lines were proven placeable there.
+    """
+    if lines.identity:
+        return outcome
+    t = outcome.target
+    git = lines.git
+    target = replace(
+        t,
+        start=git(t.start),
+        def_line=git(t.def_line),
+        header_end=git(t.header_end),
+        body_start=git(t.body_start),
+        end=git(t.end),
+        docstring_span=(git(t.docstring_span[0]), git(t.docstring_span[1]))
+        if t.docstring_span
+        else None,
+    )
+    s = outcome.suggestion
+    if s is not None:
+        s = replace(s, start=git(s.start), end=git(s.end), target_id=target.id)
+    return replace(outcome, target=target, suggestion=s)

@@ -6,10 +6,13 @@ model may simply be wrong.  Nothing leaves this module unless
 * its content agrees with the signature (parameters, returns, yields, raises) and has a
   real summary (:func:`check_parts`, :func:`check_text`);
 * it is written as a string literal that cannot end early (:func:`literal_lines`);
-* inserting it changes nothing but the docstring: the edited region parses as exactly
-  the first statement of that definition, a string constant spanning exactly the new
-  lines, and the module's AST with docstrings removed equals the head's
-  (:func:`prove_edit`, :func:`prove_module`).
+* inserting it changes nothing but the docstring, *as GitHub will apply it*: the
+  suggestion replaces git's lines (split at ``\\n`` only, :mod:`bot.lines`) of the head
+  file, alone and together with the file's other suggestions; the edited region parses
+  as exactly the first statement of that definition, a string constant spanning
+  exactly the new lines; the module's AST with docstrings removed equals the head's;
+  and its token stream outside docstring literals — comments included — is the
+  head's (:func:`prove_edit`, :func:`prove_module`).
 
 Findings are data (:class:`Violation`), fed back to the model for one repair round.
 """
@@ -18,11 +21,13 @@ from __future__ import annotations
 
 import ast
 import re
+import tokenize
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import docstring_parser
 
+from bot.lines import LineMap, python_lines
 from bot.models import Decision, DocParts, Edit, Style, Target
 from bot.parsing import parse_quietly
 
@@ -302,8 +307,11 @@ def edit_region(target: Target) -> tuple[int, int] | str:
 def make_edit(target: Target, text: str, head_lines: Sequence[str]) -> Edit:
     """The :class:`Edit` that puts ``text`` in as ``target``'s docstring.
 
-    ``head_lines`` are the head file's lines without line endings.  Raises ValueError
-    when the definition has no place a suggestion can safely target.
+    ``head_lines`` are the head file's lines (Python's) without line endings.  A stale
+    docstring's lines are replaced whole, so whatever shares them with the old literal
+    — the text before it, a ``; statement`` or a comment after it — is carried over
+    onto the new literal's first and last line.  Raises ValueError when the definition
+    has no place a suggestion can safely target.
     """
     region = edit_region(target)
     if isinstance(region, str):
@@ -311,6 +319,10 @@ def make_edit(target: Target, text: str, head_lines: Sequence[str]) -> Edit:
     start, end = region
     new = literal_lines(text, target.body_indent)
     if target.decision == Decision.STALE and target.docstring_span is not None:
+        first, last = head_lines[start - 1], head_lines[end - 1]
+        begin, finish = target.docstring_cols or (len(first) - len(first.lstrip()), len(last))
+        new[0] = first[:begin] + new[0][len(target.body_indent) :]
+        new[-1] += last[finish:]
         return Edit(start, end, tuple(new))
     return Edit(start, end, (head_lines[start - 1], *new))
 
@@ -324,9 +336,32 @@ def split_lines(text: str) -> list[str]:
 
 
 def newline_of(text: str) -> str:
-    """The file's line ending: that of its first line (CRLF stays CRLF)."""
-    m = re.search(r"\r\n|\r|\n", text)
+    """The file's line ending: that of its first line (CRLF stays CRLF).
+
+    A lone ``\\r`` counts only in a file without ``\\n``: in a ``\\n`` file it is a
+    stray (an old Mac line ending in a comment), and new lines ending with it would
+    not be lines for git or GitHub.
+    """
+    m = re.search(r"\r?\n", text) or re.search(r"\r", text)
     return m.group(0) if m else "\n"
+
+
+def git_span(edit: Edit, lines: LineMap) -> tuple[int, int]:
+    """The git lines (GitHub's ``start_line``..``line``) an edit's Python lines are."""
+    return lines.git(edit.start), lines.git(edit.end)
+
+
+def apply_suggestions(text: str, suggestions: Iterable[tuple[int, int, Sequence[str]]]) -> str:
+    """``text`` after GitHub commits ``(start_line, line, new lines)`` suggestions.
+
+    GitHub's lines are git's: the blob split at ``\\n`` only; a suggestion replaces
+    lines ``start_line``..``line`` with the lines of its block, joined by ``\\n``.
+    https://docs.github.com/en/pull-requests/collaborating-with-pull-requests/reviewing-changes-in-pull-requests/incorporating-feedback-in-your-pull-request#applying-suggested-changes
+    """
+    lines = text.split("\n")
+    for start, end, new in sorted(suggestions, key=lambda s: s[0], reverse=True):
+        lines[start - 1 : end] = new
+    return "\n".join(lines)
 
 
 def apply_edits(text: str, edits: Iterable[Edit]) -> str:
@@ -440,6 +475,94 @@ def same_code(old_text: str, new_text: str) -> bool:
     return ast.dump(old) == ast.dump(new)
 
 
+# --------------------------------------------------------------- comments kept
+
+# Layout tokens: where a block's INDENT falls moves when a docstring goes in above a
+# comment line; line endings are invariant 8's business (and Python 3.11's tokenizer
+# gives a lone \r as an ERRORTOKEN, not a NEWLINE).  The AST proof covers the block
+# structure and statement boundaries.
+_LAYOUT = frozenset(
+    {tokenize.NL, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER, tokenize.NEWLINE}
+)
+_Pos = tuple[int, int]
+
+
+def _strip_with_ranges(tree: ast.Module, lines: Sequence[str]) -> list[tuple[_Pos, _Pos]]:
+    """:func:`strip_docstrings` that also returns where each docstring statement was.
+
+    Positions are token positions (line, character), sorted; one walk for both jobs.
+    """
+
+    def char(line: int, byte_col: int) -> int:
+        text = lines[line - 1]
+        if text.isascii():
+            return byte_col
+        return len(text.encode()[:byte_col].decode("utf-8", "replace"))
+
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            body = node.body
+            first = body[0] if body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                end_line = first.end_lineno or first.lineno
+                start = (first.lineno, char(first.lineno, first.col_offset))
+                out.append((start, (end_line, char(end_line, first.end_col_offset or 0))))
+                node.body = body[1:] or [ast.Pass()]
+    return sorted(out)
+
+
+def code_tokens(text: str) -> list[tuple[int, str]] | None:
+    """The module's tokens outside docstring literals, comments included (None: untokenizable).
+
+    A docstring statement's string and parenthesis tokens are left out, and so are
+    layout tokens (:data:`_LAYOUT`).  Lines are Python's (``ast``'s), so the positions
+    of ``ast`` and ``tokenize`` agree.
+    """
+    lines = python_lines(text)
+    return _tokens(lines, _strip_with_ranges(parse(text), lines))
+
+
+def _tokens(
+    lines: Sequence[str], ranges: Sequence[tuple[_Pos, _Pos]]
+) -> list[tuple[int, str]] | None:
+    feed = iter(lines)
+    out: list[tuple[int, str]] = []
+    index = 0
+    try:
+        for tok in tokenize.generate_tokens(lambda: next(feed, "")):
+            if tok.type in _LAYOUT or (tok.type == tokenize.ERRORTOKEN and tok.string.isspace()):
+                continue
+            while index < len(ranges) and ranges[index][1] < tok.start:
+                index += 1
+            if (
+                tok.type in (tokenize.STRING, tokenize.OP)
+                and index < len(ranges)
+                and ranges[index][0] <= tok.start
+                and tok.end <= ranges[index][1]
+            ):
+                continue  # part of a docstring statement
+            out.append((tok.type, tok.string))
+    except (tokenize.TokenError, SyntaxError):
+        return None
+    return out
+
+
+def comments_kept(old_text: str, new_text: str) -> bool:
+    """True when both token streams outside docstrings (comments included) are equal."""
+    old = code_tokens(old_text)
+    if old is None:  # the head does not tokenize (parse-only syntax): nothing to compare
+        return True
+    try:
+        return code_tokens(new_text) == old
+    except (SyntaxError, ValueError):
+        return False
+
+
 @dataclass(frozen=True)
 class Accepted:
     """An edit that passed every check, with its target."""
@@ -448,23 +571,62 @@ class Accepted:
     edit: Edit
 
 
+@dataclass(frozen=True)
+class _View:
+    """What the proof compares of a module: its AST without docstrings, and its tokens."""
+
+    dump: str
+    tokens: list[tuple[int, str]] | None
+
+
+def _view(text: str, tree: ast.Module | None = None) -> _View:
+    """The view of ``text`` (``tree``, its parse, if at hand: it is stripped in place)."""
+    tree = parse(text) if tree is None else tree
+    lines = python_lines(text)
+    ranges = _strip_with_ranges(tree, lines)
+    return _View(ast.dump(tree), _tokens(lines, ranges))
+
+
+def _differs(head: _View, new: _View) -> str:
+    """Why ``new`` is not ``head`` plus docstrings ("" when it is)."""
+    if new.dump != head.dump:
+        return "the edit changes the code, not only the docstring"
+    if head.tokens is not None and new.tokens != head.tokens:
+        return "the edit loses or changes a comment or code outside the docstring"
+    return ""
+
+
 def prove_module(
     head_text: str, accepted: Sequence[Accepted]
 ) -> tuple[str, list[tuple[Accepted, str]]]:
     """Apply the accepted edits of one file and prove each is only a docstring.
 
-    Returns the new text and the edits rejected with a reason.  One parse of the edited
-    module checks every edit (:func:`prove_edit`); rejected edits are dropped and the
-    rest re-proved.  Last, the whole-module AST comparison runs once as a final gate.
+    The proof runs on the file as GitHub will commit the suggestions (git's lines,
+    :func:`apply_suggestions`): one parse of all of them together checks every edit
+    (:func:`prove_edit`), then the whole module — its AST without docstrings and its
+    tokens outside them — is compared with the head's; each edit is also proven
+    applied alone (:func:`_prove_alone`, on its definition's lines).  Rejected edits
+    are dropped and the rest re-proved.  Returns the file with the edits applied the
+    local way (:func:`apply_edits`, line endings kept; proven too when it differs) and
+    the rejected edits with a reason.
     """
+    lines = LineMap(head_text)
     pending = sorted(accepted, key=lambda a: a.edit.start)
     rejected: list[tuple[Accepted, str]] = []
+    for a in list(pending):
+        why = _not_placeable(a.edit, lines)
+        if why:
+            rejected.append((a, why))
+            pending.remove(a)
+    head_view: _View | None = None
     while pending:
-        new_text = apply_edits(head_text, [a.edit for a in pending])
+        github_text = apply_suggestions(
+            head_text, [(*git_span(a.edit, lines), a.edit.lines) for a in pending]
+        )
         try:
-            tree = parse(new_text)
+            tree = parse(github_text)
         except (SyntaxError, ValueError) as exc:
-            bad = _first_failing_alone(head_text, pending)
+            bad = _first_failing_alone(head_text, pending, lines)
             rejected.append((bad, f"the edited file does not parse: {exc}"))
             pending.remove(bad)
             continue
@@ -477,23 +639,107 @@ def prove_module(
             except NotEquivalent as exc:
                 failures.append((a, str(exc)))
             shift += len(a.edit.lines) - (a.edit.end - a.edit.start + 1)
+        failures += [(a, why) for a in pending if (why := _prove_alone(head_text, a, lines))]
         if failures:
             for a, why in failures:
-                rejected.append((a, why))
-                pending.remove(a)
+                if a in pending:
+                    rejected.append((a, why))
+                    pending.remove(a)
             continue
-        if not same_code(head_text, new_text):
-            # Should be unreachable after prove_edit; keep the gate and find the culprit.
-            bad = _first_failing_alone(head_text, pending)
-            rejected.append((bad, "the edit changes the code, not only the docstring"))
+        if head_view is None:
+            head_view = _view(head_text)
+        why = _differs(head_view, _view(github_text, tree))
+        local_text = apply_edits(head_text, [a.edit for a in pending])
+        if not why and local_text != github_text:  # line endings differ: prove it too
+            try:
+                why = _differs(head_view, _view(local_text))
+            except (SyntaxError, ValueError) as exc:
+                why = f"the edited file does not parse: {exc}"
+        if why:
+            # Should be unreachable after the proofs above; keep the gate, find the culprit.
+            bad = _first_failing_alone(head_text, pending, lines)
+            rejected.append((bad, why))
             pending.remove(bad)
             continue
-        return new_text, rejected
+        return local_text, rejected
     return head_text, rejected
 
 
-def _first_failing_alone(head_text: str, pending: Sequence[Accepted]) -> Accepted:
+def _not_placeable(edit: Edit, lines: LineMap) -> str:
+    """Why an edit cannot become a GitHub suggestion ("" when it can).
+
+    GitHub replaces whole git lines; when one of them holds a lone ``\\r``, it holds
+    more than one Python line, and the suggestion would replace code the edit keeps.
+    """
+    start, end = git_span(edit, lines)
+    cr = lines.lone_cr(start, end)
+    if cr is None:
+        return ""
+    return (
+        f"line {cr} holds a lone carriage return (\\r): Python counts two lines there, "
+        "GitHub one, so a suggestion cannot replace only the docstring's lines"
+    )
+
+
+_WINDOW_PREFIX = "if 1:\n"  # makes an indented definition's lines a valid module
+
+
+def _prove_alone(head_text: str, a: Accepted, lines: LineMap) -> str:
+    """Why the edit, committed alone on GitHub, would not be only a docstring ("" if it is).
+
+    Only the definition's own lines change, so its lines are proven as a module of their
+    own (under ``if 1:`` when indented): linear in the file, where re-parsing the whole
+    file per edit would be quadratic.  When those lines do not parse on their own, the
+    whole file is proven instead.
+    """
+    target, edit = a.target, a.edit
+    first, last = lines.git(target.start), lines.git(target.end)
+    start, end = git_span(edit, lines)
+    git_lines = head_text.split("\n")
+    if not (first <= start <= end <= last) or lines.py_first(first) != target.start:
+        return _prove_alone_in_file(head_text, a, lines)
+    window = git_lines[first - 1 : last]
+    prefix = _WINDOW_PREFIX if target.indent else ""
+    head_window = prefix + "\n".join(window) + "\n"
+    new_window = (
+        prefix
+        + "\n".join(window[: start - first] + list(edit.lines) + window[end - first + 1 :])
+        + "\n"
+    )
+    try:
+        head_view = _view(head_window)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return _prove_alone_in_file(head_text, a, lines)
+    # Python line p of the file is line p - target.start + 1 (+1 under ``if 1:``) here.
+    shift = (2 if prefix else 1) - target.start
+    return _prove_text(head_view, new_window, a, shift)
+
+
+def _prove_alone_in_file(head_text: str, a: Accepted, lines: LineMap) -> str:
+    new_text = apply_suggestions(head_text, [(*git_span(a.edit, lines), a.edit.lines)])
+    return _prove_text(_view(head_text), new_text, a, 0)
+
+
+def _prove_text(head_view: _View, new_text: str, a: Accepted, shift: int) -> str:
+    try:
+        tree = parse(new_text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        return f"the edited file does not parse: {exc}"
+    try:
+        prove_edit(a.target, a.edit, tree, shift)
+    except NotEquivalent as exc:
+        return str(exc)
+    try:
+        return _differs(head_view, _view(new_text, tree))
+    except (SyntaxError, ValueError) as exc:  # pragma: no cover - parsed above
+        return f"the edited file does not parse: {exc}"
+
+
+def _first_failing_alone(
+    head_text: str, pending: Sequence[Accepted], lines: LineMap | None = None
+) -> Accepted:
+    lines = lines or LineMap(head_text)
     for a in pending:
-        if not same_code(head_text, apply_edits(head_text, [a.edit])):
+        if _prove_alone_in_file(head_text, a, lines):
             return a
     return pending[0]

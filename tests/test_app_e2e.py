@@ -506,22 +506,7 @@ def test_committed_suggestions_keep_crlf(app_env, make_pr):
 _BREAKERS = ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"]
 
 
-@pytest.mark.parametrize(
-    "breaker",
-    [
-        pytest.param(
-            b,
-            marks=pytest.mark.xfail(
-                b == "\r",
-                reason="issue 14 part 2: a lone CR shifts ast's line numbers against git's:"
-                " the committed suggestions break the file",
-                strict=True,
-            ),
-        )
-        for b in _BREAKERS
-    ],
-    ids=[f"U+{ord(b):04X}" for b in _BREAKERS],
-)
+@pytest.mark.parametrize("breaker", _BREAKERS, ids=[f"U+{ord(b):04X}" for b in _BREAKERS])
 def test_committed_suggestions_after_a_line_breaker_git_does_not_count(app_env, make_pr, breaker):
     """A comment and a string holding the character, above every changed definition.
 
@@ -537,10 +522,6 @@ def test_committed_suggestions_after_a_line_breaker_git_does_not_count(app_env, 
     _assert_only_docstrings_changed(head, committed)
 
 
-@pytest.mark.xfail(
-    reason="issue 14 part 3: replacing a stale docstring drops the comment on its lines",
-    strict=True,
-)
 def test_committed_stale_docstring_update_keeps_comments_on_its_lines(app_env, make_pr):
     stale = '        sku: The product.\n    """\n'
     head = HEAD.replace(stale, '        sku: The product.\n    """  # noqa: D401\n', 1)

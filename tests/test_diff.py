@@ -18,8 +18,14 @@ from bot.models import Hunk
 FIXTURES = Path(__file__).parent / "fixtures" / "diff"
 
 
-def hunk(start: int, count: int, lines: range | set[int], added: range | set[int]) -> Hunk:
-    return Hunk(start, count, frozenset(lines), frozenset(added))
+def hunk(
+    start: int,
+    count: int,
+    lines: range | set[int],
+    added: range | set[int],
+    removed: tuple[tuple[int, str], ...] = (),
+) -> Hunk:
+    return Hunk(start, count, frozenset(lines), frozenset(added), removed)
 
 
 # ----------------------------------------------------------------- small, readable cases
@@ -29,41 +35,41 @@ CASES = {
     "empty": ("", ()),
     "one-modified-line": (
         "@@ -3,3 +3,3 @@ def f():\n a\n-b\n+B\n c\n",
-        (hunk(3, 3, {3, 4, 5}, {4}),),
+        (hunk(3, 3, {3, 4, 5}, {4}, ((4, "b"),)),),
     ),
-    "count-defaults-to-one": ("@@ -1 +1 @@\n-old\n+new\n", (hunk(1, 1, {1}, {1}),)),
+    "count-defaults-to-one": ("@@ -1 +1 @@\n-old\n+new\n", (hunk(1, 1, {1}, {1}, ((1, "old"),)),)),
     "new-file": ("@@ -0,0 +1,3 @@\n+a\n+b\n+c", (hunk(1, 3, {1, 2, 3}, {1, 2, 3}),)),
-    "deletion-only-at-start": ("@@ -1,2 +0,0 @@\n-a\n-b\n", (hunk(0, 0, set(), set()),)),
+    "deletion-only-at-start": ("@@ -1,2 +0,0 @@\n-a\n-b\n", (hunk(0, 0, set(), set(), ((1, "a"), (1, "b"))),)),
     "deletion-inside": (
         "@@ -4,4 +4,2 @@\n keep\n-gone\n-gone too\n keep\n",
-        (hunk(4, 2, {4, 5}, set()),),
+        (hunk(4, 2, {4, 5}, set(), ((5, "gone"), (5, "gone too"))),),
     ),
-    "no-trailing-newline": ("@@ -1,2 +1,2 @@\n a\n-b\n+c", (hunk(1, 2, {1, 2}, {2}),)),
+    "no-trailing-newline": ("@@ -1,2 +1,2 @@\n a\n-b\n+c", (hunk(1, 2, {1, 2}, {2}, ((2, "b"),)),)),
     "multiple-hunks": (
         "@@ -1,2 +1,3 @@\n a\n+x\n b\n@@ -10,2 +11,2 @@ class C:\n-c\n+C\n d\n",
-        (hunk(1, 3, {1, 2, 3}, {2}), hunk(11, 2, {11, 12}, {11})),
+        (hunk(1, 3, {1, 2, 3}, {2}), hunk(11, 2, {11, 12}, {11}, ((11, "c"),))),
     ),
     "no-newline-marker-on-both-sides": (
         "@@ -1,2 +1,2 @@\n a\n-b\n\\ No newline at end of file\n+b\n\\ No newline at end of file\n",
-        (hunk(1, 2, {1, 2}, {2}),),
+        (hunk(1, 2, {1, 2}, {2}, ((2, "b"),)),),
     ),
     "crlf-patch-text": (
         "@@ -1,3 +1,3 @@\r\n a\r\n-b\r\n+B\r\n c\r\n",
-        (hunk(1, 3, {1, 2, 3}, {2}),),
+        (hunk(1, 3, {1, 2, 3}, {2}, ((2, "b"),)),),
     ),
     "blank-context-line-without-space": (
         "@@ -1,3 +1,3 @@\n a\n\n-c\n+C\n",
-        (hunk(1, 3, {1, 2, 3}, {3}),),
+        (hunk(1, 3, {1, 2, 3}, {3}, ((3, "c"),)),),
     ),
     "form-feed-inside-a-line-is-not-a-break": (
         "@@ -1,2 +1,2 @@\n a\x0cstill a\n-b\n+B\n",
-        (hunk(1, 2, {1, 2}, {2}),),
+        (hunk(1, 2, {1, 2}, {2}, ((2, "b"),)),),
     ),
-    "blank-line-after-the-last-hunk": ("@@ -1 +1 @@\n-a\n+b\n\n", (hunk(1, 1, {1}, {1}),)),
+    "blank-line-after-the-last-hunk": ("@@ -1 +1 @@\n-a\n+b\n\n", (hunk(1, 1, {1}, {1}, ((1, "a"),)),)),
     "git-file-headers-are-tolerated": (
         "diff --git a/x.py b/x.py\nindex 83db48f..bf269f4 100644\n--- a/x.py\n+++ b/x.py\n"
         "@@ -1 +1 @@\n-a\n+b\n",
-        (hunk(1, 1, {1}, {1}),),
+        (hunk(1, 1, {1}, {1}, ((1, "a"),)),),
     ),
 }
 
@@ -220,3 +226,66 @@ def test_garbage_never_crashes(patch: str) -> None:
         return
     for h in hunks:
         assert h.added <= h.lines
+
+
+# ------------------------------------------------------------- removed lines, rebuilt
+
+
+def rebuild_base(head: list[str], hunks) -> list[str]:
+    """The base file from the head file and the hunks: drop added lines, put removed ones
+    back before the head line each sat before.  Equal to the real base only when every
+    removed line's position and text are right."""
+    removed: dict[int, list[str]] = {}
+    added: set[int] = set()
+    for h in hunks:
+        added |= h.added
+        for position, text in h.removed:
+            removed.setdefault(position, []).append(text)
+    out: list[str] = []
+    for number in range(1, len(head) + 2):
+        out += removed.get(number, [])
+        if number <= len(head) and number not in added:
+            out.append(head[number - 1])
+    return out
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    old=st.lists(st.sampled_from("abcde"), max_size=30),
+    new=st.lists(st.sampled_from("abcdef"), max_size=30),
+    context=st.integers(min_value=0, max_value=3),
+)
+def test_removed_lines_rebuild_the_base_for_any_difflib_edit(old, new, context) -> None:
+    hunks = parse_patch(unified_hunks(old, new, context))
+    assert rebuild_base(new, hunks) == old
+
+
+def test_removed_lines_rebuild_the_base_from_real_git_diffs() -> None:
+    """``git diff -U3`` of real edits: deletions at the top, inside, at the end, a whole
+    file emptied, lines with form feeds and U+2028 (not line breaks for git)."""
+    from tests.realgit import git_patches
+
+    def text(lines: list[str]) -> bytes:
+        return "".join(line + "\n" for line in lines).encode()
+
+    def lines_of(data: bytes) -> list[str]:
+        return data.decode().split("\n")[:-1]
+
+    source = inspect.getsource(textwrap).split("\n")[:-1]
+    edits = {
+        "inside.py": lambda lines: lines[:40] + lines[45:200] + ["x = 1"] + lines[203:],
+        "top.py": lambda lines: lines[7:],
+        "end.py": lambda lines: lines[:-30],
+        "emptied.py": lambda lines: [],
+        "odd.py": lambda lines: ["a\x0cb", "c\u2028d", *lines[3:60]],
+    }
+    base = {name: text(source) for name in edits}
+    base["odd.py"] = text(["a\x0cb", "c\u2028d", "gone", *source[3:]])
+    head = {name: text(edit(lines_of(base[name]))) for name, edit in edits.items()}
+    patches = git_patches(base, head)
+    assert set(patches) == set(edits)
+    for name, patch in patches.items():
+        old, new = lines_of(base[name]), lines_of(head[name])
+        hunks = parse_patch(patch)
+        assert any(h.removed for h in hunks), name
+        assert rebuild_base(new, hunks) == old, name

@@ -301,3 +301,66 @@ class TestProof:
         assert same_code("def f():\n    return 1\n", 'def f():\n    """D."""\n    return 1\n')
         assert not same_code("def f():\n    return 1\n", "def f():\n    return 2\n")
         assert not same_code("def f():\n    return 1\n", "def f(:\n")
+
+
+class TestGitHubView:
+    """The proof runs on the file as GitHub commits the suggestions, comments included."""
+
+    STALE_SRC = (
+        "def f(a):\n"
+        '    """Old.\n\n    Args:\n        b: Gone.\n    """  # noqa: D401\n'
+        "    return a\n"
+    )
+
+    def stale_target(self) -> Target:
+        from bot.config import RepoConfig
+        from bot.extract import extract
+
+        [found] = extract("m.py", self.STALE_SRC.encode(), None, RepoConfig()).targets
+        assert found.decision == Decision.STALE
+        return found
+
+    def test_a_stale_edit_keeps_the_comment_on_the_closing_line(self):
+        t = self.stale_target()
+        edit = make_edit(t, "New.\n\nArgs:\n    a: Here.", self.STALE_SRC.split("\n"))
+        assert edit.lines[-1] == '    """  # noqa: D401'
+        new, rejected = prove_module(self.STALE_SRC, [Accepted(t, edit)])
+        assert rejected == [] and "# noqa: D401" in new
+
+    def test_an_edit_that_drops_a_comment_is_rejected(self):
+        t = self.stale_target()
+        edit = make_edit(t, "New.\n\nArgs:\n    a: Here.", self.STALE_SRC.split("\n"))
+        dropped = Edit(edit.start, edit.end, (*edit.lines[:-1], '    """'))
+        assert same_code(self.STALE_SRC, apply_edits(self.STALE_SRC, [dropped]))  # AST blind
+        new, rejected = prove_module(self.STALE_SRC, [Accepted(t, dropped)])
+        assert new == self.STALE_SRC
+        assert "comment" in rejected[0][1]
+
+    def test_comments_kept_compares_tokens_outside_docstrings(self):
+        head = "def f():\n    # c\n    return 1  # d\n"
+        assert validate.comments_kept(
+            head, 'def f():\n    """Doc."""\n    # c\n    return 1  # d\n'
+        )
+        assert not validate.comments_kept(head, 'def f():\n    """Doc."""\n    return 1  # d\n')
+        assert not validate.comments_kept(head, "def f():\n    # c\n    return 1  # e\n")
+
+    def test_an_edit_on_a_line_with_a_lone_cr_is_rejected(self):
+        src = "def f(a):  # x\r    # y\n    return a\n"
+        t = make_target(qualname="f", def_line=1, header_end=1, body_start=3, end=3)
+        edit = make_edit(
+            t, "Give a back.", [line.rstrip("\r\n") for line in validate.split_lines(src)]
+        )
+        new, rejected = prove_module(src, [Accepted(t, edit)])
+        assert new == src and "lone carriage return" in rejected[0][1]
+
+    def test_github_applies_suggestions_at_git_lines(self):
+        # Python line 3 is git line 2 here: the suggestion must name git's line.
+        src = "x = 1  # a\rb = 2\ndef f(a):\n    return a\n"
+        t = make_target(qualname="f", def_line=3, header_end=3, body_start=4, end=4, start=3)
+        edit = make_edit(
+            t, "Give a back.", [line.rstrip("\r\n") for line in validate.split_lines(src)]
+        )
+        new, rejected = prove_module(src, [Accepted(t, edit)])
+        assert rejected == []
+        github = validate.apply_suggestions(src, [(2, 2, edit.lines)])
+        assert github == new and ast.get_docstring(ast.parse(github).body[2]) == "Give a back."
