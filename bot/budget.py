@@ -17,15 +17,21 @@ import base64
 import functools
 import hashlib
 import json
+import logging
 import math
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import tiktoken
 
+from bot import quota
 from bot.config import price_for
 from bot.models import Target, Usage
+
+log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).parent / "data" / "tiktoken"
 
@@ -223,6 +229,69 @@ class BudgetExceeded(Exception):
         self.remaining = remaining
 
 
+class CapReached(BudgetExceeded):
+    """A shared quota (the installation's day or month cap) has no room for a call."""
+
+    def __init__(self, hit: quota.CapHit) -> None:
+        super().__init__(hit.needed, max(0, hit.limit - hit.used))
+        self.hit = hit
+        self.args = (hit.short(),)
+
+
+class Pool(Protocol):
+    """A quota shared beyond one run, reserved from together with a :class:`TokenBudget`."""
+
+    def reserve(self, tokens: int) -> object:
+        """Hold ``tokens``; raises :class:`BudgetExceeded` (e.g. :class:`CapReached`)."""
+        ...
+
+    def settle(self, hold: object, actual: int) -> None: ...
+
+
+class InstallationQuota:
+    """The installation's day and month caps as a :class:`Pool` (counters in ``store``).
+
+    Reserving is one write to the journal (SQLite or Redis) per model call attempt.
+    A settle the store cannot record leaves the hold counted in full: the cap errs on
+    the side of the one who pays.
+    """
+
+    def __init__(
+        self,
+        store: quota.CapStore,
+        installation_id: int,
+        caps: quota.Caps,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.installation_id = installation_id
+        self.caps = caps
+        self.clock = clock
+
+    def exhausted(self) -> quota.CapHit | None:
+        """The cap already reached (no room for a single token), if any."""
+        used = self.store.cap_used(self.installation_id)
+        return quota.check(used, 1, self.caps, self.clock())
+
+    def reserve(self, tokens: int) -> quota.Hold:
+        held = self.store.reserve_tokens(self.installation_id, tokens, self.caps)
+        if isinstance(held, quota.CapHit):
+            raise CapReached(held)
+        return held
+
+    def settle(self, hold: object, actual: int) -> None:
+        assert isinstance(hold, quota.Hold)
+        try:
+            self.store.settle_tokens(hold, actual)
+        except Exception as exc:  # the job must not fail (and call again) over this
+            log.warning(
+                "could not settle %d reserved tokens of installation %d (%s); they stay counted",
+                hold.tokens,
+                hold.installation_id,
+                exc,
+            )
+
+
 @dataclass(frozen=True)
 class Reservation:
     """Tokens held for one call until :meth:`TokenBudget.settle`."""
@@ -247,7 +316,12 @@ class TokenBudget:
     reserved: int = 0
     slack: int = 0
     overruns: list[tuple[int, int]] = field(default_factory=list)  # (reserved, actual)
+    # A quota beyond this run (the installation's caps): every reservation must fit
+    # there too; ``refused`` keeps the last time it did not.
+    pool: Pool | None = field(default=None, repr=False, compare=False)
+    refused: BudgetExceeded | None = field(default=None, repr=False, compare=False)
     _open: dict[int, int] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _holds: dict[int, object] = field(default_factory=dict, init=False, repr=False, compare=False)
     _next_id: int = field(default=1, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -278,9 +352,18 @@ class TokenBudget:
         needed = tokens + self.slack
         if needed > self.remaining:
             raise BudgetExceeded(needed, self.remaining)
+        hold = None
+        if self.pool is not None:
+            try:
+                hold = self.pool.reserve(needed)
+            except BudgetExceeded as exc:
+                self.refused = exc
+                raise
         reservation = Reservation(self._next_id, needed)
         self._next_id += 1
         self._open[reservation.id] = needed
+        if hold is not None:
+            self._holds[reservation.id] = hold
         self.reserved += needed
         return reservation
 
@@ -296,6 +379,9 @@ class TokenBudget:
         actual = max(0, actual)
         self.reserved -= held
         self.spent += actual
+        hold = self._holds.pop(reservation.id, None)
+        if hold is not None and self.pool is not None:
+            self.pool.settle(hold, actual)
         if actual > held:
             self.overruns.append((held, actual))
             self.slack = max(self.slack, actual - held)

@@ -16,6 +16,7 @@ import asyncio
 import json
 import logging
 import os
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bot import __version__, render
+from bot import usage as usage_mod
 from bot.budget import TokenBudget, TokenCounter, encoding_for_model, load_encoding
 from bot.cache import DocstringCache, MemoryCache, SqliteCache
 from bot.config import Settings, read_repo_config_file
@@ -88,6 +90,18 @@ def build_parser() -> argparse.ArgumentParser:
         "worker",
         help="run job workers only (scale-out mode: needs REDIS_URL)",
         description="Process review jobs from Redis (REDIS_URL), on any machine.",
+    )
+
+    usage = sub.add_parser(
+        "usage",
+        help="LLM tokens and cost per installation, repository and month",
+        description="Print what docgen spent, from the journal the App writes: the SQLite "
+        "file in DOCGEN_DATA_DIR, or Redis when REDIS_URL is set. Months are UTC.",
+    )
+    usage.add_argument("--format", choices=("table", "json"), default="table")
+    usage.add_argument("--month", default=None, metavar="YYYY-MM", help="only this month")
+    usage.add_argument(
+        "--installation", type=int, default=None, metavar="ID", help="only this installation"
     )
 
     setup = sub.add_parser(
@@ -233,6 +247,9 @@ def review(
         repo_docstrings=repo_docstrings(local.root, [c.path for c in local.changes]),
         style_override=Style(args.style) if args.style else None,
         notes=list(loaded.errors),
+        # Not posting to GitHub: any changed definition can be documented in place,
+        # wherever its docstring lies relative to the diff's hunks.
+        within_hunks=False,
     )
     if provider.offline:
         ctx.notes.append(
@@ -317,6 +334,58 @@ def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         return review(root, "main", "feature", args, out)
 
 
+def usage(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``docgen usage``: the ledger's totals per installation, repository and month."""
+    out = out or sys.stdout
+    if args.month is not None and not re.fullmatch(r"\d{4}-(0[1-9]|1[0-2])", args.month):
+        raise UsageError(f"--month must look like 2025-06, not {args.month!r}")
+    store = _open_ledger(load_settings())
+    try:
+        rows = store.usage(args.month)
+    except Exception as exc:  # a broken store is one line, not a traceback
+        raise UsageError(f"cannot read the ledger: {exc}") from None
+    finally:
+        store.close()
+    if args.installation is not None:
+        rows = [r for r in rows if r.installation_id == args.installation]
+    if args.format == "json":
+        json.dump(usage_mod.as_json(rows), out, indent=2)
+        out.write("\n")
+    else:
+        out.write(usage_mod.table(rows) + "\n")
+    return EXIT_OK
+
+
+def _open_ledger(settings: Settings) -> usage_mod.UsageSource:
+    """The journal ``docgen serve`` writes: Redis with REDIS_URL, else the SQLite file."""
+    from bot.jobs import JOURNAL_FILENAME, Journal, JournalError
+    from bot.server import DEFAULT_DATA_DIR
+
+    if settings.redis_url is not None:
+        from redis.exceptions import RedisError
+
+        from bot.redisq import RedisJournal
+
+        store = RedisJournal.from_url(
+            settings.redis_url.get_secret_value(), prefix=settings.docgen_redis_prefix
+        )
+        try:
+            store.client.ping()
+        except (RedisError, OSError) as exc:
+            store.close()
+            raise UsageError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
+        return store
+    path = (settings.docgen_data_dir or DEFAULT_DATA_DIR) / JOURNAL_FILENAME
+    if not path.is_file():
+        raise UsageError(
+            f"no journal at {path}: set DOCGEN_DATA_DIR to where docgen serve keeps it"
+        )
+    try:
+        return Journal(path)
+    except (JournalError, OSError) as exc:
+        raise UsageError(f"cannot open {path}: {exc}") from None
+
+
 def _serve(args: argparse.Namespace) -> int:
     from bot.server import StartupError, serve
 
@@ -345,6 +414,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo(args)
         if args.command == "serve":
             return _serve(args)
+        if args.command == "usage":
+            return usage(args)
         if args.command == "worker":
             from bot.server import run_worker
 

@@ -21,6 +21,7 @@ from bot.models import Style
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TOKEN_BUDGET = 20_000
+DEFAULT_FORK_TOKEN_BUDGET = 5_000  # a fork's author is not someone the org pays for
 
 
 class Price(BaseModel):
@@ -123,6 +124,15 @@ class Settings(BaseSettings):
     # 0 turns it off.  The web process has ``/metrics`` on its own port already.
     docgen_metrics_port: int = Field(default=8001, ge=0, le=65535)
 
+    # What an installation may spend (bot.quota): tokens per UTC day / month across
+    # all its repositories and PRs, reservations included; 0 is no cap.
+    docgen_installation_tokens_per_day: int = Field(default=0, ge=0)
+    docgen_installation_tokens_per_month: int = Field(default=0, ge=0)
+    # PRs from forks: a lower per-PR budget (never above DOCGEN_TOKEN_BUDGET), and
+    # whether they run without a `/docgen` from a member.
+    docgen_fork_token_budget: int = Field(default=DEFAULT_FORK_TOKEN_BUDGET, gt=0)
+    docgen_fork_auto_run: bool = True
+
     @field_validator("redis_url", mode="before")
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -181,6 +191,10 @@ class RepoConfig(BaseModel):
     language: str = "English"
     max_file_bytes: int = Field(default=1_000_000, gt=0)
     max_functions: int = Field(default=100, gt=0)
+    # PRs from forks (bot.quota): may lower DOCGEN_FORK_TOKEN_BUDGET, or require
+    # `/docgen`; never more than the admin's settings allow.
+    fork_budget: int | None = Field(default=None, gt=0)
+    fork_auto_run: bool = True
 
     @field_validator("include", "exclude", mode="before")
     @classmethod

@@ -115,7 +115,8 @@ USER_AGENT = "docgen (+https://github.com/apps/docgen)"
 CHECK_NAME = "docgen"
 # https://docs.github.com/en/rest/checks/runs#update-a-check-run
 MAX_ANNOTATIONS_PER_REQUEST = 50
-OUTPUT_TEXT_LIMIT = render.SUMMARY_LIMIT  # output.summary and output.text, 65,535 each
+# output.summary and output.text: 65,535 bytes of UTF-8 each (render.SUMMARY_LIMIT says why)
+OUTPUT_TEXT_LIMIT = render.SUMMARY_LIMIT
 MAX_ACTIONS = 3
 # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
 MAX_PR_FILES = 3_000
@@ -694,7 +695,7 @@ def _iso(epoch: float) -> str:
 
 
 def _cap(text: str, limit: int = OUTPUT_TEXT_LIMIT) -> str:
-    return text if len(text) <= limit else text[: limit - len(_TRUNCATED)] + _TRUNCATED
+    return render.cap_bytes(text, limit, _TRUNCATED)
 
 
 def review_body(count: int) -> str:
@@ -761,7 +762,7 @@ def check_run_output(
     annotations: Sequence[dict[str, Any]] = (),
     text: str | None = None,
 ) -> dict[str, Any]:
-    """A check run's ``output``, with summary and text cut to GitHub's 65,535 characters.
+    """A check run's ``output``, with summary and text cut to GitHub's 65,535 bytes.
 
     ``annotations`` must already be one request's worth (≤ 50).
     """

@@ -50,11 +50,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from bot import logs
+from bot import logs, quota
+from bot.usage import UsageRow, sort_rows
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 JOURNAL_FILENAME = "journal.sqlite3"
 CHECKPOINT_INTERVAL = 1.0  # s between WAL checkpoints when commits do not make them
 DELIVERY_RETENTION = 7 * 24 * 3600.0  # redeliveries are possible for a few days: keep a week
@@ -223,6 +224,21 @@ _SCHEMA_2 = [
     )""",
 ]
 
+# Version 3: the ledger knows each run's installation and repository (``docgen usage``),
+# and the installations' cap counters (bot.quota), one row per installation and period.
+# Idempotent: a journal whose version was set back must still open.
+_SCHEMA_3 = [
+    """CREATE TABLE IF NOT EXISTS cap_counters (
+        installation_id INTEGER NOT NULL,
+        period TEXT NOT NULL,
+        tokens INTEGER NOT NULL,
+        ends REAL NOT NULL,
+        PRIMARY KEY (installation_id, period)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX IF NOT EXISTS ledger_created ON ledger (created)",
+]
+_LEDGER_COLUMNS_3 = {"installation_id": "INTEGER", "repo": "TEXT"}
+
 _CLAIMABLE = """
     SELECT id FROM jobs AS j
     WHERE state = 'queued' AND run_after <= ?
@@ -347,6 +363,13 @@ class Journal:
                     conn.execute(statement)
             if version < 2:
                 for statement in _SCHEMA_2:
+                    conn.execute(statement)
+            if version < 3:
+                have = {row["name"] for row in conn.execute("PRAGMA table_info(ledger)")}
+                for column, kind in _LEDGER_COLUMNS_3.items():
+                    if column not in have:
+                        conn.execute(f"ALTER TABLE ledger ADD COLUMN {column} {kind}")
+                for statement in _SCHEMA_3:
                     conn.execute(statement)
             if version < SCHEMA_VERSION:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -494,6 +517,7 @@ class Journal:
                 (now - job_retention,),
             ).rowcount
             conn.execute("DELETE FROM forgotten WHERE at < ?", (now - delivery_retention,))
+            conn.execute("DELETE FROM cap_counters WHERE ends < ?", (now - quota.GRACE,))
         if deliveries or jobs:
             log.info("pruned %d deliveries and %d finished jobs", deliveries, jobs)
         return deliveries, jobs
@@ -814,12 +838,18 @@ class Journal:
         cost_usd: float,
         job_id: int | None = None,
         head_sha: str | None = None,
+        installation_id: int | None = None,
+        repo: str | None = None,
     ) -> None:
-        """Record what one run of ``key`` (a PR) spent on the LLM."""
+        """Record what one run of ``key`` (a PR) spent on the LLM.
+
+        ``repo`` defaults to the ``owner/name`` part of the key.
+        """
         with self.atomic() as conn:
             conn.execute(
                 "INSERT INTO ledger (key, job_id, head_sha, model, prompt_tokens,"
-                " completion_tokens, cost_usd, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                " completion_tokens, cost_usd, created, installation_id, repo)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
                     job_id,
@@ -829,6 +859,8 @@ class Journal:
                     completion_tokens,
                     cost_usd,
                     self.clock(),
+                    installation_id,
+                    repo or key.partition("#")[0],
                 ),
             )
 
@@ -844,6 +876,76 @@ class Journal:
             .fetchone()
         )
         return Spend(int(row[0]), int(row[1]), float(row[2]), int(row[3]))
+
+    def usage(self, month: str | None = None) -> list[UsageRow]:
+        """The ledger summed per installation, repository and UTC month (or one month)."""
+        where, params = "", ()
+        if month is not None:
+            where, params = "WHERE created >= ? AND created < ?", quota.month_bounds(month)
+        rows = self._conn().execute(
+            "SELECT installation_id, COALESCE(repo, substr(key, 1, instr(key || '#', '#') - 1)),"
+            " strftime('%Y-%m', created, 'unixepoch'), SUM(prompt_tokens),"
+            f" SUM(completion_tokens), SUM(cost_usd), COUNT(*) FROM ledger {where}"
+            " GROUP BY 1, 2, 3",
+            params,
+        )
+        return sort_rows(
+            UsageRow(row[0], row[1], row[2], int(row[3]), int(row[4]), float(row[5]), int(row[6]))
+            for row in rows
+        )
+
+    # ------------------------------------------------------- installation caps
+
+    def reserve_tokens(
+        self, installation_id: int, tokens: int, caps: quota.Caps
+    ) -> quota.Hold | quota.CapHit:
+        """Count ``tokens`` against the installation's day and month, unless over a cap.
+
+        One write transaction: concurrent reservations (any thread or process on this
+        file) are serialised by SQLite's write lock, so none can take room another took.
+        """
+        now = self.clock()
+        periods = quota.Periods.at(now)
+        with self.atomic() as conn:
+            hit = quota.check(self._cap_used(conn, installation_id, periods), tokens, caps, now)
+            if hit is not None:
+                return hit
+            for period, window in ((periods.day, "day"), (periods.month, "month")):
+                conn.execute(
+                    "INSERT INTO cap_counters VALUES (?, ?, ?, ?) ON CONFLICT (installation_id,"
+                    " period) DO UPDATE SET tokens = tokens + excluded.tokens",
+                    (installation_id, period, tokens, quota.resets_at(window, now)),
+                )
+        return quota.Hold(installation_id, periods, tokens)
+
+    def settle_tokens(self, hold: quota.Hold, actual: int) -> None:
+        """Replace ``hold`` by ``actual`` tokens, in the periods the hold was counted in."""
+        delta = max(0, actual) - hold.tokens
+        if not delta:
+            return
+        with self.atomic() as conn:
+            conn.execute(
+                "UPDATE cap_counters SET tokens = MAX(0, tokens + ?)"
+                " WHERE installation_id = ? AND period IN (?, ?)",
+                (delta, hold.installation_id, hold.periods.day, hold.periods.month),
+            )
+
+    def cap_used(self, installation_id: int) -> quota.Used:
+        """Tokens counted against the installation's caps today and this month (UTC)."""
+        return self._cap_used(self._conn(), installation_id, quota.Periods.at(self.clock()))
+
+    @staticmethod
+    def _cap_used(
+        conn: sqlite3.Connection, installation_id: int, periods: quota.Periods
+    ) -> quota.Used:
+        rows = dict(
+            conn.execute(
+                "SELECT period, tokens FROM cap_counters"
+                " WHERE installation_id = ? AND period IN (?, ?)",
+                (installation_id, periods.day, periods.month),
+            ).fetchall()
+        )
+        return quota.Used(int(rows.get(periods.day, 0)), int(rows.get(periods.month, 0)))
 
     def counts(self) -> dict[str, int]:
         """Jobs per state, every state present (for the metrics gauge)."""

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -28,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from bot.models import Usage
+from bot.usage import UsageRow, per_installation
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +117,23 @@ class Metrics:
         self.suggestions = Counter(
             "docgen_suggestions", "Docstring suggestions by action", ["action"], registry=r
         )
+        # From the journal's ledger at each scrape (usage_gauges): the same totals as
+        # `docgen usage`, this UTC month.  Labels: installation ids only (bounded by
+        # the installations of the App) and a fixed kind.
+        self.installation_tokens = Gauge(
+            "docgen_installation_tokens",
+            "LLM tokens spent this UTC month per installation",
+            ["installation", "kind"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
+        self.installation_cost = Gauge(
+            "docgen_installation_cost_usd",
+            "LLM cost in US dollars this UTC month per installation",
+            ["installation"],
+            registry=r,
+            multiprocess_mode="mostrecent",
+        )
 
     def on_collect(self, fn: Callable[[Metrics], None]) -> None:
         """Run ``fn`` before each scrape (e.g. to read job counts from the journal)."""
@@ -146,6 +165,41 @@ class Metrics:
     def serve(self, port: int, host: str = "0.0.0.0") -> MetricsServer:
         """Serve ``GET /metrics`` on ``host:port`` from a thread; OSError if the port is taken."""
         return MetricsServer(self, port, host)
+
+
+class UsageSource(Protocol):
+    """What :func:`usage_gauges` reads: either journal (SQLite or Redis)."""
+
+    clock: Callable[[], float]
+
+    def usage(self, month: str | None = None) -> list[UsageRow]: ...
+
+
+def usage_gauges(source: UsageSource) -> Callable[[Metrics], None]:
+    """An ``on_collect`` hook: this month's tokens and cost per installation.
+
+    An installation seen earlier but not this month reads 0 (a new month), rather
+    than keeping last month's figures.
+    """
+    seen: set[str] = set()
+
+    def collect(m: Metrics) -> None:
+        month = time.strftime("%Y-%m", time.gmtime(source.clock()))
+        totals = per_installation(source.usage(month))
+        current: set[str] = set()
+        for inst, t in totals.items():
+            label = "unknown" if inst is None else str(inst)
+            current.add(label)
+            m.installation_tokens.labels(label, "prompt").set(t.prompt_tokens)
+            m.installation_tokens.labels(label, "completion").set(t.completion_tokens)
+            m.installation_cost.labels(label).set(t.cost_usd)
+        for label in seen - current:
+            m.installation_tokens.labels(label, "prompt").set(0)
+            m.installation_tokens.labels(label, "completion").set(0)
+            m.installation_cost.labels(label).set(0)
+        seen.update(current)
+
+    return collect
 
 
 class _Hooks:

@@ -39,6 +39,10 @@ class Action(enum.StrEnum):
 
     ADDED = "added"
     UPDATED = "updated"
+    # Written and proven, but GitHub cannot take it as one suggestion (its lines are not
+    # all inside one hunk of the diff): offered in the check run as the exact
+    # replacement (``Outcome.replacement``) instead of a review comment.
+    OFFERED = "offered"
     SKIPPED = "skipped"
     UNCHANGED = "unchanged"  # already documented and consistent
 
@@ -305,6 +309,8 @@ class Outcome:
     docstring: str | None = None
     suggestion: Suggestion | None = None
     offline: bool = False  # written by the offline skeleton provider, not a model
+    # For OFFERED: the lines to replace and their replacement, never posted as a comment.
+    replacement: Suggestion | None = None
 
 
 @dataclass

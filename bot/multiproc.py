@@ -47,7 +47,7 @@ from bot import logs, sentry
 from bot.cache import SqliteCache
 from bot.config import Settings
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
-from bot.metrics import Metrics, enable_multiprocess
+from bot.metrics import Metrics, enable_multiprocess, usage_gauges
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ def web_app() -> Starlette:
         raise SystemExit(2) from None
     metrics = Metrics()
     metrics.on_collect(job_gauges(journal))
+    metrics.on_collect(usage_gauges(journal))
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:

@@ -73,6 +73,9 @@ class Context:
     # What the model's answers taught about its token counts; run() merges the stored
     # one in and stores the result (issue 9, items 4 and 7).
     profile: budget_mod.ModelProfile = field(default_factory=budget_mod.ModelProfile)
+    # GitHub takes a suggestion only on lines inside one hunk of the PR's diff.  The App
+    # keeps that rule; the local CLI (`docgen review`, `--apply`) is not bound by it.
+    within_hunks: bool = True
 
 
 @dataclass
@@ -101,6 +104,7 @@ class _Candidate:
     accepted: validate.Accepted | None = None
     text: str = ""
     reason: str = ""
+    offer: str = ""  # why GitHub cannot take it as a suggestion: offered instead
 
 
 @dataclass
@@ -139,11 +143,11 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
         report.coverage_before += f.result.coverage
         report.skips.extend(f.result.skips)
         for target in f.result.targets:
-            outcome = _triage(target, f, ctx.config)
+            outcome = _triage(target, f, ctx)
             if outcome is not None:
                 report.outcomes.append(outcome)
             else:
-                candidates.append(_Candidate(f, target))
+                candidates.append(_Candidate(f, target, offer=_offer_only(target, f, ctx)))
 
     if len(candidates) > ctx.config.max_functions:
         over = candidates[ctx.config.max_functions :]
@@ -259,8 +263,9 @@ _LONE_CR = "Python counts two lines there and GitHub one, so no suggestion can r
 REMOVED_DOCSTRING = "docstring removed in this PR"
 
 
-def _triage(target: Target, f: _File, config: RepoConfig) -> Outcome | None:
+def _triage(target: Target, f: _File, ctx: Context) -> Outcome | None:
     """Decide, before spending tokens, whether a target gets a docstring at all."""
+    config = ctx.config
     if target.decision == Decision.SKIP:
         return _skip(target, target.reason)
     if target.decision == Decision.OK:
@@ -275,12 +280,48 @@ def _triage(target: Target, f: _File, config: RepoConfig) -> Outcome | None:
     cr = f.line_map.lone_cr(start, end)
     if cr is not None:
         return _skip(target, f"line {cr} holds a lone carriage return (\\r): {_LONE_CR}")
-    if f.diff.hunk_covering(start, end) is None:
+    # A stale docstring GitHub cannot take is still rewritten, and offered instead.
+    offerable = target.decision == Decision.STALE
+    if ctx.within_hunks and not offerable and f.diff.hunk_covering(start, end) is None:
         # GitHub only accepts comments on lines inside one hunk of the diff:
         # https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request
         where = f"line {start}" if start == end else f"lines {start}-{end}"
         return _skip(target, f"outside the diff: {where} not in the PR's changes")
     return None
+
+
+_COUNTS = {2: "two", 3: "three", 4: "four"}
+
+
+def _offer_only(target: Target, f: _File, ctx: Context) -> str:
+    """Why GitHub cannot take ``target``'s suggestion, or "" when it can (or need not).
+
+    A multi-line suggestion must lie inside one hunk of the diff (context lines
+    included): https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request
+    """
+    region = validate.edit_region(target)
+    if not ctx.within_hunks or isinstance(region, str):
+        return ""
+    start, end = f.line_map.git(region[0]), f.line_map.git(region[1])  # GitHub's lines
+    if f.diff.hunk_covering(start, end) is not None:
+        return ""
+    span = f"line {start}" if start == end else f"lines {start}–{end}"
+    touched = [h for h in f.diff.hunks if any(n in h.lines for n in range(start, end + 1))]
+    if len(touched) > 1:
+        n = _COUNTS.get(len(touched), f"{len(touched):,}")
+        return (
+            f"the docstring spans {span} across {n} diff hunks;"
+            " GitHub takes a suggestion within one hunk"
+        )
+    if touched:
+        return (
+            f"the docstring spans {span}, only partly in the PR's diff;"
+            " GitHub takes a suggestion only on lines of one hunk"
+        )
+    return (
+        f"the docstring ({span}) is outside the PR's diff;"
+        " GitHub takes a suggestion only on lines of the diff"
+    )
 
 
 async def _generate_all(
@@ -613,16 +654,26 @@ def _finish(
             if not c.cached:
                 fresh.append((cache_key(c.target, f.style, model, ctx.config.language), c.parts))
             action = Action.UPDATED if c.target.decision == Decision.STALE else Action.ADDED
-            report.outcomes.append(
-                Outcome(
+            suggestion = _suggestion(path, c.accepted.edit, c.target, c.text)
+            if c.offer:  # proven, but GitHub cannot take it: offered in the check run
+                outcome = Outcome(
+                    c.target,
+                    Action.OFFERED,
+                    c.offer,
+                    c.text,
+                    offline=ctx.provider.offline,
+                    replacement=suggestion,
+                )
+            else:
+                outcome = Outcome(
                     c.target,
                     action,
                     _reason(c.target, action),
                     c.text,
-                    _suggestion(path, c.accepted.edit, c.target, c.text),
+                    suggestion,
                     offline=ctx.provider.offline,
                 )
-            )
+            report.outcomes.append(outcome)
         if new_text != f.text:
             new_texts[path] = new_text
             head_texts[path] = f.text
@@ -662,7 +713,9 @@ def _in_git_lines(outcome: Outcome, lines: LineMap) -> Outcome:
         if t.docstring_span
         else None,
     )
-    s = outcome.suggestion
+    s, r = outcome.suggestion, outcome.replacement
     if s is not None:
         s = replace(s, start=git(s.start), end=git(s.end), target_id=target.id)
-    return replace(outcome, target=target, suggestion=s)
+    if r is not None:
+        r = replace(r, start=git(r.start), end=git(r.end), target_id=target.id)
+    return replace(outcome, target=target, suggestion=s, replacement=r)

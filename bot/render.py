@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
 
-# GitHub caps a check run's output.summary at 65,535 characters:
-# https://docs.github.com/en/rest/checks/runs#create-a-check-run
+# GitHub caps a check run's output.summary and output.text at 65,535 *bytes* of UTF-8
+# ("summary exceeds a maximum bytesize of 65535"), though the docs say characters:
+# https://docs.github.com/en/rest/checks/runs#create-a-check-run and
+# https://github.com/github/docs/issues/35252
 SUMMARY_LIMIT = 65_535
 # Annotation fields: title at most 255 characters, message and raw_details 64 KB each
-# (same page).  GitHub also takes at most 50 annotations per request; batching them is
-# the publisher's job.
+# (same page), counted in bytes like the summary.  GitHub also takes at most 50
+# annotations per request; batching them is the publisher's job.
 ANNOTATION_TITLE_LIMIT = 255
 ANNOTATION_TEXT_LIMIT = 65_535
 
@@ -65,9 +67,51 @@ def parse_marker(body: str) -> tuple[str, str] | None:
         return None
 
 
+# ------------------------------------------------------------------ sizes
+
+
+def utf8_size(text: str) -> int:
+    """The size GitHub gives ``text``: its UTF-8 bytes (a lone surrogate counts 3)."""
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def cut_to_bytes(text: str, limit: int) -> str:
+    """The longest prefix of ``text`` of at most ``limit`` UTF-8 bytes (whole characters)."""
+    data = text.encode("utf-8", "surrogatepass")
+    if len(data) <= limit:
+        return text
+    # A character's continuation bytes are 0b10xxxxxx: back up to the start of the
+    # character the cut falls in, so no character is split.
+    end = max(limit, 0)
+    while end > 0 and data[end] & 0xC0 == 0x80:
+        end -= 1
+    return data[:end].decode("utf-8", "surrogatepass")
+
+
+def cap_bytes(text: str, limit: int, suffix: str = "…") -> str:
+    """``text`` itself when it fits in ``limit`` bytes, else cut with ``suffix`` appended."""
+    if utf8_size(text) <= limit:
+        return text
+    return cut_to_bytes(text, limit - utf8_size(suffix)) + suffix
+
+
 # ------------------------------------------------------------- markdown helpers
 
-_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
+# Text from the PR (names, paths, existing docstrings, config) or from the model is
+# untrusted: shown in Markdown it must not ping, reference or link anyone, nor carry
+# HTML or images.  Names go in code spans (GitHub renders nothing inside code); prose
+# is escaped character by character, and the triggers GitHub acts on in rendered text —
+# @mentions, #123 / GH-123 references, autolinked URLs and e-mail addresses — are
+# broken with an invisible WORD JOINER.  A backslash is not enough there: GitHub finds
+# mentions and references in the text after Markdown removed the backslash.
+# https://docs.github.com/en/get-started/writing-on-github/getting-started-with-writing-and-formatting-on-github/autolinked-references-and-urls
+# https://github.github.com/gfm/#autolinks-extension-
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#!])")
+_WJ = "\u2060"
+# The end too: "www" or "gh" must not become "www." or "gh-1" with what follows.
+_TRIGGERS = re.compile(r"(?i)@|#|(?<=gh)-(?=\d)|(?=:/)|(?<=www)\.|(?<=www)\Z|(?<=gh)\Z|:\Z")
+_BREAK = {"@": f"{_WJ}@{_WJ}", "#": f"#{_WJ}", "-": f"{_WJ}-", "": _WJ, ".": f"{_WJ}.", ":": f"{_WJ}:"}
+_QUOTED = re.compile(r"`([^`]+)`")
 
 
 def _one_line(text: str) -> str:
@@ -78,14 +122,43 @@ def _shorten(text: str, limit: int = _CELL_LIMIT) -> str:
     return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
-def _md(text: str, limit: int = _CELL_LIMIT) -> str:
-    """Plain text as inline Markdown: one line, markup characters escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", _shorten(_one_line(text), limit)).replace("&", "&amp;")
+def _escaped(text: str) -> str:
+    """One line of untrusted text as inert inline Markdown (no markup, links, pings)."""
+    text = _MD_SPECIAL.sub(r"\\\1", text).replace("&", "&amp;")
+    return _TRIGGERS.sub(lambda m: _BREAK[m.group()], text)
 
 
-def _code(text: str, *, in_table: bool = False) -> str:
+def _md(text: str, limit: int = _CELL_LIMIT, *, in_table: bool = False) -> str:
+    """Untrusted text as inline Markdown: one line, `quoted` parts as code, the rest inert.
+
+    Reasons quote names in backticks ("documents `key` but ..."): those parts become
+    code spans of their own, whatever backticks the names hold.
+    """
+    text = _shorten(_one_line(text), limit)
+    out, last = [], 0
+    for m in _QUOTED.finditer(text):
+        # Two spans must not touch: their fences would merge into one longer run.
+        between = _escaped(text[last : m.start()]) or (_WJ if out else "")
+        out += [between, _code(m.group(1), in_table=in_table, limit=limit)]
+        last = m.end()
+    out.append(_escaped(text[last:]))
+    return "".join(out)
+
+
+def code_span(text: str) -> str:
+    """Untrusted text (a name, a path, a word of a command) as one inline code span."""
+    return _code(text)
+
+
+def inline_text(text: str, limit: int = 2_000) -> str:
+    """Untrusted prose (an error message, a note) as inert inline Markdown."""
+    return _md(text, limit)
+
+
+def _code(text: str, *, in_table: bool = False, limit: int = _CELL_LIMIT) -> str:
     """``text`` as a code span, with a fence longer than any backtick run inside."""
-    text = _shorten(_one_line(text))
+    # An empty span would be a bare fence that pairs with the next span's: a space.
+    text = _shorten(_one_line(text), limit) or " "
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * (longest + 1)
     pad = " " if text.startswith("`") or text.endswith("`") else ""
@@ -183,7 +256,7 @@ class _SkippedItem:
 def _skipped_items(report: Report) -> list[_SkippedItem]:
     items = [_SkippedItem(s.path, s.line, s.qualname, s.reason) for s in report.skips]
     items += [
-        _SkippedItem(o.target.path, o.target.def_line, o.target.qualname, o.reason)
+        _SkippedItem(o.target.path, o.target.def_line, o.target.qualname, _note(o))
         for o in report.outcomes
         if o.action == Action.SKIPPED
     ]
@@ -224,8 +297,10 @@ def _coverage_text(before: Coverage, after: Coverage, arrow: str = "→") -> str
 
 def _tally(report: Report) -> str:
     counts = _counts(report)
+    offered = f"{counts['offered']:,} offered, " if counts["offered"] else ""
     text = (
-        f"{counts['added']:,} added, {counts['updated']:,} updated, {counts['skipped']:,} skipped"
+        f"{counts['added']:,} added, {counts['updated']:,} updated, {offered}"
+        f"{counts['skipped']:,} skipped"
     )
     if counts["unchanged"]:
         text += f", {counts['unchanged']:,} unchanged"
@@ -275,7 +350,17 @@ _TABLE_HEAD = ("| function | line | action | note |", "| --- | ---: | --- | --- 
 
 
 def _note(outcome: Outcome) -> str:
-    parts = [outcome.reason] if outcome.reason.strip() else []
+    """What the reports say about one definition: stale or not, why, how it was written."""
+    parts = []
+    target = outcome.target
+    reason = outcome.reason.strip()
+    if target.decision == Decision.STALE and not reason.startswith("stale docstring"):
+        stale = target.reason.strip()
+        parts.append(f"stale docstring: {stale}" if stale else "stale docstring")
+        if reason == stale:
+            reason = ""
+    if reason:
+        parts.append(reason)
     if outcome.offline:
         parts.append("offline skeleton")
     return "; ".join(parts)
@@ -284,13 +369,13 @@ def _note(outcome: Outcome) -> str:
 def _table_groups(report: Report) -> list[_Group]:
     by_path: dict[str, list[Outcome]] = {}
     for outcome in sorted(report.outcomes, key=_outcome_key):
-        if outcome.action in (Action.ADDED, Action.UPDATED):
+        if outcome.action in (Action.ADDED, Action.UPDATED, Action.OFFERED):
             by_path.setdefault(outcome.target.path, []).append(outcome)
     groups = []
     for path, outcomes in by_path.items():
         rows = tuple(
             f"| {_code(o.target.qualname, in_table=True)} | {o.target.def_line} "
-            f"| {o.action.value} | {_md(_note(o))} |"
+            f"| {o.action.value} | {_md(_note(o), in_table=True)} |"
             for o in outcomes
         )
         groups.append(_Group("table", ("", f"#### {_code(path)}", "", *_TABLE_HEAD), rows))
@@ -344,20 +429,21 @@ def _render_summary(head: list[str], groups: list[_Group], tail: list[str], keep
     return "\n".join(lines) + "\n"
 
 
-def _hard_cut(text: str, max_chars: int) -> str:
+def _hard_cut(text: str, max_bytes: int) -> str:
     """Last resort when even the fixed parts are too long: cut at a line boundary."""
     suffix = "\n\n*… summary truncated (size limit)*\n"
-    room = max(max_chars - len(suffix), 0)
-    cut = text.rfind("\n", 0, room + 1)
-    return (text[: max(cut, 0)] + suffix)[:max_chars]
+    # One byte more than the room: a newline just past it still ends a kept line.
+    room = cut_to_bytes(text, max(max_bytes - utf8_size(suffix), 0) + 1)
+    cut = room.rfind("\n")
+    return cut_to_bytes(text[: max(cut, 0)] + suffix, max_bytes)
 
 
-def markdown_report(report: Report, *, max_chars: int = SUMMARY_LIMIT) -> str:
+def markdown_report(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str:
     """The check run's ``output.summary``: what was done, coverage, what was skipped, cost.
 
-    When the text would exceed ``max_chars`` (GitHub's limit is 65,535), table rows and
-    skipped items are dropped from the end, whole rows only, with a visible note of
-    how many were omitted.
+    When the text would exceed ``max_bytes`` of UTF-8 (GitHub's limit is 65,535
+    bytes), table rows and skipped items are dropped from the end, whole rows only,
+    with a visible note of how many were omitted.
     """
     head = [
         f"### 📝 docgen — {_tally(report)}",
@@ -389,18 +475,23 @@ def markdown_report(report: Report, *, max_chars: int = SUMMARY_LIMIT) -> str:
         tail += ["", "#### Notes", ""]
         tail += [f"- {_md(note, 2_000)}" for note in report.notes]
 
+    return _fit(head, groups, tail, max_bytes)
+
+
+def _fit(head: list[str], groups: list[_Group], tail: list[str], max_bytes: int) -> str:
+    """The summary with as many rows as fit in ``max_bytes`` (UTF-8)."""
     total = sum(len(g.rows) for g in groups)
     text = _render_summary(head, groups, tail, total)
-    if len(text) <= max_chars:
+    if utf8_size(text) <= max_bytes:
         return text
-    # Largest number of rows that fits.  Length grows with every row kept (a row is
+    # Largest number of rows that fits.  Size grows with every row kept (a row is
     # far longer than the digit an "omitted" count can lose), so bisect.
     lo, hi = 0, total - 1
-    if len(_render_summary(head, groups, tail, 0)) > max_chars:
-        return _hard_cut(_render_summary(head, groups, tail, 0), max_chars)
+    if utf8_size(_render_summary(head, groups, tail, 0)) > max_bytes:
+        return _hard_cut(_render_summary(head, groups, tail, 0), max_bytes)
     while lo < hi:
         mid = (lo + hi + 1) // 2
-        if len(_render_summary(head, groups, tail, mid)) <= max_chars:
+        if utf8_size(_render_summary(head, groups, tail, mid)) <= max_bytes:
             lo = mid
         else:
             hi = mid - 1
@@ -468,6 +559,8 @@ def json_report(report: Report) -> dict[str, object]:
             for o in outcomes
         ],
         "suggestions": [_suggestion_json(o.suggestion) for o in outcomes if o.suggestion],
+        # Proven replacements GitHub cannot take as suggestions (Action.OFFERED).
+        "offered": [_suggestion_json(o.replacement) for o in outcomes if o.replacement],
         "skips": [
             {"path": s.path, "reason": s.reason, "qualname": s.qualname, "line": s.line}
             for s in sorted(report.skips, key=_skip_key)
@@ -477,13 +570,6 @@ def json_report(report: Report) -> dict[str, object]:
 
 
 # ----------------------------------------------------------------- annotations
-
-
-def _cap_bytes(text: str, limit: int = ANNOTATION_TEXT_LIMIT) -> str:
-    data = text.encode("utf-8", "surrogatepass")
-    if len(data) <= limit:
-        return text
-    return data[: limit - 3].decode("utf-8", "ignore") + "…"
 
 
 def annotations(report: Report) -> list[dict[str, object]]:
@@ -496,6 +582,9 @@ def annotations(report: Report) -> list[dict[str, object]]:
     """
     out: list[dict[str, object]] = []
     for o in sorted(report.outcomes, key=_outcome_key):
+        if o.action == Action.OFFERED and o.replacement is not None:
+            out.append(_offered_annotation(o, o.replacement))
+            continue
         if o.action != Action.SKIPPED or not o.reason.startswith(OUTSIDE_DIFF):
             continue
         target = o.target
@@ -515,12 +604,106 @@ def annotations(report: Report) -> list[dict[str, object]]:
             "end_line": max(target.header_end, target.def_line),
             "annotation_level": "notice",
             "title": _shorten(f"{what}: {target.qualname}", ANNOTATION_TITLE_LIMIT),
-            "message": _cap_bytes(message),
+            "message": cap_bytes(message, ANNOTATION_TEXT_LIMIT),
         }
         if o.docstring:
-            item["raw_details"] = _cap_bytes(o.docstring)
+            item["raw_details"] = cap_bytes(o.docstring, ANNOTATION_TEXT_LIMIT)
         out.append(item)
     return out
+
+
+def _span(start: int, end: int) -> str:
+    return f"line {start}" if start == end else f"lines {start}–{end}"
+
+
+def _offered_annotation(o: Outcome, r: Suggestion) -> dict[str, object]:
+    """An offered replacement, pinned to the first line it replaces."""
+    target = o.target
+    what = "Stale docstring" if target.decision == Decision.STALE else "Missing docstring"
+    message = (
+        f"docgen rewrote the docstring of {target.qualname} ({_span(r.start, r.end)}) but"
+        f" cannot suggest it in a review comment: {o.reason}. The exact replacement is in"
+        " the details and in this check run's text."
+    )
+    return {
+        "path": target.path,
+        "start_line": r.start,
+        "end_line": r.start,
+        "annotation_level": "notice",
+        "title": _shorten(f"{what}: {target.qualname}", ANNOTATION_TITLE_LIMIT),
+        "message": cap_bytes(message, ANNOTATION_TEXT_LIMIT),
+        "raw_details": cap_bytes("\n".join(r.body_lines), ANNOTATION_TEXT_LIMIT),
+    }
+
+
+# ------------------------------------------------------------------ offered text
+
+_OFFERED_HEAD = (
+    "### Docstrings to apply by hand",
+    "",
+    "GitHub takes a suggestion only on lines inside one hunk of the pull request's diff,"
+    " so these cannot be one-click suggestions. Each replacement is proven like one:"
+    " applied, it changes nothing but the docstring.",
+)
+
+
+def _offered_block(o: Outcome, r: Suggestion) -> str:
+    """One offered replacement: where, why, and the exact new lines in a code block.
+
+    The fence is longer than any backtick run in the lines, so nothing in the
+    docstring can close it (https://spec.commonmark.org/0.31.2/#fenced-code-blocks).
+    """
+    fence = _fence(r.body_lines)
+    return "\n".join(
+        [
+            "",
+            f"#### {_code(r.path)} {_span(r.start, r.end)}: {_code(o.target.qualname)}",
+            "",
+            _md(_note(o), 2_000),
+            "",
+            f"Replace {_span(r.start, r.end)} of {_code(r.path)} with:",
+            "",
+            f"{fence}python",
+            *r.body_lines,
+            fence,
+        ]
+    )
+
+
+def offered_text(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str | None:
+    """The check run's ``output.text``: replacements GitHub cannot take as suggestions.
+
+    None when there are none.  Whole entries are dropped from the end to stay within
+    ``max_bytes`` of UTF-8 (GitHub's limit for ``output.text`` is 65,535 bytes), with
+    a note saying how many.
+    """
+    offered = [
+        (o, o.replacement)
+        for o in sorted(report.outcomes, key=_outcome_key)
+        if o.action == Action.OFFERED and o.replacement is not None
+    ]
+    if not offered:
+        return None
+    head = "\n".join(_OFFERED_HEAD)
+    reserve = utf8_size(_offered_omitted(len(offered)))
+    parts, size = [head], utf8_size(head) + 1
+    for i, (o, r) in enumerate(offered):
+        block = _offered_block(o, r)
+        room = max_bytes - (reserve if i < len(offered) - 1 else 0)
+        if size + utf8_size(block) + 1 > room:
+            parts.append(_offered_omitted(len(offered) - i))
+            break
+        parts.append(block)
+        size += utf8_size(block) + 1
+    return cut_to_bytes("\n".join(parts) + "\n", max_bytes)
+
+
+def _offered_omitted(n: int) -> str:
+    what = "replacement" if n == 1 else "replacements"
+    return (
+        f"\n*… {n:,} more {what} omitted (size limit): run `docgen review` on a checkout"
+        " of this branch to apply them.*"
+    )
 
 
 # ------------------------------------------------------------------------ text
@@ -590,13 +773,17 @@ __all__ = [
     "OUTSIDE_DIFF",
     "SUMMARY_LIMIT",
     "annotations",
+    "cap_bytes",
     "check_title",
     "comment_for",
+    "cut_to_bytes",
     "json_report",
     "markdown_report",
     "marker",
+    "offered_text",
     "parse_marker",
     "suggestion_comment",
     "text_report",
     "unified_diff",
+    "utf8_size",
 ]

@@ -38,7 +38,7 @@ from bot.config import Settings
 from bot.generate import ConfigError, Provider, make_provider
 from bot.github import InstallationClients, make_app_github
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
-from bot.metrics import Metrics, MetricsServer
+from bot.metrics import Metrics, MetricsServer, usage_gauges
 from bot.redisq import RedisInstallationClients, RedisJournal, make_worker
 from bot.worker import TimedProvider, WorkerDeps, make_handler
 
@@ -301,6 +301,7 @@ def build(
     )
 
     metrics.on_collect(job_gauges(journal))
+    metrics.on_collect(usage_gauges(journal))
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -329,6 +330,7 @@ def build_web(settings: Settings) -> Runtime:
     journal = _redis_journal(settings)
     metrics = Metrics()
     metrics.on_collect(job_gauges(journal))
+    metrics.on_collect(usage_gauges(journal))
 
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
@@ -362,6 +364,7 @@ def build_worker(
     journal = _redis_journal(settings)
     metrics = Metrics()
     metrics.on_collect(job_gauges(journal))
+    metrics.on_collect(usage_gauges(journal))
     try:
         deps, made = _worker_deps(
             settings,

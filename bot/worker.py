@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import logs, render, sentry
-from bot.budget import TokenBudget, TokenCounter
+from bot.budget import CapReached, InstallationQuota, TokenBudget, TokenCounter
 from bot.cache import DocstringCache
 from bot.config import RepoConfig, Settings, load_repo_config
 from bot.events import HELP
@@ -38,6 +38,7 @@ from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
 from bot.metrics import Metrics
 from bot.models import Action, Decision, FileChange, Outcome, Report, Style
 from bot.pipeline import Context, RunResult, run
+from bot.quota import Caps, fork_runs_automatically, pr_token_budget
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,15 @@ def conclusion_for(report: Report, config_errors: bool, config: RepoConfig) -> t
 
     failure: the config is broken, or a coverage threshold is set and definitions were
     left undocumented (budget exhausted, model failures); neutral: nothing to do, or
-    parts were skipped; success: every definition that needed a docstring got one.
+    parts were skipped or only offered (to apply by hand); success: every definition
+    that needed a docstring got a suggestion.
     """
     title = render.check_title(report)
     left = [
         o
         for o in report.outcomes
-        if o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE)
+        if o.action == Action.OFFERED
+        or (o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE))
     ]
     if config_errors:
         return "failure", f"{title} — .github/docgen.yml has errors"
@@ -171,6 +174,15 @@ def _count_api_calls(api: PullRequestAPI, metrics: Metrics) -> None:
         metrics.rate_limit_remaining.set(api.last_rate_limit_remaining)
 
 
+def failure_summary(reason: str) -> str:
+    """Why a run waits or failed, as check-run Markdown: no secrets, nothing live.
+
+    The reason quotes errors that may carry PR text (paths, GitHub's messages): it is
+    shown inert, so it pings and links no one.
+    """
+    return render.inline_text(logs.REDACTOR(reason), 2_000)
+
+
 async def _report_retry(ctx: JobContext, api: PullRequestAPI, reason: str) -> None:
     """Tell the PR, on its running check run, why the run is waiting (best effort)."""
     check_run_id = ctx.data.get("check_run_id")
@@ -178,7 +190,7 @@ async def _report_retry(ctx: JobContext, api: PullRequestAPI, reason: str) -> No
         return
     try:
         await api.report_progress(
-            int(check_run_id), title="Waiting to retry", summary=logs.REDACTOR(reason)[:2000]
+            int(check_run_id), title="Waiting to retry", summary=failure_summary(reason)
         )
     except Exception as exc:  # GitHub may well be what is failing
         log.info("could not report the retry on the check run: %s", exc)
@@ -194,7 +206,7 @@ async def _fail_check_run(ctx: JobContext, api: PullRequestAPI, reason: str) -> 
             int(check_run_id),
             conclusion="failure",
             title="docgen could not finish",
-            summary=logs.REDACTOR(reason)[:2000],
+            summary=failure_summary(reason),
         )
     except Exception as exc:  # reporting the failure must not hide the failure
         log.warning("could not mark the check run as failed: %s", exc)
@@ -236,6 +248,26 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         )
         return
 
+    fork = pull.is_fork
+    if fork and not options.get("force") and not fork_runs_automatically(deps.settings, config):
+        await api.complete_check_run(
+            check_run_id,
+            conclusion="neutral",
+            title="docgen runs on fork pull requests on request",
+            summary="This pull request comes from a fork, and docgen is set to review forks "
+            "only when asked. A maintainer can press **Generate docstrings** above, or "
+            "comment `/docgen`.",
+            actions=[GENERATE_ACTION],
+        )
+        return
+    pool = _installation_quota(deps, int(p["installation_id"]))
+    hit = pool.exhausted() if pool is not None else None
+    if hit is not None:  # nothing to spend: say so once, and do not retry (no RetryLater)
+        await api.complete_check_run(
+            check_run_id, conclusion="neutral", title=hit.title(), summary=hit.message()
+        )
+        return
+
     # Contents at the head read above (not re-read: a push meanwhile sends its own
     # synchronize event, whose job supersedes this one).
     fetched = await api.fetch_changes(
@@ -244,8 +276,8 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
     changes = _only_wanted(fetched.changes, config, tuple(options.get("paths") or ()))
 
     spent = deps.journal.spent(job.key)
-    limit = config.budget or deps.settings.docgen_token_budget
-    budget = TokenBudget(limit, spent=min(limit, spent.tokens))
+    limit = pr_token_budget(deps.settings, config, fork=fork)
+    budget = TokenBudget(limit, spent=min(limit, spent.tokens), pool=pool)
     # A parse of every changed file: in a thread, off the loop that answers webhooks.
     repo_docstrings = await asyncio.to_thread(_repo_docstrings, changes)
     context = Context(
@@ -263,6 +295,10 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
             f"This PR has used {spent.tokens:,} of its {limit:,}-token budget in {spent.runs} "
             f"earlier run(s) (${spent.cost_usd:.4f})."
         )
+    if fork:
+        context.notes.append(
+            f"This pull request comes from a fork: its budget is {limit:,} tokens."
+        )
     if deps.provider.offline:
         context.notes.append(
             "No LLM is configured: suggestions are signature-derived skeletons. Edit them before committing."
@@ -278,6 +314,8 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
             cost_usd=report.cost_usd,
             job_id=job.id,
             head_sha=head_sha,
+            installation_id=int(p["installation_id"]),
+            repo=f"{p['owner']}/{p['repo']}",
         )
         deps.metrics.record_usage(report.usage, report.cost_usd)
 
@@ -294,18 +332,32 @@ async def review(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAP
         f"GitHub API calls for this run: {sum(api.calls.values())} (before publishing the summary)."
     )
     conclusion, title = conclusion_for(report, bool(loaded.errors), config)
+    if isinstance(budget.refused, CapReached):
+        # Not the PR's fault, and not a failure to retry: neutral, with which cap and when.
+        report.notes.append(budget.refused.hit.message())
+        conclusion = "failure" if loaded.errors else "neutral"
+        title = f"{budget.refused.hit.title()} — {title}"
     await api.complete_check_run(
         check_run_id,
         conclusion=conclusion,  # type: ignore[arg-type]
         title=title,
         summary=render.markdown_report(report),
         annotations=render.annotations(report),
+        text=render.offered_text(report),
     )
     log.info(
         "reviewed: %s",
         title,
         extra={"conclusion": conclusion, "tokens": report.usage.total, "cost_usd": report.cost_usd},
     )
+
+
+def _installation_quota(deps: WorkerDeps, installation_id: int) -> InstallationQuota | None:
+    """The installation's caps as the budget's pool; None when no cap is set."""
+    caps = Caps.from_settings(deps.settings)
+    if not caps.active:
+        return None
+    return InstallationQuota(deps.journal, installation_id, caps, deps.journal.clock)
 
 
 async def _check_run_for(ctx: JobContext, api: PullRequestAPI, head_sha: str, job: Job) -> int:

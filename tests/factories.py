@@ -24,3 +24,25 @@ def make_target(**overrides: Any) -> Target:
     )
     fields.update(overrides)
     return Target(**fields)
+
+
+# A function whose stale docstring (lines 2-15) spans two hunks of git's diff: the
+# renamed parameter on line 1 and its use on line 16 are more than 6 lines apart.
+GREET_DOC = '''\
+    """Greet someone by name.
+
+    The greeting is built from the two parts given, in that order,
+    with a comma between them. Nothing is printed: the caller decides
+    what to do with the text, which keeps this function easy to test
+    and lets it serve web pages, logs and terminals alike.
+
+    Args:
+        name: Who to greet.
+        greeting: How to greet them.
+
+    Returns:
+        The greeting.
+    """
+'''
+GREET_BASE = f'def greet(name, greeting):\n{GREET_DOC}    return f"{{greeting}}, {{name}}"\n'
+GREET_HEAD = GREET_BASE.replace("greeting)", "salutation)").replace("{greeting}", "{salutation}")

@@ -589,6 +589,34 @@ class _Refused(Exception):
         self.body["status"] = str(status)
 
 
+# GitHub counts check-run output and annotation text in UTF-8 bytes, whatever the docs
+# say ("Maximum length: 65535 characters"); its answer to one byte too many
+# (https://github.com/github/docs/issues/35252):
+# {"resource":"CheckRun","code":"custom","field":"summary",
+#  "message":"summary exceeds a maximum bytesize of 65535"}
+# Annotation message/raw_details are documented as "Maximum length: 64 KB"; the same
+# byte rule and answer are assumed for them.
+# https://docs.github.com/en/rest/checks/runs#update-a-check-run
+OUTPUT_MAX_BYTES = 65_535
+
+
+def _over_bytesize(fields: dict[str, Any], keys: tuple[str, ...]) -> list[dict[str, str]]:
+    """GitHub's validation errors for the ``keys`` of ``fields`` over 65,535 UTF-8 bytes."""
+    errors = []
+    for key in keys:
+        value = fields.get(key)
+        if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) > OUTPUT_MAX_BYTES:
+            errors.append(
+                {
+                    "resource": "CheckRun",
+                    "code": "custom",
+                    "field": key,
+                    "message": f"{key} exceeds a maximum bytesize of {OUTPUT_MAX_BYTES}",
+                }
+            )
+    return errors
+
+
 def _not_found(doc: str = DOCS) -> _Refused:
     return _Refused(404, "Not Found", doc=doc)
 
@@ -1824,6 +1852,7 @@ class FakeGitHub:
 
     def _validate_check_body(self, body: dict[str, Any], *, create: bool) -> None:
         problems: list[str] = []
+        too_big: list[dict[str, str]] = []
         if create:
             for key in ("name", "head_sha"):
                 if not isinstance(body.get(key), str) or not body[key]:
@@ -1840,13 +1869,9 @@ class FakeGitHub:
         if output is not None:
             if create and not output.get("title"):
                 problems.append("output.title is missing")
-            summary = output.get("summary")
-            if not isinstance(summary, str):
+            if not isinstance(output.get("summary"), str):
                 problems.append("output.summary is missing")
-            elif len(summary) > 65_535:
-                problems.append("output.summary is longer than 65535 characters")
-            if len(output.get("text") or "") > 65_535:
-                problems.append("output.text is longer than 65535 characters")
+            too_big += _over_bytesize(output, ("summary", "text"))
             annotations = output.get("annotations") or []
             if len(annotations) > 50:
                 problems.append("Only 50 annotations are allowed per request")
@@ -1864,6 +1889,8 @@ class FakeGitHub:
                     problems.append("annotation start_line is after end_line")
                 elif len(a.get("title") or "") > 255:
                     problems.append("annotation title is longer than 255 characters")
+                else:
+                    too_big += _over_bytesize(a, ("message", "raw_details"))
         actions = body.get("actions") or []
         if len(actions) > 3:
             problems.append("at most 3 actions are allowed")
@@ -1873,6 +1900,8 @@ class FakeGitHub:
                     problems.append(f"action {key} must be 1-{limit} characters")
         if problems:
             raise _Refused(422, "Invalid request.", problems, self._CHECKS_DOC)
+        if too_big:
+            raise _Refused(422, "Validation Failed", too_big, self._CHECKS_DOC)
 
     def _check_run_json(self, request: Request, repo: Repo, run: CheckRun) -> dict[str, Any]:
         api = f"{self._api(request)}/repos/{repo.full_name}"

@@ -15,15 +15,20 @@ import tokenize
 from collections import Counter
 
 import httpx
+import openai
 import pytest
 from starlette.testclient import TestClient
 
-from bot import render, server
+from bot import quota, render, server
 from bot.config import Settings
-from bot.generate import OfflineProvider
+from bot.generate import OfflineProvider, OpenAIProvider
+from bot.quota import Caps, Used
 from bot.sample import BASE, HEAD
 from tests.conftest import OWNER, REPO
+from tests.factories import GREET_BASE, GREET_HEAD
 from tests.fake_github import APP_ID, signed_delivery
+from tests.fake_openai import API_KEY, FakeOpenAI
+from tests.markdown_oracle import assert_inert
 
 SECRET = "e2e-webhook-secret"
 PATH = "shop/inventory.py"
@@ -529,3 +534,239 @@ def test_committed_stale_docstring_update_keeps_comments_on_its_lines(app_env, m
     committed, _ = _review_and_commit(app_env, make_pr, BASE.encode(), head.encode())
     assert b"restock" in committed and b"stock: " in committed
     _assert_only_docstrings_changed(head.encode(), committed)
+
+
+def test_a_pr_of_thousands_of_functions_completes_its_check_run(app_env, make_pr):
+    """Issue 14.4: GitHub counts output.summary in UTF-8 bytes (65,535 at most).
+
+    Every skipped row of the summary carries a multi-byte "—", so a summary cut to
+    65,535 *characters* is thousands of bytes over: the PATCH got 422 and the run never
+    completed.  The fake refuses by bytes, with GitHub's own message.
+    """
+    client, runtime, fake = app_env
+    n = 4_000
+    source = "".join(f"def compute_{i}(x):\n    return x + {i}\n\n\n" for i in range(n))
+    pull = make_pr({"shop/__init__.py": ""}, {"shop/__init__.py": "", "shop/big.py": source})
+    assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
+    counts = settle(runtime, timeout=110)
+    assert counts.get("done") == 1 and not counts.get("failed"), runtime.journal.history(
+        f"{OWNER}/{REPO}#1"
+    )
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.status == "completed" and run.conclusion == "neutral"
+    size = len(run.summary.encode("utf-8"))
+    assert 60_000 < size <= 65_535
+    assert "rows omitted (summary size limit)" in run.summary
+    assert len(pull.reviews) == 1
+    assert len(pull.comments) == 100  # max_functions; the rest are listed as skipped
+
+
+@pytest.mark.parametrize(
+    "prefix", ["", "# an old Mac line end\r# and the next comment\n"], ids=["plain", "lone-cr-before"]
+)
+def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, make_pr, prefix):
+    """Issue 14.6: the docstring (lines 2-15) spans the def's hunk and the return's.
+
+    GitHub refuses a suggestion across hunks, so none is posted; the check run offers
+    the exact replacement instead (text and an annotation), with the reason, and the
+    replacement applied to the head file changes nothing but the docstring.  Its line
+    numbers are git's, also after a lone CR (a line break for Python, not for git).
+    """
+    client, runtime, fake = app_env
+    path = "shop/greet.py"
+    base, head = prefix + GREET_BASE, prefix + GREET_HEAD
+    first, last = 2 + prefix.count("\n"), 15 + prefix.count("\n")  # git's lines
+    pull = make_pr({path: base}, {path: head})
+    [entry] = pull.files
+    assert entry["patch"].count("@@ -") == 2  # git's hunks: around the def and the return
+    assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
+    counts = settle(runtime)
+    assert counts.get("done") == 1, runtime.journal.history(f"{OWNER}/{REPO}#1")
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    assert run.status == "completed" and run.conclusion == "neutral"
+    assert not pull.reviews and not pull.comments
+
+    reason = (
+        f"the docstring spans lines {first}–{last} across two diff hunks;"
+        " GitHub takes a suggestion within one hunk"
+    )
+    [row] = [line for line in run.summary.splitlines() if line.startswith("| `greet`")]
+    assert "| offered |" in row and reason in row and "stale docstring: documents" in row
+    assert run.title.startswith("docgen: 0 added, 0 updated, 1 offered, 0 skipped")
+
+    seen = assert_inert(run.text)
+    [(info, block)] = seen.fences
+    assert info == "python"
+    assert f"Replace lines {first}–{last} of `{path}` with:" in run.text and reason in run.text
+    [note] = run.annotations
+    assert (note["path"], note["start_line"], note["end_line"]) == (path, first, first)
+    assert note["raw_details"] + "\n" == block
+
+    # Apply it as a person would: replace git's lines first..last of the head file.
+    lines = head.split("\n")
+    applied = "\n".join([*lines[: first - 1], *block.rstrip("\n").split("\n"), *lines[last:]])
+    tree, head_tree = ast.parse(applied), ast.parse(head)
+    docstring = ast.get_docstring(tree.body[0])
+    assert docstring and "salutation" in docstring and "greeting:" not in docstring
+    for t in (tree, head_tree):
+        t.body[0].body.pop(0)  # the docstring; everything else must be equal
+    assert ast.dump(tree) == ast.dump(head_tree)
+
+
+# ------------------------------------------------ what org admins control (issue 10)
+
+
+@pytest.fixture
+def llm_app(fake_github, private_key_pem, tmp_path, fake_clock):
+    """``start(**settings)``: the App as ``docgen serve`` builds it, with a model that
+    spends tokens (the fake OpenAI API, in-process) — caps and budgets only bite then."""
+    started = []
+
+    def start(**settings_kw):
+        fake_clock.now = time.time()
+        llm = FakeOpenAI()
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app=llm.app))
+        client = openai.AsyncOpenAI(
+            api_key=API_KEY, base_url="http://fake-openai.invalid/v1", http_client=http
+        )
+        settings = Settings(
+            github_app_id=APP_ID,
+            github_private_key=private_key_pem,
+            github_webhook_secret=SECRET,
+            github_api_url="https://api.github.com",
+            docgen_data_dir=tmp_path / f"data{len(started)}",
+            docgen_workers=2,
+            **settings_kw,
+        )
+        runtime = server.build(
+            settings,
+            github_transport=httpx.ASGITransport(app=fake_github.app),
+            provider=OpenAIProvider(client, "gpt-4o-mini", timeout=10),
+            poll_interval=0.01,
+            write_interval=0.0,
+            github_clock=fake_clock,
+        )
+        test_client = TestClient(runtime.app)
+        test_client.__enter__()
+        started.append((test_client, runtime))
+        return test_client, runtime, llm
+
+    yield start
+    for test_client, runtime in started:
+        test_client.__exit__(None, None, None)
+        runtime.journal.close()
+
+
+INSTALLATION = 1  # the fake's installation (payloads carry it)
+
+
+def only_run(fake):
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    return run
+
+
+def test_a_run_within_the_caps_counts_what_the_provider_reported(llm_app, make_pr, fake_github):
+    client, runtime, llm = llm_app(
+        docgen_installation_tokens_per_day=1_000_000,
+        docgen_installation_tokens_per_month=1_000_000,
+    )
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    assert llm.requests and len(pull.reviews) == 1
+    spent = runtime.journal.spent(f"{OWNER}/{REPO}#1").tokens
+    assert spent > 0
+    # Every reservation was settled with the usage the provider reported.
+    assert runtime.journal.cap_used(INSTALLATION) == Used(spent, spent)
+    metrics = client.get("/metrics").text
+    [usage] = runtime.journal.usage()
+    assert (usage.installation_id, usage.repo, usage.tokens) == (INSTALLATION, "octo/demo", spent)
+    prompt = f'docgen_installation_tokens{{installation="1",kind="prompt"}} {usage.prompt_tokens}.0'
+    assert prompt in metrics
+    assert 'docgen_installation_cost_usd{installation="1"}' in metrics
+
+
+def test_a_cap_too_small_for_a_call_refuses_it_before_it_is_sent(llm_app, make_pr, fake_github):
+    client, runtime, llm = llm_app(docgen_installation_tokens_per_day=100)
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert llm.requests == []  # the reservation was refused: nothing reached the model
+    assert run.conclusion == "neutral"
+    assert run.title.startswith("Installation daily token cap reached")
+    assert "0 of 100 tokens used today (UTC)" in run.summary and "It resets at" in run.summary
+    assert "the installation's daily token cap (100) is reached" in run.summary
+    assert runtime.journal.cap_used(INSTALLATION) == Used(0, 0)
+    [job] = runtime.journal.history(f"{OWNER}/{REPO}#1")
+    assert job.state == "done" and job.attempts == 1  # concluded, not retried
+
+
+def test_a_reached_cap_stops_every_pr_of_the_installation_until_it_resets(
+    llm_app, make_pr, fake_github
+):
+    client, runtime, llm = llm_app(docgen_installation_tokens_per_month=50_000)
+    # Another PR (or another process) used the month's tokens already.
+    assert runtime.journal.reserve_tokens(INSTALLATION, 50_000, Caps(0, 50_000))
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    deliver(client, "pull_request", payload_for(pull, "synchronize"))
+    settle(runtime)
+    assert llm.requests == [] and pull.reviews == []
+    runs = list(fake_github.repo(f"{OWNER}/{REPO}").check_runs.values())
+    assert runs and all(r.conclusion == "neutral" for r in runs)
+    run = runs[-1]
+    assert run.title == "Installation monthly token cap reached"
+    assert "50,000 of 50,000 tokens used this month (UTC)" in run.summary
+    first_of_next_month = time.strftime(
+        "%Y-%m-01 00:00 UTC", time.gmtime(quota.resets_at("month", time.time()))
+    )
+    assert f"It resets at {first_of_next_month}" in run.summary
+    jobs = runtime.journal.history(f"{OWNER}/{REPO}#1")
+    assert all(j.attempts == 1 and j.state in ("done", "superseded") for j in jobs)
+
+
+def test_fork_prs_get_the_lower_fork_budget(llm_app, make_pr, fake_github):
+    client, runtime, _llm = llm_app(docgen_fork_token_budget=300)
+    pull = make_pr({PATH: BASE}, {PATH: HEAD}, head_repo="stranger/demo")
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert "comes from a fork: its budget is 300 tokens" in run.summary
+    assert "token budget exhausted" in run.summary
+    assert runtime.journal.spent(f"{OWNER}/{REPO}#1").tokens <= 300
+
+
+def test_the_same_pr_from_the_repository_itself_gets_the_normal_budget(
+    llm_app, make_pr, fake_github
+):
+    client, runtime, _llm = llm_app(docgen_fork_token_budget=300)
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert "fork" not in run.summary and "token budget exhausted" not in run.summary
+    assert len(pull.reviews) == 1
+
+
+@pytest.mark.parametrize(
+    ("env", "config"),
+    [
+        pytest.param({"docgen_fork_auto_run": False}, "", id="admin-setting"),
+        pytest.param({}, "fork_auto_run: false\n", id="repo-config"),
+    ],
+)
+def test_fork_prs_can_be_left_to_a_docgen_command(llm_app, make_pr, fake_github, env, config):
+    client, runtime, llm = llm_app(**env)
+    files = {".github/docgen.yml": config} if config else {}
+    pull = make_pr({PATH: BASE, **files}, {PATH: HEAD, **files}, head_repo="stranger/demo")
+    deliver(client, "pull_request", payload_for(pull))
+    settle(runtime)
+    run = only_run(fake_github)
+    assert run.conclusion == "neutral" and run.actions[0]["identifier"] == "generate"
+    assert "fork" in run.title and "/docgen" in run.summary
+    assert llm.requests == [] and pull.reviews == []
+
+    deliver(client, "issue_comment", comment_event(pull, 77, "/docgen"))
+    settle(runtime)
+    assert llm.requests and len(pull.reviews) == 1

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import subprocess
 import sys
+import time
 
 import git
 import pytest
 
-from bot import cli
+from bot import cli, quota
 from bot.sample import HEAD, make_sample_repo
 from bot.validate import same_code
+from tests import redis_helpers
+from tests.factories import GREET_BASE, GREET_HEAD
+
+redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
 
 
 @pytest.fixture(autouse=True)
@@ -116,8 +123,21 @@ def test_strict_exit_code(sample):
         "review", str(sample), "--base", "main", "--head", "feature", "--strict", "--budget", "1"
     )
     assert code == 0  # offline spends no tokens: the budget does not bite
-    # An undocumented function whose header is outside the diff cannot get a
-    # suggestion: it is left undocumented, and --strict says so.
+    # A stale docstring left as it is (update_stale off) is undocumented: --strict says so.
+    (sample / ".github").mkdir(exist_ok=True)
+    (sample / ".github" / "docgen.yml").write_text("update_stale: false\n")
+    code, out, _ = call("review", str(sample), "--base", "main", "--head", "feature", "--strict")
+    assert code == 1, out
+    assert "update_stale is off" in out
+    (sample / ".github" / "docgen.yml").unlink()
+
+
+def test_local_review_is_not_bound_by_githubs_hunks(sample):
+    """Issue 14.6: a definition whose docstring lies outside the diff is documented locally.
+
+    GitHub takes a suggestion only inside one hunk; `docgen review` posts nothing to
+    GitHub, so it documents the changed function wherever its header is.
+    """
     repo = git.Repo(sample)
     long_fn = (
         "def long_one(a):\n" + "".join(f"    a += {i}\n" for i in range(12)) + "    return a\n"
@@ -129,11 +149,11 @@ def test_strict_exit_code(sample):
     (sample / "shop" / "long.py").write_text(long_fn.replace("a += 11", "a += 12"))
     repo.index.add(["shop/long.py"])
     repo.index.commit("tweak")
-    code, out, _ = call(
-        "review", str(sample), "--base", base, "--head", "HEAD", "--strict", "--no-diff"
-    )
-    assert code == 1, out
-    assert "outside the diff" in out
+    code, out, _ = call("review", str(sample), "--base", base, "--head", "HEAD", "--strict")
+    assert code == 0, out
+    assert "outside the diff" not in out
+    assert re.search(r"shop/long\.py:1\s+long_one\s+added", out), out
+    assert '+    """' in out  # the diff shows the new docstring after line 1
 
 
 @pytest.mark.parametrize(
@@ -216,3 +236,138 @@ def test_without_git_the_app_starts_and_review_says_why(tmp_path):
         assert done.returncode == 2, done.stderr
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "git command is not on PATH" in lines[0], done.stderr
+
+
+def test_local_review_updates_a_stale_docstring_across_hunks(tmp_path):
+    """Issue 14.6: what the App can only offer, `docgen review --apply` applies."""
+    root = tmp_path / "greet"
+    repo = git.Repo.init(root, initial_branch="main")
+    (root / "greet.py").write_text(GREET_BASE)
+    repo.index.add(["greet.py"])
+    repo.index.commit("base")
+    repo.git.checkout("-b", "feature")
+    (root / "greet.py").write_text(GREET_HEAD)
+    repo.index.add(["greet.py"])
+    repo.index.commit("rename greeting to salutation")
+    assert repo.git.diff("main", "feature").count("\n@@ -") == 2  # two hunks, says git
+
+    code, out, _ = call("review", str(root), "--base", "main", "--apply", "--no-diff")
+    assert code == 0, out
+    assert re.search(r"greet\.py:1\s+greet\s+updated\s+stale docstring: documents", out), out
+    assert "applied to greet.py" in out
+    new = (root / "greet.py").read_text()
+    assert "salutation: " in new and "greeting: How" not in new
+    assert same_code(GREET_HEAD, new)
+
+
+# ------------------------------------------------------------------ docgen usage
+
+# Last month and this one (UTC): Redis keeps a month's totals for 400 days only.
+_THIS_MONTH = quota.month_bounds(time.strftime("%Y-%m", time.gmtime()))[0]
+JUNE, JULY = _THIS_MONTH - 20 * 86400, _THIS_MONTH + 3600  # "June" is last month
+M6, M7 = (time.strftime("%Y-%m", time.gmtime(t)) for t in (JUNE, JULY))
+
+
+def _spend(journal, key, inst, prompt, completion, cost):
+    journal.add_spend(
+        key,
+        model="gpt-4o-mini",
+        prompt_tokens=prompt,
+        completion_tokens=completion,
+        cost_usd=cost,
+        installation_id=inst,
+    )
+
+
+def _ledger(journal_of):
+    clock = {"now": JUNE}
+    journal = journal_of(lambda: clock["now"])
+    _spend(journal, "octo/a#1", 11, 1000, 200, 0.5)
+    _spend(journal, "octo/a#2", 11, 500, 100, 0.25)
+    _spend(journal, "octo/b#1", 11, 10, 5, 0.01)
+    _spend(journal, "acme/x#4", 22, 70, 30, 1.0)
+    clock["now"] = JULY
+    _spend(journal, "octo/a#1", 11, 1, 1, 0.0)
+    journal.close()
+
+
+def test_usage_prints_tokens_and_cost_per_installation_repository_and_month(tmp_path, monkeypatch):
+    from bot.jobs import Journal
+
+    monkeypatch.setenv("DOCGEN_DATA_DIR", str(tmp_path / "data"))
+    _ledger(lambda clock: Journal.in_dir(tmp_path / "data", clock=clock))
+
+    code, out, err = call("usage")
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split() == [
+        "month",
+        "installation",
+        "repository",
+        "runs",
+        "prompt",
+        "completion",
+        "tokens",
+        "cost",
+    ]
+    rows = [line.split() for line in lines[1:]]
+    assert rows == [
+        [M7, "11", "octo/a", "1", "1", "1", "2", "$0.0000"],
+        [M6, "11", "octo/a", "2", "1,500", "300", "1,800", "$0.7500"],
+        [M6, "11", "octo/b", "1", "10", "5", "15", "$0.0100"],
+        [M6, "11", "(all)", "3", "1,510", "305", "1,815", "$0.7600"],
+        [M6, "22", "acme/x", "1", "70", "30", "100", "$1.0000"],
+    ]
+
+    code, out, err = call("usage", "--format", "json", "--month", M6, "--installation", "22")
+    assert code == 0, err
+    assert json.loads(out) == [
+        {
+            "installation_id": 22,
+            "repo": "acme/x",
+            "month": M6,
+            "prompt_tokens": 70,
+            "completion_tokens": 30,
+            "cost_usd": 1.0,
+            "runs": 1,
+            "tokens": 100,
+        }
+    ]
+
+
+def test_usage_reads_redis_when_redis_url_is_set(redis_url, ns, tmp_path, monkeypatch):
+    from bot.redisq import RedisJournal
+
+    _ledger(lambda clock: RedisJournal.from_url(redis_url, prefix=ns, clock=clock))
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCGEN_", "REDIS"))}
+    env.update(REDIS_URL=redis_url, DOCGEN_REDIS_PREFIX=ns)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bot.cli", "usage", "--format", "json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)
+    assert [(r["month"], r["installation_id"], r["repo"], r["tokens"]) for r in rows] == [
+        (M7, 11, "octo/a", 2),
+        (M6, 11, "octo/a", 1800),
+        (M6, 11, "octo/b", 15),
+        (M6, 22, "acme/x", 100),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("usage", "--month", "June"), "--month must look like 2025-06"),
+        (("usage",), "no journal at"),
+    ],
+)
+def test_usage_errors_are_one_line(tmp_path, monkeypatch, argv, message):
+    monkeypatch.setenv("DOCGEN_DATA_DIR", str(tmp_path / "nowhere"))
+    code, out, err = call(*argv)
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1

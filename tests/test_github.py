@@ -15,6 +15,7 @@ import jwt
 import pytest
 from githubkit import GitHub
 from githubkit.cache import AsyncBaseCache, BaseCache, MemCacheStrategy
+from githubkit.exception import RequestFailed
 
 from bot import events, render
 from bot.config import Settings
@@ -535,7 +536,58 @@ def test_summary_is_capped_at_github_limit(github_clients, fake_github, make_pr)
     run_id = run(api.create_check_run(pr.head_sha, external_id="d"))
     run(api.complete_check_run(run_id, conclusion="neutral", title="t", summary="x" * 70_000))
     summary = fake_github.repo("octo/demo").check_runs[run_id].summary
-    assert len(summary) == 65_535 and summary.endswith("*… truncated (GitHub's size limit)*")
+    # "…" is three bytes: 65,533 characters make GitHub's 65,535 bytes.
+    assert len(summary.encode("utf-8")) == 65_535
+    assert summary.endswith("*… truncated (GitHub's size limit)*")
+
+
+def test_multibyte_summary_and_text_are_capped_in_bytes(github_clients, fake_github, make_pr):
+    """30,000 "—" are 30,000 characters but 90,000 bytes: GitHub counts the bytes."""
+    pr = make_pr({"a.py": "x = 1\n"}, {"a.py": "x = 2\n"})
+    api = api_for(github_clients)
+    run_id = run(api.create_check_run(pr.head_sha, external_id="d"))
+    big = "— 📝 " * 10_000
+    run(
+        api.complete_check_run(
+            run_id, conclusion="neutral", title="t", summary=big, text=big, annotations=[]
+        )
+    )
+    check = fake_github.repo("octo/demo").check_runs[run_id]
+    for value in (check.summary, check.text):
+        assert 65_535 - 4 < len(value.encode("utf-8")) <= 65_535
+        assert value.endswith("*… truncated (GitHub's size limit)*")
+        assert big.startswith(value[: -len("\n\n*… truncated (GitHub's size limit)*")])
+
+
+@pytest.mark.parametrize("field", ["summary", "text"])
+def test_fake_refuses_output_over_65535_bytes_as_github_does(github_clients, make_pr, field):
+    """GitHub's answer, recorded in https://github.com/github/docs/issues/35252."""
+    pr = make_pr({"a.py": "x = 1\n"}, {"a.py": "x = 2\n"})
+    rest = github_clients.client(1).rest
+    h = {"X-GitHub-Api-Version": API_VERSION}
+    at_limit = "—" * 21_845  # 65,535 bytes in 21,845 characters
+
+    async def update(value: str) -> Any:
+        check = await rest.checks.async_create(
+            OWNER, REPO, data={"name": "docgen", "head_sha": pr.head_sha}, headers=h
+        )
+        output = {"title": "t", "summary": "s", field: value}
+        return await rest.checks.async_update(
+            OWNER, REPO, check.parsed_data.id, data={"output": output}, headers=h
+        )
+
+    assert run(update(at_limit)).status_code == 200
+    with pytest.raises(RequestFailed) as refused:
+        run(update(at_limit + "x"))
+    assert refused.value.response.status_code == 422
+    assert refused.value.response.json()["errors"] == [
+        {
+            "resource": "CheckRun",
+            "code": "custom",
+            "field": field,
+            "message": f"{field} exceeds a maximum bytesize of 65535",
+        }
+    ]
 
 
 def test_check_run_payloads():

@@ -1051,3 +1051,26 @@ def test_without_autocheckpoint_the_pool_checkpoints_from_a_thread(
         assert threading.main_thread().name not in callers
     with Journal(path) as default:
         assert default._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+
+
+def test_a_version_2_journal_keeps_its_ledger_and_gains_caps(path: Path) -> None:
+    from bot.jobs import _SCHEMA, _SCHEMA_2
+    from bot.quota import Caps, Used
+    from bot.usage import UsageRow
+
+    conn = sqlite3.connect(path)  # the journal as docgen wrote it before installations counted
+    for statement in [*_SCHEMA, *_SCHEMA_2]:
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO ledger (key, model, prompt_tokens, completion_tokens, cost_usd, created)"
+        " VALUES ('octo/old#3', 'gpt-4o-mini', 40, 2, 0.5, 1750000000)"
+    )
+    conn.execute("PRAGMA user_version = 2")
+    conn.commit()
+    conn.close()
+    with Journal(path, clock=lambda: 1750000000.0) as journal:
+        assert journal._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert journal.usage() == [UsageRow(None, "octo/old", "2025-06", 40, 2, 0.5, 1)]
+        assert journal.spent("octo/old#3").tokens == 42
+        journal.reserve_tokens(5, 10, Caps(day=100))
+        assert journal.cap_used(5) == Used(10, 10)

@@ -26,8 +26,10 @@ from bot.models import (
 from bot.render import (
     SUMMARY_LIMIT,
     annotations,
+    cap_bytes,
     check_title,
     comment_for,
+    cut_to_bytes,
     json_report,
     markdown_report,
     marker,
@@ -36,6 +38,8 @@ from bot.render import (
     text_report,
     unified_diff,
 )
+from bot.render import offered_text as render_offered
+from tests.markdown_oracle import assert_inert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "render"
 
@@ -249,7 +253,7 @@ def test_summary_tables_per_file_sorted() -> None:
     skipped = text.split("#### Skipped", 1)[1].split("#### Run", 1)[0].strip().splitlines()
     assert skipped == [
         "- `bot/api.py:3` `_helper` — private",
-        "- `bot/api.py:80` `Api.open` — outside the diff",
+        "- `bot/api.py:80` `Api.open` — stale docstring; outside the diff",
         "- `bot/api.py:90` `Api.close` — outside the diff: line 92 is not in any hunk",
         "- `bot/api.py:120` `Api.stream` — budget exhausted",
         "- `bot/broken.py` — syntax error at line 3: invalid syntax",
@@ -277,10 +281,11 @@ def test_summary_escapes_cells(qualname: str, reason: str) -> None:
     row = cells(rows[0])
     assert len(row) == 4
     assert row[1:3] == ["3", "updated"]
-    assert not re.search(r"(?<!\\)[<>`*_\[\]]", row[3])  # markup is backslash-escaped
     assert "\n" not in rows[0]
     assert len(row[3]) < 700
-    assert not re.search(r"(?<!\\)<", text)
+    # Markup shows as text (or, `quoted`, as code): no emphasis, link or HTML renders.
+    seen = assert_inert(text)
+    assert not seen.types & {"em_open", "strong_open", "s_open", "link_open", "html_inline"}
 
 
 def test_summary_with_nothing_to_do() -> None:
@@ -288,6 +293,11 @@ def test_summary_with_nothing_to_do() -> None:
     assert "No docstrings to suggest." in text
     assert "no documentable definitions" in text
     assert "| function |" not in text
+
+
+def nbytes(text: str) -> int:
+    """What GitHub counts: UTF-8 bytes (github/docs#35252)."""
+    return len(text.encode("utf-8"))
 
 
 def big_report(n_outcomes: int, n_skips: int) -> Report:
@@ -309,13 +319,13 @@ def big_report(n_outcomes: int, n_skips: int) -> Report:
     )
 
 
-@pytest.mark.parametrize("max_chars", [SUMMARY_LIMIT, 20_000, 3_000])
-def test_summary_truncates_whole_rows(max_chars: int) -> None:
+@pytest.mark.parametrize("max_bytes", [SUMMARY_LIMIT, 20_000, 3_000])
+def test_summary_truncates_whole_rows(max_bytes: int) -> None:
     report = big_report(5_000, 800)
-    full = markdown_report(report, max_chars=10**9)
-    text = markdown_report(report, max_chars=max_chars)
-    assert len(full) > max_chars
-    assert len(text) <= max_chars
+    full = markdown_report(report, max_bytes=10**9)
+    text = markdown_report(report, max_bytes=max_bytes)
+    assert nbytes(full) > max_bytes
+    assert nbytes(text) <= max_bytes
     # Every table line is a whole row of four cells, and every row shown is a row of
     # the full summary, in the same order.
     full_rows = table_rows(full)
@@ -331,14 +341,14 @@ def test_summary_truncates_whole_rows(max_chars: int) -> None:
     assert text.startswith("### 📝 docgen — ")
     assert "#### Run" in text and "- Elapsed:" in text
     # Fills the space: one more row would not fit.
-    assert len(text) > max_chars - 300
+    assert nbytes(text) > max_bytes - 300
 
 
 def test_summary_truncation_shares_room_between_tables_and_skips() -> None:
-    text = markdown_report(big_report(5_000, 10), max_chars=20_000)
+    text = markdown_report(big_report(5_000, 10), max_bytes=20_000)
     assert len([line for line in text.splitlines() if line.startswith("- `pkg/gen_")]) == 10
     assert re.search(r"\*… [\d,]+ more rows omitted", text)
-    both = markdown_report(big_report(5_000, 5_000), max_chars=20_000)
+    both = markdown_report(big_report(5_000, 5_000), max_bytes=20_000)
     tables = len(table_rows(both))
     skips = len([line for line in both.splitlines() if line.startswith("- `pkg/gen_")])
     assert tables > 20 and skips > 20
@@ -347,16 +357,49 @@ def test_summary_truncation_shares_room_between_tables_and_skips() -> None:
 
 def test_summary_hard_cut_when_fixed_parts_are_too_long() -> None:
     report = Report(notes=[f"note {i}: " + "z" * 1_500 for i in range(100)])
-    text = markdown_report(report, max_chars=10_000)
-    assert len(text) <= 10_000
+    text = markdown_report(report, max_bytes=10_000)
+    assert nbytes(text) <= 10_000
     assert text.rstrip().endswith("*… summary truncated (size limit)*")
+
+
+@pytest.mark.parametrize("limit", [SUMMARY_LIMIT, 9_999])
+def test_summary_fits_githubs_byte_limit_with_multibyte_rows(limit: int) -> None:
+    """Rows of "—", CJK and emoji: the cut counts bytes and never splits a character."""
+    skips = [Skip(f"pkg/生成_{i:04d}.py", "generated file — 🤖 vendored") for i in range(3_000)]
+    report = Report(skips=skips, notes=["ノート — " * 50])
+    text = markdown_report(report, max_bytes=limit)
+    assert nbytes(text) <= limit < nbytes(markdown_report(report, max_bytes=10**9))
+    assert len(text) < limit  # so a character count alone would have let it through
+    assert nbytes(text) > limit - 300  # and the room is used
+    assert "#### Run" in text and "omitted (summary size limit)" in text
+
+
+@pytest.mark.parametrize("limit", [50, 200, 1_000])
+def test_summary_hard_cut_counts_bytes(limit: int) -> None:
+    report = Report(notes=["é—🤖" * 2_000])
+    text = markdown_report(report, max_bytes=limit)
+    assert nbytes(text) <= limit
+    text.encode("utf-8")  # whole characters only: a split one would not encode back
+
+
+@settings(max_examples=300)
+@given(text=st.text(), limit=st.integers(min_value=0, max_value=200))
+def test_cut_to_bytes_keeps_whole_characters(text: str, limit: int) -> None:
+    cut = cut_to_bytes(text, limit)
+    assert text.startswith(cut)
+    assert nbytes(cut) <= limit
+    rest = text[len(cut) :]
+    assert not rest or nbytes(cut + rest[0]) > limit  # the longest such prefix
+    capped = cap_bytes(text, max(limit, 3))
+    assert nbytes(capped) <= max(limit, 3)
+    assert capped == text or capped.endswith("…")
 
 
 def test_summary_fits_exactly_without_truncation() -> None:
     report = sample_report()
     full = markdown_report(report)
-    assert markdown_report(report, max_chars=len(full)) == full
-    assert "omitted" in markdown_report(report, max_chars=len(full) - 1)
+    assert markdown_report(report, max_bytes=nbytes(full)) == full
+    assert "omitted" in markdown_report(report, max_bytes=nbytes(full) - 1)
 
 
 # --------------------------------------------------------------------- marker
@@ -452,7 +495,7 @@ def test_comment_for_update_offline_and_empty_body() -> None:
     s = Suggestion("a.py", 5, 6, (), t.id, "ff")
     body = suggestion_comment(s, offline=True, action=Action.UPDATED, reason="param `x` gone")
     assert body.splitlines()[0] == (
-        "📝 docgen: update the stale docstring of `C.f` (param \\`x\\` gone)"
+        "📝 docgen: update the stale docstring of `C.f` (param `x` gone)"
         " — skeleton written without an LLM, edit before committing"
     )
     assert "\n```suggestion\n```\n" in body  # an empty suggestion deletes the lines
@@ -513,7 +556,13 @@ def test_annotation_limits() -> None:
 def test_json_report_is_serialisable_and_complete() -> None:
     data = json_report(sample_report())
     assert json.loads(json.dumps(data)) == data
-    assert data["counts"] == {"added": 2, "updated": 1, "skipped": 6, "unchanged": 1}
+    assert data["counts"] == {
+        "added": 2,
+        "updated": 1,
+        "offered": 0,
+        "skipped": 6,
+        "unchanged": 1,
+    }
     assert [s["path"] for s in data["suggestions"]] == [
         "bot/api.py",
         "bot/store.py",
@@ -565,3 +614,41 @@ def test_unified_diff_splits_on_newlines_only() -> None:
     head = "x = '\x0c'\n"
     new = "x = '\x0c'\ny = 1\n"
     assert unified_diff("f.py", head, new).endswith("@@ -1 +1,2 @@\n x = '\x0c'\n+y = 1\n")
+
+
+# ------------------------------------------------------------------- offered
+
+
+def offered(i: int, *lines: str) -> Outcome:
+    t = target(f"pkg/m{i // 10}.py", f"f{i}", 10 * i + 1, decision=Decision.STALE)
+    r = Suggestion(t.path, t.def_line + 1, t.def_line + len(lines), lines, t.id, "ab12")
+    reason = f"the docstring spans lines {r.start}–{r.end} across two diff hunks; GitHub takes a suggestion within one hunk"
+    return Outcome(t, Action.OFFERED, reason, "Doc.", replacement=r)
+
+
+def test_offered_text_lists_each_replacement_and_fits_githubs_bytes() -> None:
+    body = ('    """Größe — 📝 ```` and ``` inside.', "", "    Args:", "        x: ü.", '    """')
+    report = Report(outcomes=[offered(i, *body) for i in range(1_000)])
+    text = render_offered(report)
+    assert nbytes(text) <= SUMMARY_LIMIT < sum(nbytes("\n".join(body)) for _ in range(1_000))
+    blocks = assert_inert(text).fences
+    assert blocks and all(b == ("python", "\n".join(body) + "\n") for b in blocks)
+    [omitted] = re.findall(r"\*… ([\d,]+) more replacements omitted", text)
+    assert len(blocks) + int(omitted.replace(",", "")) == 1_000
+    assert "Replace lines 2–6 of `pkg/m0.py` with:" in text
+    assert render_offered(Report(outcomes=[ADD, STALE, OUTSIDE])) is None
+
+
+def test_offered_counts_in_the_title_and_table_and_annotates_its_first_line() -> None:
+    o = offered(3, '    """New."""', "")
+    report = Report(outcomes=[o, ADD])
+    assert check_title(report) == "docgen: 1 added, 0 updated, 1 offered, 0 skipped"
+    [row] = [r for r in table_rows(markdown_report(report)) if r.startswith("| `f3`")]
+    assert cells(row)[2] == "offered" and "across two diff hunks" in cells(row)[3]
+    assert "stale docstring" in cells(row)[3]
+    [note] = annotations(report)
+    assert (note["start_line"], note["end_line"]) == (32, 32)
+    assert note["raw_details"] == '    """New."""\n'
+    assert "across two diff hunks" in str(note["message"])
+    assert comment_for(o) is None  # never a review comment
+    assert json_report(report)["offered"][0]["start"] == 32
