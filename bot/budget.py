@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import json
 import logging
 import math
 import time
@@ -402,6 +403,9 @@ class CallCharge:
     tokens: int
     reservation: Reservation | None = None
     lost: list[int] = field(default_factory=list)  # charged per attempt that never answered
+    # What an attempt needs now, asked again before each retry: answers that landed
+    # meanwhile may have taught a larger tokenizer ratio (ModelProfile).  Never less.
+    resize: Callable[[], int] | None = field(default=None, repr=False)
 
     def open(self) -> None:
         """Reserve for the first attempt; raises :class:`BudgetExceeded`."""
@@ -418,6 +422,8 @@ class CallCharge:
     def again(self) -> str | None:
         if self.reservation is not None:
             return None  # the last attempt was answered (an error): its hold still stands
+        if self.resize is not None:
+            self.tokens = max(self.tokens, self.resize())
         try:
             self.reservation = self.budget.reserve(self.tokens)
         except BudgetExceeded as exc:
@@ -521,16 +527,139 @@ class Ledger:
 # -------------------------------------------------------------------------- plan
 
 
+COMPLETION_FLOOR = 120
+COMPLETION_CEILING = 600  # from the item alone; observed answers may widen it
+MAX_ANSWER_ROOM = 2000  # per item, whatever the model has shown (a length retry included)
+
+
 def completion_reserve(target: Target) -> int:
-    """``max_tokens`` to reserve for one definition's answer.
+    """``max_tokens`` to reserve for one definition's answer, from the item alone.
 
     The JSON answer costs about 80 tokens of framing (keys, id, summary) plus ~40 per
-    parameter and ~30 per returns/yields/raises entry; at least 120, at most 600.
+    parameter and ~30 per returns/yields/raises entry; a longer definition earns a
+    longer description (one token per two source lines, up to 80).  At least 120, at
+    most 600.  :meth:`ModelProfile.answer_room` widens it for a verbose model.
     """
     n = 80 + 40 * len(target.documentable_params)
     if target.kind != "class":
         n += 30 * (bool(target.returns_value) + bool(target.yields) + len(target.raises))
-    return min(600, max(120, n))
+    n += min(80, max(0, target.end - target.start + 1) // 2)
+    return min(COMPLETION_CEILING, max(COMPLETION_FLOOR, n))
+
+
+# ---------------------------------------------------------------- model profile
+
+MIN_LEARNING_ESTIMATE = 256  # smaller prompts: fixed framing differences dominate the ratio
+MAX_PROMPT_RATIO = 4.0  # beyond this the answer is not a tokenizer difference; slack covers it
+ANSWER_HEADROOM = 1.25  # over the largest answer seen, relative to completion_reserve
+
+
+@dataclass(frozen=True)
+class ModelProfile:
+    """What a model's answers taught us about its token counts (issue 9, items 4 and 7).
+
+    ``prompt_ratio`` is the largest ``usage.prompt_tokens / our estimate`` seen: a server
+    with another tokenizer (SmolLM2's counts 3-8 % more than o200k) is reserved for
+    with it, so that its own count stays within the budget.  ``answer_ratio`` is the
+    largest ``usage.completion_tokens / completion_reserve`` seen (a truncated answer
+    counts with the headroom it lacked): a verbose model gets more room to answer.
+    Both only grow (the largest is the safe figure); ``calls`` is how many answers.
+    """
+
+    prompt_ratio: float = 1.0
+    answer_ratio: float = 0.0
+    calls: int = 0
+
+    def observe(
+        self,
+        *,
+        estimate: int,
+        prompt_tokens: int,
+        reserve: int,
+        completion_tokens: int,
+        truncated: bool = False,
+    ) -> ModelProfile:
+        """The profile after one answer: ``estimate`` is docgen's prompt count (before
+        margin), ``reserve`` the answer room :func:`completion_reserve` gave the call."""
+        prompt_ratio = self.prompt_ratio
+        if estimate >= MIN_LEARNING_ESTIMATE and prompt_tokens > 0:
+            seen = min(MAX_PROMPT_RATIO, prompt_tokens / estimate)
+            prompt_ratio = max(prompt_ratio, seen)
+        answer_ratio = self.answer_ratio
+        if reserve > 0 and completion_tokens > 0:
+            seen = completion_tokens / reserve
+            if truncated:  # it needed more than it had: at least the headroom more
+                seen *= ANSWER_HEADROOM
+            answer_ratio = max(answer_ratio, seen)
+        return ModelProfile(round(prompt_ratio, 4), round(answer_ratio, 4), self.calls + 1)
+
+    def merge(self, other: ModelProfile) -> ModelProfile:
+        """Two profiles of one model (another worker's, the stored one): the safe side."""
+        return ModelProfile(
+            max(self.prompt_ratio, other.prompt_ratio),
+            max(self.answer_ratio, other.answer_ratio),
+            max(self.calls, other.calls),
+        )
+
+    def prompt_reserve(self, estimate: int) -> int:
+        """Prompt tokens to reserve for ``estimate``: the learned ratio, then the margin."""
+        return with_margin(math.ceil(estimate * max(1.0, self.prompt_ratio)))
+
+    def answer_room(self, reserve: int) -> int:
+        """``max_tokens`` share for an item whose :func:`completion_reserve` is ``reserve``."""
+        scale = max(1.0, self.answer_ratio * ANSWER_HEADROOM)
+        return min(MAX_ANSWER_ROOM, math.ceil(reserve * scale))
+
+    @property
+    def corrects_prompts(self) -> bool:
+        return self.prompt_ratio > 1.005
+
+    @property
+    def widens_answers(self) -> bool:
+        return self.answer_ratio * ANSWER_HEADROOM > 1.005
+
+    def notes(self, model: str) -> list[str]:
+        """Lines for the report when this profile changed what a run reserved."""
+        out = []
+        if self.corrects_prompts:
+            out.append(
+                f"token estimates for {model!r} corrected by +{(self.prompt_ratio - 1) * 100:.1f} %: "
+                "its server counts more prompt tokens than docgen's tiktoken estimate "
+                f"(learned from {self.calls} answers); reservations include it"
+            )
+        if self.widens_answers:
+            scale = self.answer_ratio * ANSWER_HEADROOM
+            out.append(
+                f"room to answer for {model!r} widened x{scale:.2f} from its observed answers"
+            )
+        return out
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "prompt_ratio": self.prompt_ratio,
+                "answer_ratio": self.answer_ratio,
+                "calls": self.calls,
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ModelProfile:
+        """Inverse of :meth:`to_json`; ``ValueError`` on anything else."""
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise ValueError("not an object")
+        prompt, answer, calls = (
+            data.get("prompt_ratio"),
+            data.get("answer_ratio"),
+            data.get("calls"),
+        )
+        numbers = (prompt, answer, calls)
+        if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in numbers):
+            raise ValueError("not numbers")
+        if not (0 < prompt <= MAX_PROMPT_RATIO and answer >= 0 and calls >= 0):
+            raise ValueError("out of range")
+        return cls(float(prompt), float(answer), int(calls))
 
 
 @dataclass(frozen=True)
@@ -550,8 +679,9 @@ class Batch:
     """One provider call: its items, prompt estimate (with margin) and ``max_tokens``."""
 
     items: tuple[PlanItem, ...]
-    prompt_tokens: int  # with_margin(overhead + sum of the items' prompt tokens)
+    prompt_tokens: int  # with_margin(ratio * (overhead + sum of the items' prompt tokens))
     max_tokens: int  # sum of the items' completion reservations + the answer wrapper
+    estimate: int = 0  # overhead + the items' prompt tokens: docgen's own count, no margin
 
     @property
     def targets(self) -> tuple[Target, ...]:
@@ -587,10 +717,13 @@ def _priority(indexed: tuple[int, PlanItem]) -> tuple[bool, int, int]:
     return (not _is_public(t), -(t.end - t.start), index)
 
 
-def _batch(items: Sequence[PlanItem], overhead_tokens: int) -> Batch:
-    prompt = with_margin(overhead_tokens + sum(i.prompt_tokens for i in items))
+def _batch(
+    items: Sequence[PlanItem], overhead_tokens: int, profile: ModelProfile | None = None
+) -> Batch:
+    estimate = overhead_tokens + sum(i.prompt_tokens for i in items)
+    prompt = (profile or ModelProfile()).prompt_reserve(estimate)
     completion = BATCH_ANSWER_OVERHEAD + sum(i.completion_tokens for i in items)
-    return Batch(tuple(items), prompt, completion)
+    return Batch(tuple(items), prompt, completion, estimate)
 
 
 def plan(
@@ -601,6 +734,7 @@ def plan(
     max_batch_prompt_tokens: int = 6000,
     max_batch_items: int = 8,
     repair_reserve_ratio: float = 0.15,
+    profile: ModelProfile | None = None,
 ) -> Plan:
     """Pack definitions into calls that fit what is left of the budget.
 
@@ -615,6 +749,9 @@ def plan(
     round (whose own ``plan`` call should pass ``repair_reserve_ratio=0``).  Because
     the hold-back is a floor on what stays unplanned, several ``plan`` calls in one
     round (one per docstring style) all respect it.
+
+    ``profile`` (the model's :class:`ModelProfile`) scales the prompt estimates by the
+    learned tokenizer ratio; the items' completion shares are the caller's.
     """
     if not 0 <= repair_reserve_ratio < 1:
         raise ValueError("repair_reserve_ratio must be in [0, 1)")
@@ -637,7 +774,7 @@ def plan(
                 continue
             if sum(m.prompt_tokens for m in members) + item.prompt_tokens > max_batch_prompt_tokens:
                 continue
-            new_cost = _batch([*members, item], overhead_tokens).tokens + per_call
+            new_cost = _batch([*members, item], overhead_tokens, profile).tokens + per_call
             if new_cost - costs[i] <= left:
                 left -= new_cost - costs[i]
                 costs[i] = new_cost
@@ -646,7 +783,7 @@ def plan(
                 break
         if placed:
             continue
-        cost = _batch([item], overhead_tokens).tokens + per_call
+        cost = _batch([item], overhead_tokens, profile).tokens + per_call
         if cost <= left:
             open_batches.append([item])
             costs.append(cost)
@@ -654,5 +791,5 @@ def plan(
         else:
             deferred.append((item.target, f"token budget exhausted (needs {cost}, {left} left)"))
 
-    batches = tuple(_batch(members, overhead_tokens) for members in open_batches)
+    batches = tuple(_batch(members, overhead_tokens, profile) for members in open_batches)
     return Plan(batches, tuple(deferred), held_back)

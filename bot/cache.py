@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from redis.exceptions import RedisError
 
+from bot.budget import ModelProfile
 from bot.generate import PROMPT_VERSION
 from bot.models import DocParts, Style, Target
 
@@ -47,6 +48,14 @@ class DocstringCache(Protocol):
 
     def put_many(self, entries: Iterable[tuple[str, DocParts]]) -> None:
         """Store every entry (one transaction / round trip where the store allows)."""
+        ...
+
+    def get_profile(self, model: str) -> ModelProfile | None:
+        """What earlier runs learned about ``model``'s token counts, if anything."""
+        ...
+
+    def put_profile(self, model: str, profile: ModelProfile) -> None:
+        """Keep ``profile``, merged with the stored one (:meth:`ModelProfile.merge`)."""
         ...
 
 
@@ -128,6 +137,7 @@ class MemoryCache:
     def __init__(self, max_entries: int = 10_000) -> None:
         self.max_entries = max_entries
         self._data: OrderedDict[str, DocParts] = OrderedDict()
+        self._profiles: dict[str, ModelProfile] = {}
         self._lock = threading.Lock()
 
     def get(self, key: str) -> DocParts | None:
@@ -156,6 +166,15 @@ class MemoryCache:
         for key, parts in entries:
             self.put(key, parts)
 
+    def get_profile(self, model: str) -> ModelProfile | None:
+        with self._lock:
+            return self._profiles.get(model)
+
+    def put_profile(self, model: str, profile: ModelProfile) -> None:
+        with self._lock:
+            old = self._profiles.get(model)
+            self._profiles[model] = old.merge(profile) if old else profile
+
     def __len__(self) -> int:
         return len(self._data)
 
@@ -167,6 +186,13 @@ CREATE TABLE IF NOT EXISTS docstrings (
     key TEXT PRIMARY KEY,
     value TEXT NOT NULL,
     created_at REAL NOT NULL
+)
+"""
+_PROFILES = """
+CREATE TABLE IF NOT EXISTS model_profiles (
+    model TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    updated_at REAL NOT NULL
 )
 """
 
@@ -190,6 +216,7 @@ class SqliteCache:
             conn.execute("PRAGMA journal_mode=WAL")
             with conn:
                 conn.execute(_SCHEMA)
+                conn.execute(_PROFILES)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout)
@@ -231,9 +258,42 @@ class SqliteCache:
                 rows,
             )
 
+    def get_profile(self, model: str) -> ModelProfile | None:
+        with closing(self._connect()) as conn:
+            return _read_profile(conn, model)
+
+    def put_profile(self, model: str, profile: ModelProfile) -> None:
+        with closing(self._connect()) as conn:
+            conn.isolation_level = None
+            # IMMEDIATE: the read-merge-write cannot interleave with another worker's.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                old = _read_profile(conn, model)
+                merged = old.merge(profile) if old else profile
+                conn.execute(
+                    "INSERT OR REPLACE INTO model_profiles (model, value, updated_at) "
+                    "VALUES (?, ?, ?)",
+                    (model, merged.to_json(), time.time()),
+                )
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+
     def __len__(self) -> int:
         with closing(self._connect()) as conn:
             return int(conn.execute("SELECT COUNT(*) FROM docstrings").fetchone()[0])
+
+
+def _read_profile(conn: sqlite3.Connection, model: str) -> ModelProfile | None:
+    row = conn.execute("SELECT value FROM model_profiles WHERE model = ?", (model,)).fetchone()
+    if row is None:
+        return None
+    try:
+        return ModelProfile.from_json(row[0])
+    except (ValueError, TypeError):
+        log.warning("ignoring an unreadable model profile for %r", model)
+        return None
 
 
 class RedisCache:
@@ -302,3 +362,31 @@ class RedisCache:
             pipe.execute()
         except RedisError as exc:
             log.warning("docstring cache unavailable (not stored): %s", exc)
+
+    def _profile_key(self, model: str) -> str:
+        digest = hashlib.sha256(model.encode("utf-8")).hexdigest()[:32]
+        return f"{self.prefix}:profile:{digest}"
+
+    def get_profile(self, model: str) -> ModelProfile | None:
+        try:
+            raw = self.client.get(self._profile_key(model))
+        except RedisError as exc:
+            log.warning("model profile unavailable: %s", exc)
+            return None
+        if raw is None:
+            return None
+        try:
+            return ModelProfile.from_json(raw)
+        except (ValueError, TypeError):
+            log.warning("ignoring an unreadable model profile for %r", model)
+            return None
+
+    def put_profile(self, model: str, profile: ModelProfile) -> None:
+        # Read, merge, write: a race between two workers can only lose one run's
+        # learning (both ratios only grow), never make a reservation smaller.
+        old = self.get_profile(model)
+        merged = old.merge(profile) if old else profile
+        try:
+            self.client.set(self._profile_key(model), merged.to_json(), ex=self.ttl)
+        except RedisError as exc:
+            log.warning("model profile not stored: %s", exc)

@@ -53,6 +53,11 @@ MAX_NAME_CHARS = 200  # parameter and exception names
 MAX_SOURCE_LINES = 120  # longer sources are outlined (classes) or cut
 
 
+# The error of every item of an answer cut at max_tokens (finish_reason "length"): the
+# pipeline retries those alone with more room.
+TRUNCATED = "answer truncated (max_tokens reached)"
+
+
 class ConfigError(ValueError):
     """Provider settings are incomplete; the message names the variable, never a value."""
 
@@ -358,6 +363,15 @@ def item_facts(target: Target) -> tuple[list[str], bool, bool, list[str]]:
     )
 
 
+_RULE_CODE = re.compile(r"\bDG\d{3}\b:?\s*", re.IGNORECASE)
+
+
+def plain_words(reason: str) -> str:
+    """A validation problem as the model should read it: on one line, without rule
+    codes (a model shown ``DG306`` copies it into its next answer)."""
+    return " ".join(_RULE_CODE.sub("", reason).split())
+
+
 def _item_text(item: GenerationItem, feedback: list[str] | None, ident: str) -> str:
     """One item of the user message: a header line of facts, then fenced code.
 
@@ -377,7 +391,7 @@ def _item_text(item: GenerationItem, feedback: list[str] | None, ident: str) -> 
         header.append("raises: " + ", ".join(raises))
     lines = ["; ".join(header)]
     # A fix quotes the rejected answer: one line each, so it cannot pose as a header.
-    lines += [f"fix: {' '.join(reason.split())}" for reason in feedback or ()]
+    lines += [f"fix: {plain_words(reason)}" for reason in feedback or ()]
     if item.context:
         lines.append(fence(item.context, "context"))
     lines.append(fence(prompt_source(item.target), "source"))
@@ -786,10 +800,19 @@ def _classify(exc: Exception, timeout: float) -> _Failure:
         retryable = status in RETRYABLE_STATUS or status >= 500
         if should in ("true", "false"):
             retryable = should == "true"
+        if is_quota_error(status, code):
+            retryable = False
+            reason = f"quota exhausted ({status}{detail}): check the plan and billing"
         return _Failure(reason, retryable, retry_after(headers), fatal=status in _FATAL_STATUS)
     if isinstance(exc, openai.APIResponseValidationError):
         return _Failure("unexpected response from the API", False)
     return _Failure(f"API client error ({type(exc).__name__})", False)
+
+
+def is_quota_error(status: int, code: object) -> bool:
+    """OpenAI's "You exceeded your current quota" 429: it comes without Retry-After and
+    does not pass by waiting (https://platform.openai.com/docs/guides/error-codes#api-errors)."""
+    return status == 429 and code == "insufficient_quota"
 
 
 # Words by which a server's error names the part of our request it cannot take.
@@ -1134,7 +1157,7 @@ class OpenAIProvider:
         else:
             parts, errors = parse_response(content, set(ids))
         if finish == "length":
-            errors = dict.fromkeys(errors, "answer truncated (max_tokens reached)")
+            errors = dict.fromkeys(errors, TRUNCATED)
         elif finish == "content_filter":
             errors = dict.fromkeys(errors, "answer blocked by the content filter")
 

@@ -25,6 +25,7 @@ from bot.cache import DocstringCache, cache_key
 from bot.config import RepoConfig
 from bot.generate import (
     NO_ENTRY,
+    TRUNCATED,
     GenerationItem,
     GenerationRequest,
     Provider,
@@ -48,6 +49,7 @@ from bot.models import (
     Style,
     Suggestion,
     Target,
+    Usage,
 )
 
 log = logging.getLogger(__name__)
@@ -69,6 +71,9 @@ class Context:
     default_style: Style = Style.GOOGLE
     style_override: Style | None = None
     notes: list[str] = field(default_factory=list)
+    # What the model's answers taught about its token counts; run() merges the stored
+    # one in and stores the result (issue 9, items 4 and 7).
+    profile: budget_mod.ModelProfile = field(default_factory=budget_mod.ModelProfile)
     # GitHub takes a suggestion only on lines inside one hunk of the PR's diff.  The App
     # keeps that rule; the local CLI (`docgen review`, `--apply`) is not bound by it.
     within_hunks: bool = True
@@ -95,7 +100,11 @@ class _Candidate:
     target: Target
     parts: DocParts | None = None
     cached: bool = False
-    violations: list[str] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)  # in words, fed back to the model
+    first_reason: str = ""  # why the first answer failed, when a repair round followed
+    truncated: bool = False  # the last answer stopped at max_tokens
+    length_retried: bool = False
+    room: int = 0  # the max_tokens share of its last call
     accepted: validate.Accepted | None = None
     text: str = ""
     reason: str = ""
@@ -154,15 +163,28 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
 
     ledger = budget_mod.Ledger()
     deadline_mod.check(ctx.deadline, "asking the model for docstrings")
+    if not ctx.provider.offline:
+        stored = await asyncio.to_thread(ctx.cache.get_profile, ctx.provider.model)
+        if stored is not None:
+            ctx.profile = ctx.profile.merge(stored)
+    calls_before = ctx.profile.calls
     await _generate_all(candidates, ctx, ledger, report)
     await asyncio.to_thread(_validate_all, candidates, ctx)
     # One repair round: candidates that failed the checks go back with the errors.
     retry = [c for c in candidates if c.parts is not None and c.accepted is None and c.violations]
     if retry and not ctx.provider.offline:
+        for c in retry:
+            c.first_reason = c.reason
+            c.length_retried = False  # one retry with more room per round
         await _generate_all(retry, ctx, ledger, report, repair=True)
         await asyncio.to_thread(_validate_all, retry, ctx)
+        for c in retry:
+            c.reason = repair_reason(c.reason, c.first_reason, c.accepted is not None)
 
     new_texts, head_texts = await asyncio.to_thread(_finish, files, candidates, ctx, report)
+    if ctx.profile.calls > calls_before:
+        await asyncio.to_thread(ctx.cache.put_profile, ctx.provider.model, ctx.profile)
+    report.notes.extend(ctx.profile.notes(ctx.provider.model))
     maps = {f.change.path: f.line_map for f in files}
     report.outcomes = [
         _in_git_lines(o, maps[o.target.path]) if o.target.path in maps else o
@@ -345,6 +367,29 @@ async def _generate_all(
     # The provider's own (adaptive) limit decides what is on the wire; this one only
     # keeps more calls than it could ever run from holding reservations.
     sem = asyncio.Semaphore(getattr(ctx.provider, "concurrency", MAX_CONCURRENT_CALLS))
+    await _send(todo, by_id, ctx, ledger, report, sem, repair=repair)
+    # Item 7 of issue 9: an answer cut at max_tokens gets one more try, alone and with
+    # more room, if the budget allows (never the repair round's hold-back).
+    cut = [c for c in todo if c.truncated and not c.length_retried]
+    if cut and not ctx.provider.offline:
+        for c in cut:
+            c.length_retried = True
+        await _send(cut, by_id, ctx, ledger, report, sem, repair=repair, retry_length=True)
+
+
+async def _send(
+    todo: Sequence[_Candidate],
+    by_id: dict[str, _Candidate],
+    ctx: Context,
+    ledger: budget_mod.Ledger,
+    report: Report,
+    sem: asyncio.Semaphore,
+    *,
+    repair: bool,
+    retry_length: bool = False,
+) -> None:
+    """Plan ``todo`` per style and run the calls concurrently."""
+    language = ctx.config.language
     calls = []
     # One request speaks one convention: plan per style.
     for style in sorted({c.file.style for c in todo}):
@@ -362,11 +407,20 @@ async def _generate_all(
         # Context and token counts for a big PR are 100s of ms of CPU: in a thread,
         # so the event loop (webhooks, other jobs) keeps running.  The budget is only
         # read here; reservations happen in _call, on the loop.
-        items, plan = await asyncio.to_thread(_plan, group, style, feedback, ctx, repair)
+        # The response mode changes what a request costs; unknown (first call) → the largest.
+        mode = getattr(ctx.provider, "known_mode", None)
+        items, plan = await asyncio.to_thread(
+            _plan, group, style, feedback, ctx, repair, mode, retry_length
+        )
         for target, reason in plan.deferred:
             c = by_id[target.id]
+            if retry_length:  # keep what happened, say why there was no second try
+                c.reason = f"{c.reason}; not retried with more room: {reason}"
+                continue
             c.parts, c.reason = None, reason
         for batch in plan.batches:
+            for item in batch.items:
+                by_id[item.target.id].room = item.completion_tokens
             request = GenerationRequest(
                 tuple(items[t.id] for t in batch.targets),
                 style,
@@ -374,7 +428,7 @@ async def _generate_all(
                 batch.max_tokens,
                 {t.id: feedback[t.id] for t in batch.targets if t.id in feedback},
             )
-            calls.append(_call(request, batch, by_id, ctx, ledger, report, sem))
+            calls.append(_call(request, batch, mode, by_id, ctx, ledger, report, sem))
     deadline_mod.check(ctx.deadline, "asking the model for docstrings")
     await asyncio.gather(*calls)
 
@@ -385,18 +439,28 @@ def _items(group: Sequence[_Candidate]) -> dict[str, GenerationItem]:
     }
 
 
+def answer_room(c: _Candidate, profile: budget_mod.ModelProfile, retry_length: bool) -> int:
+    """``max_tokens`` share for one candidate: sized from the item and the model's
+    observed answers; after a truncated answer, at least twice what it had."""
+    room = profile.answer_room(budget_mod.completion_reserve(c.target))
+    if retry_length:
+        room = max(room, 2 * c.room)
+    return min(budget_mod.MAX_ANSWER_ROOM, room)
+
+
 def _plan(
     group: Sequence[_Candidate],
     style: Style,
     feedback: dict[str, list[str]],
     ctx: Context,
     repair: bool,
+    mode: str | None,
+    retry_length: bool = False,
 ) -> tuple[dict[str, GenerationItem], budget_mod.Plan]:
-    """The requests' items and their packing into calls within the budget."""
+    """The requests' items and their packing into calls within the budget, their
+    prompts counted as sent in ``mode`` (None: not known yet, the dearest)."""
     items = _items(group)
     language = ctx.config.language
-    # The response mode changes what a request costs; unknown (first call) → the largest.
-    mode = getattr(ctx.provider, "known_mode", None)
     overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter, mode)
     plan_items = []
     for c in group:
@@ -405,7 +469,7 @@ def _plan(
             budget_mod.PlanItem(
                 c.target,
                 _item_tokens(ctx, items[c.target.id], style, feedback, overhead, mode),
-                budget_mod.completion_reserve(c.target),
+                answer_room(c, ctx.profile, retry_length),
             )
         )
     plan = budget_mod.plan(
@@ -413,6 +477,8 @@ def _plan(
         ctx.budget,
         overhead_tokens=overhead,
         repair_reserve_ratio=0.0 if repair else REPAIR_RESERVE_RATIO,
+        max_batch_items=1 if retry_length else 8,
+        profile=ctx.profile,
     )
     return items, plan
 
@@ -431,9 +497,26 @@ def _item_tokens(
     return max(0, estimate_prompt_tokens(request, ctx.counter, mode) - overhead)
 
 
+def call_tokens(batch: budget_mod.Batch, profile: budget_mod.ModelProfile) -> int:
+    """What a call reserves: its plan's figure, or more if answers since the plan
+    taught a larger tokenizer ratio (calls run concurrently and learn as they land)."""
+    return max(batch.tokens, profile.prompt_reserve(batch.estimate) + batch.max_tokens)
+
+
+def _charge(batch: budget_mod.Batch, ctx: Context) -> budget_mod.CallCharge:
+    """The call's hold on the budget, sized with the learned tokenizer ratio, for the
+    first attempt and (with whatever ratio has been learned by then) every retry."""
+
+    def size() -> int:
+        return call_tokens(batch, ctx.profile)
+
+    return budget_mod.CallCharge(ctx.budget, size(), resize=size)
+
+
 async def _call(
     request: GenerationRequest,
     batch: budget_mod.Batch,
+    planned_mode: str | None,
     by_id: dict[str, _Candidate],
     ctx: Context,
     ledger: budget_mod.Ledger,
@@ -445,12 +528,14 @@ async def _call(
         # Invariant 3: reserve the worst case (prompt estimate + max_tokens) first;
         # every attempt that gets no answer is charged that much, and a retry is only
         # sent with a fresh reservation (the provider asks ``charge``).
-        charge = budget_mod.CallCharge(ctx.budget, batch.tokens)
+        charge = _charge(batch, ctx)
         try:
             charge.open()
         except budget_mod.BudgetExceeded as exc:
             for i in ids:
-                by_id[i].parts, by_id[i].reason = None, str(exc)
+                if not by_id[i].truncated:
+                    by_id[i].parts = None
+                by_id[i].reason = _after_truncation(by_id[i], str(exc))
             return
         try:
             result = await ctx.provider.generate(replace(request, spend=charge))
@@ -460,24 +545,70 @@ async def _call(
             charge.settle(0)
             ledger.record_unanswered(charge)
             for i in ids:
-                by_id[i].parts, by_id[i].reason = None, f"model call failed: {exc.reason}"
+                by_id[i].parts = None
+                by_id[i].reason = _after_truncation(by_id[i], f"model call failed: {exc.reason}")
             return
     charge.settle(result.usage.total)
     ledger.record_unanswered(charge)
     ledger.record(result.model or ctx.provider.model, result.usage)
     if result.mode:
         report.response_mode = result.mode
+    truncated = [i for i in ids if result.errors.get(i) == TRUNCATED]
+    estimate = batch.estimate
+    if result.mode and result.mode != planned_mode:
+        # Planned before the server's mode was known (for the dearest): the tokenizer
+        # ratio is learned against what the mode actually used costs.
+        estimate = await asyncio.to_thread(
+            estimate_prompt_tokens, request, ctx.counter, result.mode
+        )
+    ctx.profile = observe(ctx.profile, batch, estimate, result.usage, bool(truncated))
     for note in result.notes:
         log.info("provider note: %s", note)
         if note not in report.notes:
             report.notes.append(note)
     for i in ids:
         c = by_id[i]
+        c.truncated = i in truncated
         if i in result.parts:
             c.parts, c.reason = result.parts[i], ""
         else:
             c.parts = None
             c.reason = f"no usable answer: {result.errors.get(i, NO_ENTRY)}"
+
+
+def _after_truncation(c: _Candidate, reason: str) -> str:
+    # A length retry that could not run keeps the first call's reason in front.
+    return f"{c.reason}; not retried with more room: {reason}" if c.truncated else reason
+
+
+def observe(
+    profile: budget_mod.ModelProfile,
+    batch: budget_mod.Batch,
+    estimate: int,
+    usage: Usage,
+    truncated: bool,
+) -> budget_mod.ModelProfile:
+    """The model's profile after one answer to ``batch``, whose prompt docgen counted
+    as ``estimate`` tokens (see :class:`ModelProfile`)."""
+    static = budget_mod.BATCH_ANSWER_OVERHEAD + sum(
+        budget_mod.completion_reserve(t) for t in batch.targets
+    )
+    return profile.observe(
+        estimate=estimate,
+        prompt_tokens=usage.prompt_tokens,
+        reserve=static,
+        completion_tokens=usage.completion_tokens,
+        truncated=truncated,
+    )
+
+
+def repair_reason(last: str, first: str, accepted: bool) -> str:
+    """The reason shown for a definition whose repair round failed: the last problem
+    and the first answer's, so that "answer truncated" does not hide what was wrong."""
+    if accepted or not first or first == last:
+        return last
+    first = first.removeprefix("rejected: ")
+    return f"{last or 'no docstring produced'} (after a repair round; the first answer: {first})"
 
 
 def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
@@ -493,7 +624,8 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
             text = style_mod.compose(c.parts, c.target, c.file.style, types=c.file.types)
             violations = validate.check_text(text, c.target, c.file.style)
         if violations:
-            c.violations = [str(v) for v in violations]
+            # The messages, not the codes: a model shown "DG306" copies it into its answer.
+            c.violations = [v.message for v in violations]
             c.reason = "rejected: " + "; ".join(v.message for v in violations)
             continue
         try:

@@ -14,16 +14,25 @@ the n-th step (the last step repeats).  See :data:`SCENARIOS`.
 :func:`serve` runs the app with uvicorn on 127.0.0.1 and a free port in a thread.
 :func:`recorded` wraps a test in a vcrpy cassette: when the cassette exists it replays
 with no server at all (the base URL is a ``.invalid`` host nobody resolves); when it
-does not, it starts the server and records.  To re-record after changing the prompt
-or the request shape: delete ``tests/cassettes/<name>.yaml`` and run the tests.
+does not, the test fails unless ``DOCGEN_RECORD_CASSETTES=1``, which starts the server
+and records.  To re-record after changing the prompt, the request shape or the fake's
+answers: delete ``tests/cassettes/<name>.yaml`` and run the tests with that variable.
+
+The fake decides right and wrong on its own: it counts tokens with tiktoken's own
+o200k_base constructor and OpenAI's documented message framing, never with ``bot``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import email.utils
+import functools
+import hashlib
 import json
+import math
+import os
 import re
 import socket
 import threading
@@ -34,15 +43,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import pytest
+import tiktoken
+import tiktoken.load
+import tiktoken_ext.openai_public
 import uvicorn
 import vcr
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
-
-from bot.budget import TokenCounter, load_encoding
 
 CASSETTES = Path(__file__).parent / "cassettes"
 REPLAY_HOST = "fake-openai.invalid"  # RFC 2606: never resolves, so replay cannot leak
@@ -56,6 +68,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "rate_limit_ms": ("429ms", "ok"),  # retry-after-ms: 1500
     "rate_limit_date": ("429date", "ok"),  # Retry-After: HTTP date, Date + 3 s
     "rate_limit_long": ("429long",),  # Retry-After: 3600
+    "quota": ("429quota",),  # insufficient_quota: no Retry-After, as OpenAI sends none
     "server_error": ("500", "ok"),
     "always_500": ("500",),
     "overloaded": ("503", "502", "ok"),
@@ -64,8 +77,12 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     "hostile": ("hostile",),
     "wrong_params": ("wrong_params",),
     "wrong_then_ok": ("wrong_params", "ok"),  # for the repair round
+    "wrong_then_length": ("wrong_params", "length"),  # a repair answer cut short
     "missing_ids": ("missing_ids",),
     "length": ("length",),
+    "length_then_ok": ("length", "ok"),  # truncated once, then room enough
+    "content_filter": ("content_filter",),
+    "foreign_tokens": ("foreign",),  # usage as a tokenizer counting 8 % more would report
     "no_usage": ("no_usage",),
     "refusal": ("refusal",),
     "unauthorized": ("401",),
@@ -75,6 +92,56 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
     # response_format is a validation error it answers with HTTP 500.
     "json_object_only": ("ok",),
 }
+
+FOREIGN_RATIO = 1.08  # the foreign_tokens scenario: SmolLM2's tokenizer, at its worst here
+
+# The vendored tokenizer file, read by the fake itself (bot/data is data, not code):
+# the fake counts with tiktoken's own o200k_base constructor, not with bot.budget.
+O200K_FILE = Path(__file__).parent.parent / "bot" / "data" / "tiktoken" / "o200k_base.tiktoken"
+
+
+@functools.cache
+def o200k() -> tiktoken.Encoding:
+    """tiktoken's o200k_base (its pat_str, special tokens and sha256), from the local file.
+
+    ``tiktoken_ext.openai_public.o200k_base`` would download the ranks; pointing its
+    loader at the vendored file keeps tiktoken's own expected hash check.
+    """
+
+    def local(_url: str, expected_hash: str | None = None) -> dict[bytes, int]:
+        data = O200K_FILE.read_bytes()
+        if expected_hash and hashlib.sha256(data).hexdigest() != expected_hash:
+            raise ValueError(f"{O200K_FILE} does not match tiktoken's sha256")
+        ranks = {}
+        for line in data.splitlines():
+            if line:
+                token, rank = line.split()
+                ranks[base64.b64decode(token)] = int(rank)
+        return ranks
+
+    with mock.patch.object(tiktoken_ext.openai_public, "load_tiktoken_bpe", local):
+        return tiktoken.Encoding(**tiktoken_ext.openai_public.o200k_base())
+
+
+def count_tokens(text: str) -> int:
+    return len(o200k().encode_ordinary(text))
+
+
+def count_prompt(messages: list[dict[str, Any]]) -> int:
+    """Prompt tokens as OpenAI's cookbook counts them ("How to count tokens with
+    tiktoken"): 3 per message, the text of every field, 1 more for a ``name``, and 3
+    priming the reply.  https://cookbook.openai.com/examples/how_to_count_tokens_with_tiktoken
+    """
+    total = 3
+    for message in messages:
+        total += 3
+        for key, value in message.items():
+            if isinstance(value, str):
+                total += count_tokens(value)
+            if key == "name":
+                total += 1
+    return total
+
 
 # llama-cpp-python 0.3.36's answer to a json_schema response_format (recorded).
 LLAMA_FORMAT_ERROR = (
@@ -107,7 +174,6 @@ class FakeOpenAI:
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
-        self._counter = TokenCounter(load_encoding("o200k_base"))
         self.app = Starlette(
             routes=[
                 Route("/v1/chat/completions", self.openai, methods=["POST"]),
@@ -234,10 +300,22 @@ class FakeOpenAI:
         if step == "429long":
             return _error(
                 429,
-                "You exceeded your current quota.",
-                "insufficient_quota",
-                "insufficient_quota",
+                f"Rate limit reached for {model} on requests per day (RPD): Limit 10000, "
+                "Used 10000, Requested 1. Please try again in 1h0m0s.",
+                "requests",
+                "rate_limit_exceeded",
                 headers={"retry-after": "3600"},
+            )
+        if step == "429quota":
+            # https://platform.openai.com/docs/guides/error-codes#api-errors: a quota
+            # error comes without Retry-After; waiting does not help.
+            return _error(
+                429,
+                "You exceeded your current quota, please check your plan and billing "
+                "details. For more information on this error, read the docs: "
+                "https://platform.openai.com/docs/guides/error-codes/api-errors.",
+                "insufficient_quota",
+                "insufficient_quota",
             )
         if step in ("500", "502", "503"):
             return _error(
@@ -279,6 +357,9 @@ class FakeOpenAI:
             content: str | None = "Sure! Here are the docstrings you asked for: {docs: ["
         elif step == "refusal":
             content, refusal = None, "I'm sorry, but I can't help with that request."
+        elif step == "content_filter":
+            # The filter stops the answer part-way: what came before stays in content.
+            content, finish = '{"docs": [{"id": "1", "summary": "', "content_filter"
         else:
             answers = [self._answer(item, step) for item in items]
             if step == "missing_ids":
@@ -287,10 +368,15 @@ class FakeOpenAI:
             if step == "length":
                 content = content[: max(1, len(content) // 3)]
                 finish = "length"
-        prompt_tokens = self._counter.count_messages(body["messages"]) + self._counter.count(
-            json.dumps(body.get("response_format", {}), separators=(",", ":"))
+        # The answer's format is billed as input too: the schema, or the tool definitions.
+        prompt_tokens = count_prompt(body["messages"]) + sum(
+            count_tokens(json.dumps(body[key], separators=(",", ":")))
+            for key in ("response_format", "tools")
+            if key in body
         )
-        completion_tokens = self._counter.count(content or refusal or "")
+        if step == "foreign":
+            prompt_tokens = math.ceil(prompt_tokens * FOREIGN_RATIO)
+        completion_tokens = count_tokens(content or refusal or "")
         limit = body.get("max_completion_tokens") or body.get("max_tokens")
         if finish == "length" and limit:
             completion_tokens = int(limit)
@@ -368,15 +454,7 @@ class FakeOpenAI:
             )
         fmt = body.get("response_format")
         if fmt is not None:
-            schema = (fmt.get("json_schema") or {}) if isinstance(fmt, dict) else {}
-            if fmt.get("type") != "json_schema" or not _strict_ok(schema.get("schema")):
-                return _error(
-                    400,
-                    "Invalid schema for response_format.",
-                    "invalid_request_error",
-                    "invalid_value",
-                    "response_format",
-                )
+            return _check_response_format(fmt, body["messages"])
         return None
 
     @staticmethod
@@ -466,6 +544,98 @@ def parse_items(text: str) -> list[dict[str, Any]]:
         elif line.startswith("fix: ") and items:
             items[-1].setdefault("fix", []).append(line.removeprefix("fix: "))
     return items
+
+
+# https://platform.openai.com/docs/guides/structured-outputs#supported-schemas: the
+# keywords strict mode accepts; any other ("minLength", "default", "uniqueItems", ...)
+# is refused with a 400 naming it.
+STRICT_KEYWORDS = frozenset(
+    {
+        "type", "properties", "required", "additionalProperties", "items", "enum",
+        "const", "anyOf", "$defs", "definitions", "$ref", "description", "title",
+        "pattern", "format", "multipleOf", "maximum", "exclusiveMaximum", "minimum",
+        "exclusiveMinimum", "minItems", "maxItems",
+    }
+)  # fmt: skip
+_NAMED_MAPS = ("properties", "$defs", "definitions")  # their keys are names, not keywords
+
+
+def _unsupported_keyword(
+    schema: Any, path: tuple[str, ...] = ()
+) -> tuple[tuple[str, ...], str] | None:
+    """The first keyword strict mode does not permit, with where it is."""
+    if isinstance(schema, list):
+        for sub in schema:
+            found = _unsupported_keyword(sub, path)
+            if found:
+                return found
+        return None
+    if not isinstance(schema, dict):
+        return None
+    for key, value in schema.items():
+        if key not in STRICT_KEYWORDS:
+            return path, key
+        if key in _NAMED_MAPS and isinstance(value, dict):
+            for name, sub in value.items():
+                found = _unsupported_keyword(sub, (*path, key, name))
+                if found:
+                    return found
+        elif key in ("items", "anyOf"):
+            found = _unsupported_keyword(value, (*path, key))
+            if found:
+                return found
+    return None
+
+
+def _bad_format(message: str, param: str = "response_format", code: str | None = None) -> Response:
+    # OpenAI's schema errors come with code null and param "response_format".
+    return _error(400, message, "invalid_request_error", code, param)
+
+
+def _check_response_format(fmt: Any, messages: list[Any]) -> Response | None:
+    """What the real API refuses in ``response_format``, in its words."""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        # https://platform.openai.com/docs/guides/structured-outputs#json-mode
+        if "json" not in json.dumps(messages).lower():
+            return _bad_format(
+                "'messages' must contain the word 'json' in some form, to use "
+                "'response_format' of type 'json_object'.",
+                "messages",
+            )
+        return None
+    if kind != "json_schema":
+        return _bad_format(
+            f"Invalid value: {kind!r}. Supported values are: 'json_object', 'json_schema', "
+            "and 'text'.",
+            "response_format.type",
+            "invalid_value",
+        )
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str) or not spec["name"]:
+        return _bad_format(
+            "Missing required parameter: 'response_format.json_schema.name'.",
+            "response_format.json_schema.name",
+            "missing_required_parameter",
+        )
+    name, schema = spec["name"], spec.get("schema")
+    if spec.get("strict") is True:
+        found = _unsupported_keyword(schema)
+        if found is not None:
+            where, keyword = found
+            return _bad_format(
+                f"Invalid schema for response_format '{name}': In context={where!r}, "
+                f"'{keyword}' is not permitted."
+            )
+        if not _strict_ok(schema):
+            return _bad_format(
+                f"Invalid schema for response_format '{name}': In context=(), "
+                "'additionalProperties' is required to be supplied and to be false, and "
+                "'required' must list every key in 'properties'."
+            )
+    return None
 
 
 def _strict_ok(
@@ -583,14 +753,33 @@ class Recording:
         return self.fake is not None
 
 
+RECORD_ENV = "DOCGEN_RECORD_CASSETTES"
+
+
+def recording_allowed() -> bool:
+    """Whether a missing cassette may be recorded (``DOCGEN_RECORD_CASSETTES=1``)."""
+    return os.environ.get(RECORD_ENV, "") not in ("", "0")
+
+
 @contextlib.contextmanager
 def recorded(name: str) -> Iterator[Recording]:
-    """Replay ``tests/cassettes/<name>.yaml``; record it against :func:`serve` if absent."""
+    """Replay ``tests/cassettes/<name>.yaml``; record it against :func:`serve` only when
+    ``DOCGEN_RECORD_CASSETTES=1``.
+
+    Without the variable a missing cassette fails the test: a cassette recorded
+    silently in CI (or after a typo in its name) would test nothing.
+    """
     path = CASSETTES / f"{name}.yaml"
     if path.exists():
         with VCR.use_cassette(path.name, allow_playback_repeats=False) as cassette:
             yield Recording(f"http://{REPLAY_HOST}", cassette, None)
         return
+    if not recording_allowed():
+        pytest.fail(
+            f"cassette tests/cassettes/{name}.yaml is missing; record it with "
+            f"{RECORD_ENV}=1 (against tests/fake_openai.py's server)",
+            pytrace=False,
+        )
     CASSETTES.mkdir(exist_ok=True)
     with serve() as (origin, fake), VCR.use_cassette(path.name) as cassette:
         yield Recording(origin, cassette, fake)

@@ -17,8 +17,10 @@ from bot import budget
 from bot.budget import (
     Batch,
     BudgetExceeded,
+    CallCharge,
     EncodingIntegrityError,
     Ledger,
+    ModelProfile,
     PlanItem,
     TokenBudget,
     TokenCounter,
@@ -249,6 +251,36 @@ def test_budget_overrun_is_recorded_and_makes_later_calls_stricter() -> None:
     assert r2.tokens == 660
 
 
+def test_an_unanswered_attempt_is_charged_and_a_retry_re_reserves() -> None:
+    b = TokenBudget(2_500)
+    charge = CallCharge(b, 1_000)
+    charge.open()
+    charge.unanswered()  # timed out: the server may have processed (and billed) it all
+    assert (b.spent, b.reserved, charge.lost) == (1_000, 0, [1_000])
+    assert charge.again() is None and b.reserved == 1_000
+    charge.unanswered()
+    assert charge.again() == "token budget exhausted (needs 1000, 500 left)"
+    charge.settle(0)
+    assert (b.spent, b.reserved) == (2_000, 0)
+
+
+def test_a_retry_reserves_with_what_was_learned_meanwhile() -> None:
+    """Calls run concurrently: a larger tokenizer ratio learned from another call's
+    answer while this one waited for a retry sizes the retry's reservation."""
+    b = TokenBudget(10_000)
+    size = 1_000
+    charge = CallCharge(b, size, resize=lambda: size)
+    charge.open()
+    charge.unanswered()
+    size = 1_080
+    assert charge.again() is None and b.reserved == 1_080
+    charge.unanswered()
+    size = 900  # never less than it held before
+    assert charge.again() is None and b.reserved == 1_080
+    charge.settle(1_050)
+    assert (b.spent, b.reserved, charge.lost) == (1_000 + 1_080 + 1_050, 0, [1_000, 1_080])
+
+
 def test_budget_rejects_negative() -> None:
     with pytest.raises(ValueError):
         TokenBudget(-1)
@@ -300,9 +332,89 @@ def test_offline_costs_nothing() -> None:
 
 def test_completion_reserve_bounds() -> None:
     assert completion_reserve(target()) == 120
-    assert completion_reserve(target(params=2, returns_value=True)) == 80 + 80 + 30
+    # 3 source lines earn 1 token of description
+    assert completion_reserve(target(params=2, returns_value=True)) == 80 + 80 + 30 + 1
     assert completion_reserve(target(params=30)) == 600
     assert completion_reserve(target(kind="class", raises=("E",))) == 120
+
+
+def test_completion_reserve_grows_with_the_item() -> None:
+    """Issue 9, item 7: sized from the item: parameters, raises, and its length."""
+    small = completion_reserve(target(params=3))
+    assert completion_reserve(target(params=3, raises=("ValueError", "KeyError"))) == small + 60
+    assert completion_reserve(target(params=3, end=121)) == small - 1 + 60  # 120 lines: +60
+    assert completion_reserve(target(params=3, end=1000)) == small - 1 + 80  # capped
+
+
+# ------------------------------------------------------------------ model profile
+
+
+def test_profile_learns_the_largest_prompt_ratio() -> None:
+    p = ModelProfile()
+    assert p.prompt_reserve(1000) == with_margin(1000)  # nothing learned: our estimate
+    p = p.observe(estimate=1000, prompt_tokens=1050, reserve=200, completion_tokens=100)
+    p = p.observe(estimate=1000, prompt_tokens=1080, reserve=200, completion_tokens=100)
+    p = p.observe(estimate=1000, prompt_tokens=1030, reserve=200, completion_tokens=100)
+    assert p.prompt_ratio == 1.08 and p.calls == 3
+    # The provider's count of an 8 % tokenizer stays within what is reserved.
+    assert p.prompt_reserve(1000) >= 1080 and p.prompt_reserve(1000) == with_margin(1080)
+    assert p.corrects_prompts
+    assert "corrected by +8.0 %" in p.notes("smollm2")[0]
+
+
+def test_profile_ignores_small_prompts_and_never_reserves_below_the_estimate() -> None:
+    p = ModelProfile().observe(estimate=40, prompt_tokens=60, reserve=0, completion_tokens=0)
+    assert p.prompt_ratio == 1.0  # 40 tokens: fixed framing, not a tokenizer ratio
+    p = p.observe(estimate=1000, prompt_tokens=900, reserve=0, completion_tokens=0)
+    assert p.prompt_reserve(1000) == with_margin(1000) and not p.corrects_prompts
+    p = p.observe(estimate=1000, prompt_tokens=10_000, reserve=0, completion_tokens=0)
+    assert p.prompt_ratio == 4.0  # capped: that is no tokenizer; the budget's slack covers it
+
+
+def test_profile_widens_the_room_to_answer_from_observed_answers() -> None:
+    p = ModelProfile()
+    assert p.answer_room(200) == 200 and not p.widens_answers and p.notes("m") == []
+    terse = p.observe(estimate=0, prompt_tokens=0, reserve=200, completion_tokens=100)
+    assert terse.answer_room(200) == 200  # never below the item's own size
+    verbose = p.observe(estimate=0, prompt_tokens=0, reserve=200, completion_tokens=320)
+    assert verbose.answer_ratio == 1.6
+    assert verbose.answer_room(200) == 400  # 1.6 x 1.25 headroom
+    cut = p.observe(estimate=0, prompt_tokens=0, reserve=200, completion_tokens=200, truncated=True)
+    assert cut.answer_room(200) > 200 * 1.25  # it needed more than it had
+    assert verbose.answer_room(1900) == 2000  # MAX_ANSWER_ROOM
+
+
+def test_profile_merge_and_json() -> None:
+    a = ModelProfile(1.05, 0.5, 3)
+    b = ModelProfile(1.02, 1.5, 7)
+    assert a.merge(b) == b.merge(a) == ModelProfile(1.05, 1.5, 7)
+    assert ModelProfile.from_json(a.to_json()) == a
+    for bad in (
+        "[]",
+        '{"prompt_ratio": "1"}',
+        '{"prompt_ratio": 0, "answer_ratio": 1, "calls": 1}',
+        "{",
+    ):
+        with pytest.raises(ValueError):
+            ModelProfile.from_json(bad)
+
+
+def test_plan_reserves_with_the_learned_ratio() -> None:
+    items = [PlanItem(target("f"), 900, 200)]
+    plain = plan(items, TokenBudget(10_000), overhead_tokens=100, repair_reserve_ratio=0)
+    learned = ModelProfile(prompt_ratio=1.08)
+    scaled = plan(
+        items, TokenBudget(10_000), overhead_tokens=100, repair_reserve_ratio=0, profile=learned
+    )
+    assert plain.batches[0].estimate == scaled.batches[0].estimate == 1000
+    assert plain.batches[0].prompt_tokens == with_margin(1000)
+    assert scaled.batches[0].prompt_tokens == with_margin(1080)
+    # A budget that fits the plain estimate but not the corrected one defers the item.
+    tight = TokenBudget(with_margin(1000) + 16 + 200)
+    assert plan(items, tight, overhead_tokens=100, repair_reserve_ratio=0).batches
+    assert not plan(
+        items, tight, overhead_tokens=100, repair_reserve_ratio=0, profile=learned
+    ).batches
 
 
 def test_plan_priority_public_then_larger_then_position() -> None:

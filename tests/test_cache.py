@@ -6,6 +6,7 @@ import asyncio
 import socket
 import sqlite3
 import threading
+from contextlib import closing
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pytest
 import redis
 
 from bot import cache as cache_mod
+from bot.budget import ModelProfile
 from bot.cache import (
     DocstringCache,
     MemoryCache,
@@ -237,6 +239,38 @@ def test_redis_cache_many_at_once(redis_url: str, ns: str) -> None:
         client.close()
 
 
+def test_store_keeps_model_profiles_merged(store: DocstringCache, tmp_path: Path) -> None:
+    """Issue 9, item 4: the learned ratios outlive the run, and only grow."""
+    assert store.get_profile("smollm2") is None
+    store.put_profile("smollm2", ModelProfile(1.06, 1.2, 4))
+    store.put_profile("smollm2", ModelProfile(1.03, 1.5, 9))  # another worker's
+    assert store.get_profile("smollm2") == ModelProfile(1.06, 1.5, 9)
+    assert store.get_profile("gpt-4o-mini") is None
+    if isinstance(store, SqliteCache):  # and across processes: a new object, same file
+        assert SqliteCache(store.path).get_profile("smollm2") == ModelProfile(1.06, 1.5, 9)
+
+
+def test_sqlite_unreadable_profile_is_none(tmp_path: Path) -> None:
+    c = SqliteCache(tmp_path / "c.sqlite3")
+    with closing(sqlite3.connect(c.path)) as conn, conn:
+        conn.execute("INSERT INTO model_profiles VALUES ('m', '{broken', 0)")
+    assert c.get_profile("m") is None
+    c.put_profile("m", ModelProfile(1.1, 0, 1))  # replaces the broken row
+    assert c.get_profile("m") == ModelProfile(1.1, 0, 1)
+
+
+def test_redis_keeps_model_profiles(redis_url: str, ns: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        cache = RedisCache(client, prefix=ns, ttl=60)
+        assert cache.get_profile("m") is None
+        cache.put_profile("m", ModelProfile(1.06, 1.2, 4))
+        cache.put_profile("m", ModelProfile(1.03, 1.5, 9))
+        assert RedisCache(client, prefix=ns).get_profile("m") == ModelProfile(1.06, 1.5, 9)
+    finally:
+        client.close()
+
+
 def test_redis_trouble_is_misses_and_lost_puts(caplog: pytest.LogCaptureFixture) -> None:
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -247,6 +281,8 @@ def test_redis_trouble_is_misses_and_lost_puts(caplog: pytest.LogCaptureFixture)
         cache = RedisCache(client)
         assert cache.get_many(["a"]) == {}
         cache.put_many([("a", PARTS)])
+        assert cache.get_profile("m") is None
+        cache.put_profile("m", ModelProfile())
     finally:
         client.close()
     assert "docstring cache unavailable" in caplog.text

@@ -6,11 +6,13 @@ Scenario tests replay vcrpy cassettes from ``tests/cassettes`` (recorded from
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -180,7 +182,9 @@ def test_build_messages_shape_and_purity() -> None:
     assert load["source"].startswith("def load(self")  # dedented
     assert set(load) == {"id", "params", "returns", "raises", "context", "source"}
     assert top["params"] == ["x", "args", "kwargs"] and top["returns"] is True
-    assert top["fix"] == ["DG202 does not document parameters: x"]
+    # In words: a rule code fed back ends up copied into the next answer (issue 9, item 6).
+    assert top["fix"] == ["does not document parameters: x"]
+    assert "DG" not in user
     assert "def items" not in user  # only the requested definitions, never the file
 
 
@@ -806,10 +810,27 @@ def test_rate_limit_longer_than_the_cap_gives_up() -> None:
     run = scenario("rate_limit_long", request_for(TOP))
     assert run.error is not None and run.error.retryable
     assert run.error.reason == (
-        "rate limited (429, insufficient_quota): the server asked to wait 3600 s, "
+        "rate limited (429, rate_limit_exceeded): the server asked to wait 3600 s, "
         "more than the 60 s allowed"
     )
     assert run.sleeps == [] and len(run.sent) == 1
+
+
+def test_quota_exhausted_is_not_retried() -> None:
+    """OpenAI's insufficient_quota 429 has no Retry-After; waiting would not help."""
+    run = scenario("quota", request_for(TOP))
+    assert run.error is not None and not run.error.retryable
+    assert run.error.reason == (
+        "quota exhausted (429, insufficient_quota): check the plan and billing"
+    )
+    assert run.sleeps == [] and len(run.sent) == 1
+
+
+def test_content_filter_stops_the_answer() -> None:
+    run = scenario("content_filter", request_for(LOAD, TOP))
+    assert run.result is not None and run.result.parts == {}
+    assert set(run.result.errors.values()) == {"answer blocked by the content filter"}
+    assert run.result.usage.total > 0  # billed all the same
 
 
 def test_server_error_then_success_backs_off_with_jitter() -> None:
@@ -1096,6 +1117,127 @@ def test_offline_and_openai_satisfy_the_protocol() -> None:
         assert isinstance(OpenAIProvider(client, "m", timeout=1), Provider)
     finally:
         asyncio.run(client.close())
+
+
+# ------------------------------------------------------------- the fake itself
+
+
+def fake_post(body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    from starlette.testclient import TestClient
+
+    with TestClient(fake_openai.FakeOpenAI().app) as client:
+        r = client.post(
+            "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {API_KEY}"}
+        )
+        return r.status_code, r.json()
+
+
+def schema_body(json_schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": "## 1\n```source\ndef f():\n    pass\n```"}],
+        "response_format": {"type": "json_schema", "json_schema": json_schema},
+    }
+
+
+def docgen_schema(*, lengths: bool = False) -> dict[str, Any]:
+    """docgen's own answer schema for a two-item request (a copy: tests edit it)."""
+    return json.loads(json.dumps(response_schema(request_for(LOAD, TOP), lengths=lengths)))
+
+
+def test_fake_refuses_a_json_schema_without_a_name() -> None:
+    status, data = fake_post(schema_body({"strict": True, "schema": docgen_schema()}))
+    assert status == 400
+    assert data["error"]["param"] == "response_format.json_schema.name"
+    assert data["error"]["code"] == "missing_required_parameter"
+
+
+@pytest.mark.parametrize(
+    ("where", "keyword"),
+    [((), "minProperties"), (("properties", "docs"), "uniqueItems")],
+)
+def test_fake_refuses_a_strict_schema_with_an_unsupported_keyword(
+    where: tuple[str, ...], keyword: str
+) -> None:
+    schema = docgen_schema()
+    node = schema
+    for key in where:
+        node = node[key]
+    node[keyword] = 1 if keyword != "uniqueItems" else True
+    status, data = fake_post(schema_body({"name": "docs", "strict": True, "schema": schema}))
+    assert status == 400
+    assert data["error"] == {
+        "message": f"Invalid schema for response_format 'docs': In context={where!r}, "
+        f"'{keyword}' is not permitted.",
+        "type": "invalid_request_error",
+        "param": "response_format",
+        "code": None,
+    }
+    # Not strict: the API accepts the keyword (and does not enforce it).
+    status, _ = fake_post(schema_body({"name": "docs", "schema": schema}))
+    assert status == 200
+
+
+def test_fake_accepts_what_strict_mode_documents() -> None:
+    schema = docgen_schema()
+    assert fake_post(schema_body({"name": "docs", "strict": True, "schema": schema}))[0] == 200
+    entry = schema["properties"]["docs"]["properties"]["1"]
+    entry["properties"]["summary"].update(enum=["x"], pattern="^x$", description="d")
+    entry["title"] = "one item"
+    status, _ = fake_post(schema_body({"name": "docs", "strict": True, "schema": schema}))
+    assert status == 200
+
+
+def test_fake_refuses_lengths_under_strict_mode() -> None:
+    """Why docgen bounds strings only in the grammar modes: strict mode refuses maxLength."""
+    schema = docgen_schema(lengths=True)
+    status, data = fake_post(schema_body({"name": "docs", "strict": True, "schema": schema}))
+    assert status == 400 and "'maxLength' is not permitted" in data["error"]["message"]
+
+
+def test_fake_json_object_needs_the_word_json() -> None:
+    body = schema_body({})
+    body["response_format"] = {"type": "json_object"}
+    status, data = fake_post(body)
+    assert status == 400 and data["error"]["param"] == "messages"
+    body["messages"].insert(0, {"role": "system", "content": "Answer in JSON."})
+    assert fake_post(body)[0] == 200
+
+
+def test_fake_counts_with_tiktoken_and_the_cookbook_framing() -> None:
+    """The fake's count is tiktoken's o200k_base plus 3 per message (+1 per name) + 3,
+    worked out here by hand for a fixed message list."""
+    enc = fake_openai.o200k()
+    assert enc.name == "o200k_base" and enc.n_vocab == 200019
+    messages = [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "name": "alice", "content": "Hello, world!"},
+    ]
+    by_hand = 3 + sum(
+        3 + sum(len(enc.encode_ordinary(v)) for v in m.values()) + ("name" in m) for m in messages
+    )
+    assert fake_openai.count_prompt(messages) == by_hand
+    assert fake_openai.count_tokens("Hello, world!") == 4  # [13225, 11, 2375, 0] in o200k
+
+
+def test_fake_does_not_judge_with_docgens_code() -> None:
+    """An oracle that imports what it checks proves nothing."""
+    tree = ast.parse(Path(fake_openai.__file__).read_text())
+    imported = {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    } | {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert not [m for m in imported if m == "bot" or m.startswith("bot.")]
+
+
+def test_a_missing_cassette_fails_instead_of_recording(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(fake_openai.RECORD_ENV, raising=False)
+    missing = pytest.raises(pytest.fail.Exception, match=r"no_such_cassette\.yaml is missing")
+    with missing, recorded("no_such_cassette"):
+        raise AssertionError("the body must not run")
+    assert not (CASSETTES / "no_such_cassette.yaml").exists()
 
 
 # ------------------------------------------------------- response modes, charging, limits

@@ -8,18 +8,29 @@ code), 2 (only lines GitHub accepts), 3 (the budget), 4 (idempotent with the cac
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import re
+from dataclasses import dataclass
 
 import openai
 import pytest
 
 from bot import diff, render
-from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.budget import (
+    BATCH_ANSWER_OVERHEAD,
+    Batch,
+    ModelProfile,
+    TokenBudget,
+    TokenCounter,
+    load_encoding,
+    with_margin,
+)
 from bot.cache import MemoryCache, SqliteCache
 from bot.config import RepoConfig
 from bot.generate import OfflineProvider, OpenAIProvider, RetryPolicy
 from bot.localgit import read_changes
-from bot.models import Action, FileChange, Style
+from bot.models import Action, FileChange, Report, Style
 from bot.pipeline import Context, RunResult, run
 from bot.sample import make_sample_repo
 from bot.validate import apply_edits, same_code
@@ -216,7 +227,7 @@ class TestBadInputNeverCrashes:
 
 
 def llm_provider(
-    origin: str, scenario: str, *, sleep=None
+    origin: str, scenario: str, *, sleep=None, **kw
 ) -> tuple[OpenAIProvider, openai.AsyncOpenAI]:
     client = openai.AsyncOpenAI(
         api_key=API_KEY,
@@ -229,7 +240,7 @@ def llm_provider(
         return None
 
     provider = OpenAIProvider(
-        client, "gpt-4o-mini", timeout=5, retry=RetryPolicy(), sleep=sleep or no_sleep
+        client, "gpt-4o-mini", timeout=5, retry=RetryPolicy(), sleep=sleep or no_sleep, **kw
     )
     return provider, client
 
@@ -247,6 +258,43 @@ def run_llm(changes, scenario: str, cassette: str, **ctx_kw) -> tuple[RunResult,
         result = asyncio.run(main())
         calls = len(rec.fake.requests) if rec.live else rec.cassette.play_count
     return result, calls
+
+
+@dataclass
+class ForeignRun:
+    report: Report
+    calls: list[tuple[int, int]]  # (server's prompt tokens, tokens docgen held for the prompt)
+
+
+def foreign_run(changes, cassette: str, cache, response_format: str = "auto") -> ForeignRun:
+    with recorded(cassette) as rec:
+        provider, client = llm_provider(
+            rec.origin, "foreign_tokens", response_format=response_format
+        )
+        ctx = context(provider, cache=cache)
+        held: list[int] = []
+        reserve = ctx.budget.reserve
+
+        def recording_reserve(tokens: int):
+            held.append(tokens)
+            return reserve(tokens)
+
+        ctx.budget.reserve = recording_reserve  # type: ignore[method-assign]
+
+        async def main():
+            try:
+                return await run(changes, ctx)
+            finally:
+                await client.close()
+
+        report = asyncio.run(main()).report
+        bodies = [json.loads(r.body) for r in rec.cassette.requests]
+        answers = [json.loads(r["body"]["string"]) for r in rec.cassette.responses]
+    calls = [
+        (answer["usage"]["prompt_tokens"], tokens - body["max_tokens"])
+        for answer, body, tokens in zip(answers, bodies, held, strict=True)
+    ]
+    return ForeignRun(report, calls)
 
 
 def suggestion_hashes(result: RunResult) -> list[tuple[str, str]]:
@@ -283,6 +331,93 @@ class TestThroughTheModel:
         assert actions(result)["cheapest"] == "added"
         assert_invariants(sample_changes, result)
 
+    def test_repair_feedback_is_in_words_not_codes(self, sample_changes):
+        with recorded("pipeline_repair") as rec:
+            provider, client = llm_provider(rec.origin, "wrong_then_ok")
+
+            async def main():
+                try:
+                    return await run(sample_changes, context(provider))
+                finally:
+                    await client.close()
+
+            asyncio.run(main())
+            bodies = [json.loads(r.body) for r in rec.cassette.requests]
+        repair = bodies[1]["messages"][1]["content"]
+        fixes = [line for line in repair.splitlines() if line.startswith("fix: ")]
+        assert "fix: documents parameters the signature does not have: " in repair
+        assert fixes and not [f for f in fixes if re.search(r"(?i)\bdg\d{3}", f)]
+
+    def test_a_failed_repair_shows_the_first_answers_reasons(self, sample_changes):
+        result, _ = run_llm(sample_changes, "wrong_then_length", "pipeline_repair_truncated")
+        cheapest = next(o for o in result.report.outcomes if o.target.qualname == "cheapest")
+        assert cheapest.action == Action.SKIPPED
+        assert "answer truncated" in cheapest.reason
+        assert "the first answer: documents parameters the signature does not have" in (
+            cheapest.reason
+        )
+
+    def test_a_truncated_answer_is_retried_alone_with_more_room(self, sample_changes):
+        """Issue 9, item 7: the batch is cut at max_tokens; each item goes again alone."""
+        with recorded("pipeline_length_retry") as rec:
+            provider, client = llm_provider(rec.origin, "length_then_ok")
+            ctx = context(provider)
+
+            async def main():
+                try:
+                    return await run(sample_changes, ctx)
+                finally:
+                    await client.close()
+
+            result = asyncio.run(main())
+            bodies = [json.loads(r.body) for r in rec.cassette.requests]
+        first, retries = bodies[0], bodies[1:]
+        assert len(retries) == 6  # the six definitions of the batch, one call each
+        items_first = first["messages"][1]["content"].count("\n## ") + 1
+        assert items_first == 6
+        share = (first["max_tokens"] - BATCH_ANSWER_OVERHEAD) / 6
+        for body in retries:
+            assert body["messages"][1]["content"].count("## ") == 1
+            assert body["max_tokens"] > share  # more room than its share of the batch
+        assert actions(result)["cheapest"] == "added"
+        assert result.report.usage.total <= result.report.budget
+        assert ctx.profile.widens_answers  # it learned that answers need more room
+        assert any("room to answer" in n for n in result.report.notes)
+
+    def test_foreign_tokenizer_ratio_is_learned_kept_and_reported(self, sample_changes, tmp_path):
+        """Issue 9, item 4: a server counting 8 % more prompt tokens than o200k.
+
+        The oracle is the server's own count (``usage.prompt_tokens`` in its answers)
+        against what docgen reserved for the prompt (the reservation minus the
+        request's ``max_tokens``)."""
+        first_cache = SqliteCache(tmp_path / "first.sqlite3")
+        # The mode known from the start: the first call is reserved for the mode it is
+        # sent in (in auto mode it would hold the dearest mode's count, hiding the gap).
+        first = foreign_run(sample_changes, "pipeline_foreign_first", first_cache, "json_schema")
+        assert [prompt > held for prompt, held in first.calls] == [True]  # 2 % + 16 is short
+        learned = first_cache.get_profile("gpt-4o-mini")
+        assert learned is not None and 1.07 <= learned.prompt_ratio <= 1.10
+        assert any("corrected by +" in n for n in first.report.notes)
+        assert first.report.usage.total <= first.report.budget
+        # Another run (another process: the same SQLite file, a fresh docstring cache)
+        # reserves with the ratio: the server's count stays within the reservation.
+        second_cache = MemoryCache()
+        stored = SqliteCache(first_cache.path).get_profile("gpt-4o-mini")
+        assert stored is not None
+        second_cache.put_profile("gpt-4o-mini", stored)
+        second = foreign_run(sample_changes, "pipeline_foreign_second", second_cache)
+        assert second.calls and all(prompt <= held for prompt, held in second.calls)
+        assert any("corrected by +" in n for n in second.report.notes)
+
+    def test_the_ratio_is_learned_against_the_mode_sent(self, sample_changes):
+        """In auto mode the first call is planned for the dearest mode (the server's is
+        not known yet); the ratio is learned against the mode the server took, not
+        against that guess (which would hide most of the 8 %)."""
+        cache = MemoryCache()
+        foreign_run(sample_changes, "pipeline_foreign_auto", cache)
+        learned = cache.get_profile("gpt-4o-mini")
+        assert learned is not None and 1.07 <= learned.prompt_ratio <= 1.10
+
     def test_budget_is_never_exceeded(self, sample_changes):
         result, _ = run_llm(sample_changes, "normal", "pipeline_small_budget", budget=2_000)
         report = result.report
@@ -294,7 +429,8 @@ class TestThroughTheModel:
     def test_second_run_costs_nothing_and_suggests_the_same(self, sample_changes, tmp_path):
         cache = SqliteCache(tmp_path / "cache.sqlite3")
         first, calls1 = run_llm(sample_changes, "normal", "pipeline_normal", cache=cache)
-        second, calls2 = run_llm(sample_changes, "normal", "pipeline_cache_second", cache=cache)
+        # The same cassette again: a call would replay (and count), or fail if it differed.
+        second, calls2 = run_llm(sample_changes, "normal", "pipeline_normal", cache=cache)
         assert calls1 == 1 and calls2 == 0
         assert second.report.usage.total == 0 and second.report.cache_hits == 6
         assert suggestion_hashes(first) == suggestion_hashes(second)
@@ -311,6 +447,32 @@ class TestThroughTheModel:
         summary = render.markdown_report(result.report)
         assert API_KEY not in summary and API_KEY[-8:] not in summary
         assert API_KEY not in caplog.text and API_KEY[-8:] not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("last", "first", "accepted", "shown"),
+    [
+        (
+            "rejected: x",
+            "rejected: y",
+            False,
+            "rejected: x (after a repair round; the first answer: y)",
+        ),
+        ("rejected: x", "rejected: x", False, "rejected: x"),
+        ("", "rejected: y", True, ""),
+        (
+            "",
+            "rejected: y",
+            False,
+            "no docstring produced (after a repair round; the first answer: y)",
+        ),
+    ],
+    ids=["both", "same", "accepted", "no-last"],
+)
+def test_repair_reason(last, first, accepted, shown):
+    from bot.pipeline import repair_reason
+
+    assert repair_reason(last, first, accepted) == shown
 
 
 class TestUnansweredCalls:
@@ -366,3 +528,19 @@ class TestUnansweredCalls:
         assert reason.startswith("model call failed: request timed out after 0.3 s after 2 attempts")
         assert "not retried: token budget exhausted" in reason
         assert any("2 model call attempts got no answer" in n for n in report.notes)
+
+
+def test_a_calls_charge_follows_the_learned_ratio():
+    """A retry of a call re-reserves with the tokenizer ratio learned since it was sent."""
+    from bot.pipeline import _charge
+
+    ctx = context()
+    batch = Batch((), prompt_tokens=with_margin(2_000), max_tokens=500, estimate=2_000)
+    charge = _charge(batch, ctx)
+    assert charge.tokens == batch.tokens
+    charge.open()
+    charge.unanswered()
+    ctx.profile = ModelProfile(prompt_ratio=1.08)  # another call's answer landed
+    assert charge.again() is None
+    assert ctx.budget.reserved == ModelProfile(prompt_ratio=1.08).prompt_reserve(2_000) + 500
+    assert ctx.budget.reserved > batch.tokens
