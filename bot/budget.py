@@ -23,13 +23,14 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
-
-import tiktoken
+from typing import TYPE_CHECKING, Protocol
 
 from bot import quota
 from bot.config import price_for
 from bot.models import Target, Usage
+
+if TYPE_CHECKING:  # imported by load_encoding: an offline review never needs it
+    import tiktoken
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,8 @@ def load_encoding(name: str, path: Path | None = None) -> tiktoken.Encoding:
     if spec is None:
         known = ", ".join(sorted(ENCODINGS))
         raise ValueError(f"unknown tokenizer encoding {name!r} (known: {known})")
+    import tiktoken
+
     ranks = _read_ranks(path or DATA_DIR / f"{name}.tiktoken", spec.sha256)
     return tiktoken.Encoding(
         name=name,
@@ -182,14 +185,38 @@ REPLY_PRIMING = 3
 
 
 class TokenCounter:
-    """Counts tokens of text and of chat messages with one encoding."""
+    """Counts tokens of text and of chat messages with one encoding.
 
-    def __init__(self, encoding: tiktoken.Encoding) -> None:
-        self.encoding = encoding
+    Built from an encoding, or with :meth:`lazy` from its name: then the encoding
+    (about 0.3 s to load) is read on the first count, so a run that never counts
+    (the offline provider) never loads it.
+    """
+
+    def __init__(self, encoding: tiktoken.Encoding | None, *, name: str = "") -> None:
+        self._encoding = encoding
+        self._name = encoding.name if encoding is not None else name
+
+    @classmethod
+    def lazy(cls, name: str) -> TokenCounter:
+        """A counter that loads the vendored encoding ``name`` when first used."""
+        if name not in ENCODINGS:  # a bad name is still an error up front
+            known = ", ".join(sorted(ENCODINGS))
+            raise ValueError(f"unknown tokenizer encoding {name!r} (known: {known})")
+        return cls(None, name=name)
+
+    @property
+    def loaded(self) -> bool:
+        return self._encoding is not None
+
+    @property
+    def encoding(self) -> tiktoken.Encoding:
+        if self._encoding is None:
+            self._encoding = load_encoding(self._name)
+        return self._encoding
 
     @property
     def name(self) -> str:
-        return self.encoding.name
+        return self._name
 
     def count(self, text: str) -> int:
         """Tokens in ``text``; special-token text counts as ordinary text."""

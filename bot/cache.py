@@ -25,8 +25,6 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from redis.exceptions import RedisError
-
 from bot.budget import ModelProfile
 from bot.generate import PROMPT_VERSION
 from bot.models import DocParts, Style, Target
@@ -296,6 +294,15 @@ def _read_profile(conn: sqlite3.Connection, model: str) -> ModelProfile | None:
         return None
 
 
+def _redis_error() -> type[Exception]:
+    # Imported when an exception is being matched, not with this module: a local
+    # `docgen review` uses this module without Redis, and redis pulls in jwt and
+    # cryptography (about 60 ms of start-up, issue 13).
+    from redis.exceptions import RedisError
+
+    return RedisError
+
+
 class RedisCache:
     """The cache in Redis, shared by every worker process; entries expire after ``ttl`` s.
 
@@ -314,7 +321,7 @@ class RedisCache:
     def get(self, key: str) -> DocParts | None:
         try:
             raw = self.client.get(self._key(key))
-        except RedisError as exc:
+        except _redis_error() as exc:
             log.warning("docstring cache unavailable (a miss): %s", exc)
             return None
         if raw is None:
@@ -328,7 +335,7 @@ class RedisCache:
     def put(self, key: str, parts: DocParts) -> None:
         try:
             self.client.set(self._key(key), parts_to_json(parts), ex=self.ttl)
-        except RedisError as exc:
+        except _redis_error() as exc:
             log.warning("docstring cache unavailable (not stored): %s", exc)
 
     def get_many(self, keys: Iterable[str]) -> dict[str, DocParts]:
@@ -337,7 +344,7 @@ class RedisCache:
             return {}
         try:
             raws = self.client.mget([self._key(k) for k in wanted])
-        except RedisError as exc:
+        except _redis_error() as exc:
             log.warning("docstring cache unavailable (misses): %s", exc)
             return {}
         found = {}
@@ -360,7 +367,7 @@ class RedisCache:
             return
         try:
             pipe.execute()
-        except RedisError as exc:
+        except _redis_error() as exc:
             log.warning("docstring cache unavailable (not stored): %s", exc)
 
     def _profile_key(self, model: str) -> str:
@@ -370,7 +377,7 @@ class RedisCache:
     def get_profile(self, model: str) -> ModelProfile | None:
         try:
             raw = self.client.get(self._profile_key(model))
-        except RedisError as exc:
+        except _redis_error() as exc:
             log.warning("model profile unavailable: %s", exc)
             return None
         if raw is None:
@@ -388,5 +395,5 @@ class RedisCache:
         merged = old.merge(profile) if old else profile
         try:
             self.client.set(self._profile_key(model), merged.to_json(), ex=self.ttl)
-        except RedisError as exc:
+        except _redis_error() as exc:
             log.warning("model profile not stored: %s", exc)

@@ -26,17 +26,15 @@ from pydantic import ValidationError
 
 from bot import __version__, render
 from bot import usage as usage_mod
-from bot.budget import TokenBudget, TokenCounter, encoding_for_model, load_encoding
+from bot.budget import TokenBudget, TokenCounter, encoding_for_model
 from bot.cache import DocstringCache, MemoryCache, SqliteCache
 from bot.config import Settings, read_repo_config_file
-from bot.extract import collect_docstrings
 from bot.generate import ConfigError, make_provider
-from bot.localgit import GitError, read_changes, require_git
+from bot.localgit import DocstringSample, GitError, read_changes, require_git
 from bot.models import Action, Decision, Style
 from bot.pipeline import Context, RunResult, run
 
 EXIT_OK, EXIT_UNDOCUMENTED, EXIT_USAGE = 0, 1, 2
-MAX_STYLE_SAMPLE_FILES = 150
 
 
 class UsageError(Exception):
@@ -184,38 +182,6 @@ def _cache(settings: Settings) -> DocstringCache:
         raise UsageError(f"DOCGEN_DATA_DIR is not writable: {exc.strerror}") from None
 
 
-def repo_docstrings(
-    root: Path, changed: Sequence[str], limit: int = MAX_STYLE_SAMPLE_FILES
-) -> list[str]:
-    """A sample of the repository's docstrings, for detecting its style.
-
-    Files next to the changed ones come first; the rest of the tree fills up to
-    ``limit`` files.  Unparseable files are passed over.
-    """
-    dirs = {str(Path(p).parent) for p in changed}
-    files: list[Path] = []
-    for d in sorted(dirs):
-        files += sorted((root / d).glob("*.py"))
-    if len(files) < limit:
-        skip = {".git", ".venv", "venv", "node_modules", "build", "dist", "site-packages"}
-        for p in sorted(root.rglob("*.py")):
-            if len(files) >= limit * 3:
-                break
-            if not skip.intersection(p.relative_to(root).parts):
-                files.append(p)
-    out: list[str] = []
-    seen: set[Path] = set()
-    for p in files:
-        if p in seen or len(seen) >= limit:
-            continue
-        seen.add(p)
-        try:
-            out += collect_docstrings(p.read_bytes())
-        except OSError:
-            continue
-    return out
-
-
 def review(
     path: Path, base: str, head: str | None, args: argparse.Namespace, out: TextIO | None = None
 ) -> int:
@@ -235,16 +201,15 @@ def review(
     limit = config.budget or settings.docgen_token_budget
     if args.budget is not None:
         limit = args.budget
-    counter = TokenCounter(
-        load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))
-    )
+    # Loaded on the first count: the offline provider never counts (issue 13).
+    counter = TokenCounter.lazy(encoding_for_model(provider.model, settings.docgen_encoding))
     ctx = Context(
         config=config,
         provider=provider,
         cache=_cache(settings),
         counter=counter,
         budget=TokenBudget(limit),
-        repo_docstrings=repo_docstrings(local.root, [c.path for c in local.changes]),
+        repo_docstrings=DocstringSample(local.root, [c.path for c in local.changes]),
         style_override=Style(args.style) if args.style else None,
         notes=list(loaded.errors),
         # Not posting to GitHub: any changed definition can be documented in place,
