@@ -200,6 +200,8 @@ def detect_types_for_file(
     file_docstrings: Sequence[str], repo_docstrings: Sequence[str], style: Style
 ) -> bool:
     """:func:`detect_types` on the file's own docstrings if they say, else the repo's."""
+    if style == Style.PLAIN:
+        return False  # no parameter sections to put types in: the repo has nothing to say
     if _types_votes(file_docstrings, style):
         return detect_types(file_docstrings, style)
     return detect_types(repo_docstrings, style)

@@ -177,3 +177,38 @@ def test_the_repository_is_scanned_when_the_changed_file_says_nothing(
     report = _review(repo, capsys)
     assert read  # the repository's docstrings decided
     assert report["style"] == "numpy"
+
+
+PLAIN_FILE = '''\
+def one():
+    """First."""
+
+
+def two():
+    """Second."""
+
+
+def three():
+    """Third."""
+
+
+def four():
+    """Fourth."""
+
+
+def five():
+    """Fifth."""
+
+
+def six(a):
+    return a
+'''
+
+
+def test_a_plain_file_needs_no_repository_scan_for_types(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("DOCGEN_DATA_DIR", raising=False)
+    repo = _repo(tmp_path / "r", {"lib.py": NUMPY_LIB, "app.py": "x = 1\n"}, {"app.py": PLAIN_FILE})
+    read = _count_scans(monkeypatch)
+    report = _review(repo, capsys)
+    assert report["style"] == "plain"
+    assert read == []
