@@ -25,6 +25,7 @@ from typing import TextIO
 from pydantic import ValidationError
 
 from bot import __version__, render
+from bot import progress as progress_mod
 from bot import usage as usage_mod
 from bot.budget import TokenBudget, TokenCounter, encoding_for_model
 from bot.cache import DocstringCache, MemoryCache, SqliteCache
@@ -142,6 +143,12 @@ def _add_review_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--no-diff", action="store_true", help="do not print the suggested changes")
     p.add_argument(
+        "--quiet",
+        "-q",
+        action="store_true",
+        help="no progress line on stderr (shown only when stderr is a terminal)",
+    )
+    p.add_argument(
         "--strict",
         action="store_true",
         help="exit 1 when changed definitions are left without a docstring (for CI)",
@@ -221,7 +228,10 @@ def review(
             "No LLM key configured (OPENAI_API_KEY or AZURE_OPENAI_*): docstrings are "
             "signature-derived skeletons from the offline provider. Edit them before committing."
         )
-    result = asyncio.run(run(local.changes, ctx))
+    # A line on stderr while it runs, when a person is watching (a terminal).
+    ctx.progress = progress_mod.for_stream(sys.stderr, quiet=args.quiet)
+    with ctx.progress:
+        result = asyncio.run(run(local.changes, ctx))
     _print(result, args, out)
     if getattr(args, "apply", False):
         _apply(local.root, local.head_sha, result, out)

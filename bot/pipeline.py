@@ -51,6 +51,7 @@ from bot.models import (
     Target,
     Usage,
 )
+from bot.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,8 @@ class Context:
     # The job's time limit: the stages that run in threads check it between files, so
     # a run past it stops (DeadlineExceeded) instead of parsing on after the job ended.
     deadline: deadline_mod.Deadline | None = None
+    # Told of files parsed, items sent and answers received (a terminal line locally).
+    progress: Progress = field(default_factory=Progress)
 
 
 @dataclass
@@ -140,7 +143,9 @@ async def run(changes: Iterable[FileChange], ctx: Context) -> RunResult:
     )
     # The CPU-bound stages run in a worker thread: in embedded mode this event loop
     # also answers webhooks, which must not wait seconds behind a big PR's parsing.
-    files = await asyncio.to_thread(_prepare_all, list(changes), ctx, report)
+    changed = list(changes)
+    ctx.progress.start(len(changed))
+    files = await asyncio.to_thread(_prepare_all, changed, ctx, report)
 
     candidates: list[_Candidate] = []
     for f in files:
@@ -209,6 +214,7 @@ def _prepare_all(changes: list[FileChange], ctx: Context, report: Report) -> lis
     for change in changes:
         deadline_mod.check(ctx.deadline, f"parsing {change.path}")
         f = _prepare(change, ctx, report)
+        ctx.progress.file_parsed()
         if f is not None:
             files.append(f)
     return files
@@ -399,7 +405,9 @@ async def _send(
             items = _items(group)
             # Signature-derived skeletons cost no tokens: nothing to plan or reserve.
             request = GenerationRequest(tuple(items.values()), style, language)
+            ctx.progress.items_sent(len(items))
             result = await ctx.provider.generate(request)
+            ctx.progress.answers_received(len(result.parts))
             for c in group:
                 c.parts = result.parts.get(c.target.id)
                 c.reason = "" if c.parts else result.errors.get(c.target.id, "no skeleton")
@@ -537,6 +545,7 @@ async def _call(
                     by_id[i].parts = None
                 by_id[i].reason = _after_truncation(by_id[i], str(exc))
             return
+        ctx.progress.items_sent(len(ids))
         try:
             result = await ctx.provider.generate(replace(request, spend=charge))
         except ProviderError as exc:
@@ -548,6 +557,7 @@ async def _call(
                 by_id[i].parts = None
                 by_id[i].reason = _after_truncation(by_id[i], f"model call failed: {exc.reason}")
             return
+    ctx.progress.answers_received(sum(1 for i in ids if i in result.parts))
     charge.settle(result.usage.total)
     ledger.record_unanswered(charge)
     ledger.record(result.model or ctx.provider.model, result.usage)
