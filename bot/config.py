@@ -261,8 +261,7 @@ def load_repo_config(
         for err in exc.errors():
             loc = ".".join(str(p) for p in err["loc"]) or "(top)"
             field_name = str(err["loc"][0]) if err["loc"] else None
-            default = RepoConfig.model_fields.get(field_name) if field_name else None
-            used = f"; using default {default.default!r}" if default is not None else "; ignored"
+            used = _fallback(field_name)
             errors.append(f"{source}: {loc}: {err['msg']}{used}")
             if field_name is not None:
                 good.pop(field_name, None)
@@ -271,6 +270,27 @@ def load_repo_config(
         except ValidationError:  # pragma: no cover - dropping every bad key always validates
             config = RepoConfig()
         return LoadedRepoConfig(config, tuple(errors), source)
+
+
+# What a None default stands for, in words a maintainer can act on (issue 13: "using
+# default None" said nothing).
+_NONE_MEANS = {
+    "budget": f"DOCGEN_TOKEN_BUDGET ({DEFAULT_TOKEN_BUDGET:,} tokens unless the server sets it)",
+    "fork_budget": (
+        f"DOCGEN_FORK_TOKEN_BUDGET ({DEFAULT_FORK_TOKEN_BUDGET:,} tokens unless the server sets it)"
+    ),
+    "coverage_threshold": "no threshold",
+}
+
+
+def _fallback(field_name: str | None) -> str:
+    """What the run uses instead of a bad value of ``field_name``, for its message."""
+    info = RepoConfig.model_fields.get(field_name) if field_name else None
+    if info is None:
+        return "; ignored"
+    if info.default is None:
+        return f"; using the default: {_NONE_MEANS.get(field_name, 'none')}"
+    return f"; using default {info.default!r}"
 
 
 def read_repo_config_file(root: Path) -> LoadedRepoConfig:

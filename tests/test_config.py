@@ -100,6 +100,21 @@ class TestRepoConfig:
         assert "style" in text and "skip_tests" in text and "typo_key" in text
         assert "using default 'auto'" in text
 
+    @pytest.mark.parametrize(
+        ("text", "says"),
+        [
+            (b"budget: lots\n", "using the default: DOCGEN_TOKEN_BUDGET (20,000 tokens"),
+            (b"fork_budget: -1\n", "using the default: DOCGEN_FORK_TOKEN_BUDGET (5,000 tokens"),
+            (b"coverage_threshold: high\n", "using the default: no threshold"),
+        ],
+        ids=["budget", "fork_budget", "coverage_threshold"],
+    )
+    def test_a_bad_value_with_no_fixed_default_names_what_is_used(self, text, says):
+        loaded = load_repo_config(text)
+        assert loaded.config == RepoConfig()
+        assert says in loaded.errors[0]
+        assert "None" not in loaded.errors[0]
+
     def test_top_level_must_be_a_mapping(self):
         loaded = load_repo_config(b"- a\n- b\n")
         assert loaded.config == RepoConfig() and "mapping" in loaded.errors[0]
