@@ -66,8 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--apply", action="store_true", help="write the docstrings into the working tree"
     )
 
-    demo = sub.add_parser("demo", help="review a bundled sample pull request in a temporary repo")
+    demo = sub.add_parser(
+        "demo",
+        help="review a bundled sample pull request in a new repository",
+        description="Create a git repository with a sample pull request (a temporary "
+        "directory, printed) and review it.",
+    )
     _add_review_options(demo)
+    demo.add_argument(
+        "--keep",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="keep the sample repository to try --apply on (default); --no-keep removes it",
+    )
 
     serve = sub.add_parser(
         "serve",
@@ -292,8 +303,9 @@ def _apply(root: Path, head_sha: str | None, result: RunResult, out: TextIO) -> 
 
 
 def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Create a temporary repository with a sample PR and review it."""
+    """Create a repository with a sample PR and review it; kept unless ``--no-keep``."""
     out = out or sys.stdout
+    import shutil
     import tempfile
 
     try:
@@ -302,11 +314,25 @@ def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         raise UsageError(str(exc)) from None
     from bot.sample import make_sample_repo
 
-    with tempfile.TemporaryDirectory(prefix="docgen-demo-") as tmp:
-        root = make_sample_repo(Path(tmp))
-        out.write(f"Sample pull request in {root} (branch 'feature' against 'main')\n\n")
+    tmp = Path(tempfile.mkdtemp(prefix="docgen-demo-"))
+    try:
+        root = make_sample_repo(tmp)
+        if args.keep:
+            out.write(
+                f"Sample pull request in {root} (branch 'feature' against 'main'); it is kept: "
+                f"try `docgen review {root} --base main --apply`, "
+                f"remove it with `rm -rf {tmp}`\n\n"
+            )
+        else:
+            out.write(
+                "Sample pull request (branch 'feature' against 'main') in a temporary "
+                "repository, removed after the review\n\n"
+            )
         args.apply = False
         return review(root, "main", "feature", args, out)
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def usage(args: argparse.Namespace, out: TextIO | None = None) -> int:

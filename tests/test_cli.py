@@ -195,7 +195,7 @@ def test_bad_repo_config_is_reported_not_fatal(sample):
 
 
 def test_demo_and_console_script():
-    code, out, _ = call("demo", "--no-diff")
+    code, out, _ = call("demo", "--no-diff", "--no-keep")
     assert code == 0 and "Sample pull request" in out and "cheapest" in out
     proc = subprocess.run(
         [sys.executable, "-m", "bot.cli", "--version"], capture_output=True, text=True, check=False
