@@ -65,6 +65,10 @@ _GENERATED_LEAD = re.compile(
 _GENERATED_ANY = re.compile(r"generated|do not edit", re.I)
 _CODING = re.compile(rb"coding[:=][ \t]*([-\w.]+)")
 _SUPPORTED_ENCODINGS = ("utf-8", "ascii")  # codecs.lookup(...).name spellings
+# Why not latin-1 and friends: GitHub serves file text, patches and suggestions as
+# UTF-8, so a suggestion on a latin-1 file would not round-trip to the file's bytes;
+# the README says so, and every encoding skip ends with this.
+ONLY_UTF8 = "docgen edits UTF-8 files only"
 
 
 def _is_generated(path: str, text: str) -> str | None:
@@ -93,8 +97,14 @@ def _decode(source: bytes) -> tuple[str | None, str]:
     """``(text, "")`` for UTF-8 (or ASCII) source, else ``(None, reason)``.
 
     A UTF-8 BOM is dropped from the text: ``ast`` positions on line 1 are then relative
-    to the first real character, and line numbers do not change.
+    to the first real character, and line numbers do not change.  Every reason ends
+    with :data:`ONLY_UTF8`.
     """
+    text, reason = _decode_any(source)
+    return (text, "") if text is not None else (None, f"{reason}: {ONLY_UTF8}")
+
+
+def _decode_any(source: bytes) -> tuple[str | None, str]:
     try:
         encoding, first_lines = tokenize.detect_encoding(io.BytesIO(source).readline)
     except SyntaxError as exc:  # unknown codec, undecodable first lines, BOM vs cookie
