@@ -220,7 +220,10 @@ def review(
     if args.budget is not None:
         limit = args.budget
     # Loaded on the first count: the offline provider never counts (issue 13).
-    counter = TokenCounter.lazy(encoding_for_model(provider.model, settings.docgen_encoding))
+    try:
+        counter = TokenCounter.lazy(encoding_for_model(provider.model, settings.docgen_encoding))
+    except ValueError as exc:  # DOCGEN_ENCODING names no vendored encoding
+        raise UsageError(f"DOCGEN_ENCODING: {exc}") from None
     ctx = Context(
         config=config,
         provider=provider,

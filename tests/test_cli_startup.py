@@ -212,3 +212,17 @@ def test_a_plain_file_needs_no_repository_scan_for_types(tmp_path, monkeypatch, 
     report = _review(repo, capsys)
     assert report["style"] == "plain"
     assert read == []
+
+
+def test_an_unknown_docgen_encoding_is_one_line_not_a_traceback(tmp_path, monkeypatch, capsys):
+    from bot import cli
+
+    repo = make_sample_repo(tmp_path / "repo")
+    monkeypatch.setenv("DOCGEN_ENCODING", "p50k")
+    code = cli.main(["review", str(repo), "--base", "main", "--offline", "--no-diff"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err == (
+        "docgen: DOCGEN_ENCODING: unknown tokenizer encoding 'p50k' "
+        "(known: cl100k_base, o200k_base)\n"
+    )
