@@ -204,3 +204,23 @@ def test_the_pipeline_reports_what_the_model_was_sent_and_answered(sample, fail)
     assert p.sent == provider.seen and p.sent >= 6
     assert p.answered == provider.answered
     assert p.answered == 0 if fail else 0 < p.answered < p.sent
+
+
+def test_the_elapsed_time_moves_while_waiting_for_the_model(monkeypatch):
+    import time
+
+    from bot import progress
+
+    monkeypatch.setattr(progress, "REFRESH_S", 0.01)
+    clock, stream = FakeClock(), io.StringIO()
+    p = TerminalProgress(stream, clock=clock)
+    try:
+        p.start(1)
+        p.items_sent(3)  # then nothing happens for a while: a slow model
+        clock.now += 7.0
+        deadline = time.monotonic() + 5
+        while "7.0s" not in stream.getvalue() and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        p.close()
+    assert "docgen: files parsed 0/1 · sent 3 · answered 0 · 7.0s" in stream.getvalue()
