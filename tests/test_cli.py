@@ -169,7 +169,7 @@ def test_local_review_is_not_bound_by_githubs_hunks(sample):
         (("review", "/", "--base", "main"), "/ is not inside a git repository"),
         (("review", "--base", "main", "--budget", "0"), "--budget must be a positive"),
     ],
-    ids=["no-such-path", "not-a-repo", "bad-budget"],
+    ids=["bad-ref", "no-such-path", "not-a-repo", "bad-budget"],
 )
 def test_usage_errors_exit_2_with_one_line(sample, monkeypatch, argv, message):
     monkeypatch.chdir(sample)
@@ -195,7 +195,7 @@ def test_partial_azure_config_is_a_usage_error(sample, monkeypatch):
 def test_bad_repo_config_is_reported_not_fatal(sample):
     (sample / ".github").mkdir()
     (sample / ".github" / "docgen.yml").write_text("style: fancy\n")
-    code, out, _ = call("review", str(sample), "--base", "main", "--head", "feature")
+    code, out, _ = call("review", str(sample), "--base", "main")
     assert code == 0
     assert "style" in out and "using default" in out
 
