@@ -57,10 +57,12 @@ def _open(path: Path) -> git.Repo:
 def read_blob(root: Path, sha: str, rel: str) -> bytes | None:
     """The bytes of ``rel`` in commit ``sha`` of the repository at ``root``; None if absent."""
     require_git()
-    try:
-        return (_open(root).commit(sha).tree / rel).data_stream.read()
-    except (KeyError, ValueError, git.BadName):
-        return None
+    # The Repo must outlive the read: its cat-file process serves the blob's stream.
+    with _open(root) as repo:
+        try:
+            return (repo.commit(sha).tree / rel).data_stream.read()
+        except (KeyError, ValueError, git.BadName):
+            return None
 
 
 def _commit(repo: git.Repo, ref: str) -> git.Commit:
