@@ -72,8 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     review = sub.add_parser(
         "review",
         help="review a local git checkout like a pull request",
-        description="Document the functions changed between the merge base of --base and "
-        "--head (default: the working tree).  .github/docgen.yml is read from --head's "
+        # Raw formatting keeps the exit-code table's lines: the description is wrapped here.
+        description="Document the functions changed between the merge base of --base and\n"
+        "--head (default: the working tree).  .github/docgen.yml is read from --head's\n"
         "commit when given, else from the working tree.",
         epilog=EXIT_CODES_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -466,8 +467,10 @@ def _print_all(
     result: RunResult, args: argparse.Namespace, out: TextIO, apply_lines: Sequence[str]
 ) -> None:
     _print(result, args, out)
+    # JSON output stays one parseable document: what --apply did goes to stderr there.
+    where = sys.stderr if args.format == "json" else out
     for line in apply_lines:
-        out.write(line + "\n")
+        where.write(line + "\n")
 
 
 def _print(result: RunResult, args: argparse.Namespace, out: TextIO) -> None:

@@ -93,6 +93,13 @@ def test_partial_apply_exits_1_and_says_what_was_not_applied(sample):
     assert target.read_text() == HEAD + "\n# local edit\n"
 
 
+def test_apply_with_json_output_keeps_stdout_one_json_document(sample):
+    code, out, err = call("review", str(sample), "--base", "main", "--apply", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["counts"]["added"] > 0
+    assert "applied to shop/inventory.py" in err
+
+
 def test_apply_into_a_closed_pipe_still_writes_the_files_and_exits_quietly(sample):
     """`docgen review --apply | head`: the reader is gone before anything is printed."""
     read_end, write_end = os.pipe()
@@ -322,9 +329,10 @@ def test_pre_commit_hook_on_staged_changes(tmp_path):
     """The shipped hook, run by pre-commit on a temporary repository.
 
     ``language: python`` makes pre-commit pip-install docgen into its own environment,
-    which needs the package index; tests run offline, so the hook runs here as a local
-    ``language: system`` hook with the shipped entry and options (the README documents
-    both ways).
+    which needs the package index (``pre-commit try-repo`` of this checkout took 30 s
+    here, most of it pip); tests must not depend on the network, so the hook runs here
+    as a local ``language: system`` hook with the shipped entry and options (the README
+    documents both ways).
     """
     (hook,) = HOOKS
     env = pre_commit_env(tmp_path)
