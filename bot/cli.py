@@ -209,6 +209,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         if args.budget <= 0:
             raise UsageError("--budget must be a positive number of tokens")
         update["docgen_token_budget"] = args.budget
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise UsageError("--fail-under must be a percentage between 0 and 100")
     if args.offline:
         update["docgen_provider"] = "offline"
     return settings.model_copy(update=update)

@@ -176,6 +176,10 @@ def test_fail_under_and_coverage_threshold_gate_the_exit_code(sample):
     assert code == 1 and "coverage_threshold:" in err and "below 100%" in err
     code, _, err = call("review", str(sample), "--base", "main", "--fail-under", "0")
     assert code == 0, err
+    for bad in ("-1", "100.5"):
+        code, out, err = call("review", str(sample), "--base", "main", "--fail-under", bad)
+        assert (code, out) == (2, "")
+        assert err == "docgen: --fail-under must be a percentage between 0 and 100\n"
 
 
 # ------------------------------------------------------------------ paths, refs
