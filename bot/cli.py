@@ -5,20 +5,24 @@ same provider choice (an LLM when a key is set, the offline skeleton writer when
 the same checks.  ``docgen demo`` builds a throw-away repository with a sample pull
 request and reviews it, to see docgen work on a fresh machine.
 
-Exit codes: 0 ok; 1 definitions left undocumented (only with ``--strict``); 2 usage or
-configuration error, with a one-line message on stderr.
+Exit codes: 0 ok; 1 a check failed (``--strict`` with definitions left undocumented or
+no model answering, coverage below ``--fail-under`` / ``coverage_threshold``, or an
+``--apply`` that could not write a file), each with a line on stderr saying why; 2 usage
+or configuration error, with a one-line message on stderr.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import fnmatch
+import io
 import json
 import logging
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
@@ -29,13 +33,27 @@ from bot import progress as progress_mod
 from bot import usage as usage_mod
 from bot.budget import TokenBudget, TokenCounter, encoding_for_model
 from bot.cache import DocstringCache, MemoryCache, SqliteCache
-from bot.config import Settings, read_repo_config_file
+from bot.config import (
+    LoadedRepoConfig,
+    RepoConfig,
+    Settings,
+    load_repo_config,
+    read_repo_config_file,
+)
 from bot.generate import ConfigError, make_provider
-from bot.localgit import DocstringSample, GitError, read_changes, require_git
-from bot.models import Action, Decision, Style
-from bot.pipeline import Context, RunResult, run
+from bot.localgit import DocstringSample, GitError, read_blob, read_changes, require_git
+from bot.models import Action, Decision, Outcome, Style
+from bot.pipeline import MODEL_FAILED, Context, RunResult, run
 
 EXIT_OK, EXIT_UNDOCUMENTED, EXIT_USAGE = 0, 1, 2
+EXIT_FAILED = EXIT_UNDOCUMENTED  # any check that failed: one code for CI, the reason on stderr
+EXIT_CODES_HELP = """exit codes:
+  0  done (suggestions printed or applied)
+  1  a check failed: --strict and definitions left without a docstring, or no model
+     answered; coverage below --fail-under (or coverage_threshold in .github/docgen.yml);
+     --apply could not write a file it was asked to.  stderr says which.
+  2  usage or configuration error (one line on stderr)"""
+GLOB_CHARS = frozenset("*?[")
 
 
 class UsageError(Exception):
@@ -53,10 +71,20 @@ def build_parser() -> argparse.ArgumentParser:
     review = sub.add_parser(
         "review",
         help="review a local git checkout like a pull request",
-        description="Document the functions changed between the merge base of --base and "
-        "--head (default: the working tree).",
+        # Raw formatting keeps the exit-code table's lines: the description is wrapped here.
+        description="Document the functions changed between the merge base of --base and\n"
+        "--head (default: the working tree).  .github/docgen.yml is read from --head's\n"
+        "commit when given, else from the working tree.",
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    review.add_argument("path", nargs="?", default=".", help="repository path (default: .)")
+    review.add_argument(
+        "paths",
+        nargs="*",
+        metavar="PATH",
+        help="review only these files, directories or (quoted) globs; the repository is "
+        "the one holding the first PATH (default: the whole repository at .)",
+    )
     _add_review_options(review)
     review.add_argument("--base", required=True, help="the branch or commit the change is based on")
     review.add_argument(
@@ -138,7 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_review_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     p.add_argument(
-        "--style", choices=[s.value for s in Style], default=None, help="force a docstring style"
+        "--style",
+        choices=["auto", *(s.value for s in Style)],
+        default=None,
+        help="force a docstring style (auto: detect it, whatever the config says)",
     )
     p.add_argument("--model", default=None, help="LLM model or Azure deployment (env DOCGEN_MODEL)")
     p.add_argument(
@@ -162,7 +193,16 @@ def _add_review_options(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strict",
         action="store_true",
-        help="exit 1 when changed definitions are left without a docstring (for CI)",
+        help="exit 1 when changed definitions are left without a docstring, or when no "
+        "model answered (for CI)",
+    )
+    p.add_argument(
+        "--fail-under",
+        type=float,
+        default=None,
+        metavar="PCT",
+        help="exit 1 when docstring coverage of the changed files after the suggestions is "
+        "below PCT (default: coverage_threshold in .github/docgen.yml)",
     )
 
 
@@ -185,6 +225,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         if args.budget <= 0:
             raise UsageError("--budget must be a positive number of tokens")
         update["docgen_token_budget"] = args.budget
+    if args.fail_under is not None and not 0 <= args.fail_under <= 100:
+        raise UsageError("--fail-under must be a percentage between 0 and 100")
     if args.offline:
         update["docgen_provider"] = "offline"
     return settings.model_copy(update=update)
@@ -201,21 +243,34 @@ def _cache(settings: Settings) -> DocstringCache:
 
 
 def review(
-    path: Path, base: str, head: str | None, args: argparse.Namespace, out: TextIO | None = None
+    path: Path | Sequence[str],
+    base: str,
+    head: str | None,
+    args: argparse.Namespace,
+    out: TextIO | None = None,
 ) -> int:
-    """Run the pipeline on a checkout and print (and maybe apply) the result."""
+    """Run the pipeline on a checkout and print (and maybe apply) the result.
+
+    ``path`` is the repository (a Path) or the PATH arguments limiting the review.
+    """
     out = out or sys.stdout
+    paths = [str(path)] if isinstance(path, Path) else list(path)
+    repo_dir = _repo_dir(paths)
     settings = _settings(args)
     try:
         provider = make_provider(settings)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     try:
-        local = read_changes(path, base, head)
+        local = read_changes(repo_dir, base, head)
     except GitError as exc:
         raise UsageError(str(exc)) from None
-    loaded = read_repo_config_file(local.root)
+    in_scope = _scope_filter(local.root, paths)
+    changes = [c for c in local.changes if in_scope(c.path)]
+    loaded = _repo_config(local.root, local.head_sha)
     config = loaded.config
+    if args.style == "auto":  # detect, even where the config forces a style
+        config = config.model_copy(update={"style": "auto"})
     limit = config.budget or settings.docgen_token_budget
     if args.budget is not None:
         limit = args.budget
@@ -230,8 +285,8 @@ def review(
         cache=_cache(settings),
         counter=counter,
         budget=TokenBudget(limit),
-        repo_docstrings=DocstringSample(local.root, [c.path for c in local.changes]),
-        style_override=Style(args.style) if args.style else None,
+        repo_docstrings=DocstringSample(local.root, [c.path for c in changes]),
+        style_override=Style(args.style) if args.style not in (None, "auto") else None,
         notes=list(loaded.errors),
         # Not posting to GitHub: any changed definition can be documented in place,
         # wherever its docstring lies relative to the diff's hunks.
@@ -245,22 +300,168 @@ def review(
     # A line on stderr while it runs, when a person is watching (a terminal).
     ctx.progress = progress_mod.for_stream(sys.stderr, quiet=args.quiet)
     with ctx.progress:
-        result = asyncio.run(run(local.changes, ctx))
-    _print(result, args, out)
+        result = asyncio.run(run(changes, ctx))
+    silent = _no_model_answered(result, provider.offline)
+    if silent:
+        result.report.notes.append(silent)
+    # Files first: a reader that stops early (`| head`) must not stop --apply.
+    applied: list[str] = []
+    not_applied: list[str] = []
     if getattr(args, "apply", False):
-        _apply(local.root, local.head_sha, result, out)
-    if args.strict and _left_undocumented(result):
-        return EXIT_UNDOCUMENTED
-    return EXIT_OK
+        applied, not_applied = _apply(local.root, local.head_sha, result)
+    _write_quietly(out, lambda: _print_all(result, args, out, [*applied, *not_applied]))
+    failures = _failures(result, args, config, bool(silent), not_applied)
+    for line in failures:
+        print(f"docgen: {line}", file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
 
 
-def _left_undocumented(result: RunResult) -> bool:
+def _repo_dir(paths: Sequence[str]) -> Path:
+    """Where to look for the repository: the first existing PATH (or its directory).
+
+    A PATH that does not exist is an error, unless it is a glob (matched later).
+    """
+    found: Path | None = None
+    for raw in paths:
+        p = Path(raw)
+        if p.exists():
+            found = found or (p if p.is_dir() else p.parent)
+        elif not GLOB_CHARS.intersection(raw):
+            raise UsageError(f"{raw} does not exist")
+    return found or Path(".")
+
+
+def _scope_filter(root: Path, paths: Sequence[str]) -> Callable[[str], bool]:
+    """Which repository paths the PATH arguments select (all of them without any).
+
+    Like ``/docgen path`` in the App: a file, everything under a directory, or a glob
+    (relative to the current directory; ``*`` matches across ``/`` as in the App).
+    """
+    top = root.resolve()
+    exact: set[str] = set()
+    prefixes: list[str] = []
+    globs: list[str] = []
+    for raw in paths:
+        full = Path(raw).absolute()
+        is_glob = not full.exists()
+        try:
+            rel = (full if is_glob else full.resolve()).relative_to(top).as_posix()
+        except ValueError:
+            raise UsageError(f"{raw} is outside the repository {root}") from None
+        if is_glob:
+            globs.append(rel)
+        elif rel == ".":
+            return lambda _path: True
+        elif full.is_dir():
+            prefixes.append(rel + "/")
+        else:
+            exact.add(rel)
+    if not paths:
+        return lambda _path: True
+
+    def wanted(path: str) -> bool:
+        return (
+            path in exact
+            or any(path.startswith(d) for d in prefixes)
+            or any(fnmatch.fnmatchcase(path, g) for g in globs)
+        )
+
+    return wanted
+
+
+def _repo_config(root: Path, head_sha: str | None) -> LoadedRepoConfig:
+    """``.github/docgen.yml`` as the reviewed change has it: at --head, else on disk."""
+    if head_sha is None:
+        return read_repo_config_file(root)
+    for name in ("docgen.yml", "docgen.yaml"):
+        text = read_blob(root, head_sha, f".github/{name}")
+        if text is not None:
+            return load_repo_config(text, f".github/{name}")
+    return LoadedRepoConfig(RepoConfig())
+
+
+def _no_model_answered(result: RunResult, offline: bool) -> str:
+    """A note when every call to the model failed (unreachable server, bad key), else ""."""
+    if offline:
+        return ""
+    outcomes = result.report.outcomes
+    failed = [o for o in outcomes if o.reason.startswith(MODEL_FAILED)]
+    done = (Action.ADDED, Action.UPDATED, Action.OFFERED)
+    if not failed or any(o.action in done for o in outcomes):
+        return ""
+    first = failed[0].reason.removeprefix(MODEL_FAILED).strip(" :")
+    return (
+        f"no model answered ({len(failed)} definitions left undocumented; first error: "
+        f"{first}). Check OPENAI_BASE_URL and the key, or run offline with --offline "
+        "(signature-derived skeletons)."
+    )
+
+
+def _failures(
+    result: RunResult,
+    args: argparse.Namespace,
+    config: RepoConfig,
+    silent: bool,
+    not_applied: Sequence[str],
+) -> list[str]:
+    """Why the run fails (exit 1), one line each; empty when it passes."""
+    out: list[str] = []
+    if not_applied:
+        out.append(f"--apply: {len(not_applied)} file(s) not applied (see above)")
+    if args.strict:
+        left = _undocumented(result)
+        if left:
+            out.append(f"--strict: {len(left)} changed definition(s) left without a docstring:")
+            out += [
+                f"  {o.target.path}:{o.target.def_line} {o.target.qualname} ({o.reason})"
+                for o in left
+            ]
+        if silent:
+            out.append("--strict: no model answered (see the note above)")
+    threshold = args.fail_under if args.fail_under is not None else config.coverage_threshold
+    after = result.report.coverage_after
+    if threshold is not None and after.percent < threshold:
+        source = "--fail-under" if args.fail_under is not None else "coverage_threshold"
+        out.append(
+            f"{source}: docstring coverage of the changed files after the suggestions is "
+            f"{after.percent:.1f}% ({after.documented}/{after.total}), below {threshold:g}%"
+        )
+    return out
+
+
+def _undocumented(result: RunResult) -> list[Outcome]:
     # Out-of-scope definitions (private, tests, ...) carry Decision.SKIP; anything that
     # needed a docstring and did not get one is what --strict reports.
-    return any(
-        o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE)
+    return [
+        o
         for o in result.report.outcomes
-    )
+        if o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE)
+    ]
+
+
+def _write_quietly(out: TextIO, write: Callable[[], None]) -> None:
+    """Print; a reader that went away (``| head``) ends the output without a traceback."""
+    try:
+        write()
+        out.flush()
+    except BrokenPipeError:
+        # https://docs.python.org/3/library/signal.html#note-on-sigpipe: point stdout at
+        # devnull so that the interpreter's last flush does not fail again at exit.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, out.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+
+def _print_all(
+    result: RunResult, args: argparse.Namespace, out: TextIO, apply_lines: Sequence[str]
+) -> None:
+    _print(result, args, out)
+    # JSON output stays one parseable document: what --apply did goes to stderr there.
+    where = sys.stderr if args.format == "json" else out
+    for line in apply_lines:
+        where.write(line + "\n")
 
 
 def _print(result: RunResult, args: argparse.Namespace, out: TextIO) -> None:
@@ -276,33 +477,42 @@ def _print(result: RunResult, args: argparse.Namespace, out: TextIO) -> None:
     else:
         out.write(render.text_report(report))
         out.write("\n")
-    if not args.no_diff:
-        for path in sorted(result.new_texts):
-            out.write("\n")
-            out.write(render.unified_diff(path, result.head_texts[path], result.new_texts[path]))
+    if args.no_diff:
+        return
+    for path in sorted(result.new_texts):
+        diff = render.unified_diff(path, result.head_texts[path], result.new_texts[path])
+        out.write("\n")
+        # Markdown: fenced, so that the diff's lines are not read as Markdown.
+        out.write(render.fenced_diff(diff) if args.format == "markdown" else diff)
 
 
-def _apply(root: Path, head_sha: str | None, result: RunResult, out: TextIO) -> None:
-    """Write the proven new texts, but only over files still equal to what was reviewed."""
+def _apply(root: Path, head_sha: str | None, result: RunResult) -> tuple[list[str], list[str]]:
+    """Write the proven new texts, but only over files still equal to what was reviewed.
+
+    Returns the lines to print: the files applied, and those not applied (with why).
+    """
+    applied: list[str] = []
+    refused: list[str] = []
     for path, new_text in sorted(result.new_texts.items()):
         target = root / path
         try:
             current = target.read_bytes()
         except OSError as exc:
-            out.write(f"not applied to {path}: {exc.strerror}\n")
+            refused.append(f"not applied to {path}: {exc.strerror}")
             continue
         reviewed = result.head_texts[path]
         bom = b"\xef\xbb\xbf" if current.startswith(b"\xef\xbb\xbf") else b""
         if current[len(bom) :] != reviewed.encode("utf-8"):
             where = "the working tree" if head_sha is None else f"{head_sha[:12]}"
-            out.write(f"not applied to {path}: the file differs from {where}\n")
+            refused.append(f"not applied to {path}: the file differs from {where}")
             continue
         # newline="" keeps CRLF/CR endings exactly as they are in the text.
         with open(target, "w", encoding="utf-8", newline="") as fh:
             if bom:
                 fh.write("\ufeff")
             fh.write(new_text)
-        out.write(f"applied to {path}\n")
+        applied.append(f"applied to {path}")
+    return applied, refused
 
 
 def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:
@@ -413,7 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         if args.command == "review":
-            return review(Path(args.path), args.base, args.head, args)
+            return review(args.paths, args.base, args.head, args)
         if args.command == "demo":
             return demo(args)
         if args.command == "serve":

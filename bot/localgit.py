@@ -24,6 +24,11 @@ except ImportError:  # GitPython refuses to import when no git executable is on 
 NO_GIT = "the git command is not on PATH: docgen review and docgen demo need it"
 
 
+# The reason a local review gives for a file git shows no text diff of (no "GitHub" here:
+# nothing was asked of it).
+BINARY = "binary file (git shows no text diff): not reviewed"
+
+
 class GitError(Exception):
     """A clear, one-line problem with the repository or the refs given."""
 
@@ -43,10 +48,23 @@ class LocalChanges:
 
 
 def _open(path: Path) -> git.Repo:
+    if not path.exists():
+        raise GitError(f"{path} does not exist")
     try:
         return git.Repo(path, search_parent_directories=True)
     except (git.InvalidGitRepositoryError, git.NoSuchPathError):
         raise GitError(f"{path} is not inside a git repository") from None
+
+
+def read_blob(root: Path, sha: str, rel: str) -> bytes | None:
+    """The bytes of ``rel`` in commit ``sha`` of the repository at ``root``; None if absent."""
+    require_git()
+    # The Repo must outlive the read: its cat-file process serves the blob's stream.
+    with _open(root) as repo:
+        try:
+            return (repo.commit(sha).tree / rel).data_stream.read()
+        except (KeyError, ValueError, git.BadName):
+            return None
 
 
 def _commit(repo: git.Repo, ref: str) -> git.Commit:
@@ -104,9 +122,9 @@ def read_changes(path: Path, base: str, head: str | None = None) -> LocalChanges
         for rel in repo.untracked_files:
             if rel not in seen:
                 content = _worktree_bytes(root, rel)
-                changes.append(
-                    FileChange(rel, "added", _added_patch(content), content, previous_path=None)
-                )
+                patch = _added_patch(content)
+                why = BINARY if patch is None else None
+                changes.append(FileChange(rel, "added", patch, content, skip_reason=why))
     changes.sort(key=lambda c: c.path)
     return LocalChanges(
         root=root,
@@ -140,7 +158,9 @@ def _to_changes(
                 content = (head_commit.tree / path).data_stream.read()
             except KeyError:
                 content = None
-        yield FileChange(path, status, _patch(d), content, previous_path=previous)
+        patch = _patch(d)
+        why = BINARY if patch is None and status != "removed" else None
+        yield FileChange(path, status, patch, content, previous_path=previous, skip_reason=why)
 
 
 def _added_patch(content: bytes | None) -> str | None:

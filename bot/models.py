@@ -208,6 +208,10 @@ class Target:
         return params
 
 
+# The reason of a file the repository's config leaves out (render words the summary by it).
+EXCLUDED_BY_CONFIG = "excluded by include/exclude in the config"
+
+
 @dataclass(frozen=True)
 class Skip:
     """A file or definition we did not process, with the reason shown to the user."""

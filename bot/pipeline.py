@@ -35,6 +35,7 @@ from bot.generate import (
 )
 from bot.lines import LineMap
 from bot.models import (
+    EXCLUDED_BY_CONFIG,
     Action,
     Coverage,
     Decision,
@@ -57,6 +58,10 @@ log = logging.getLogger(__name__)
 
 MAX_CONCURRENT_CALLS = 4
 REPAIR_RESERVE_RATIO = 0.15  # of the budget, held back for the one repair round
+
+
+# How an outcome's reason starts when its model call failed (``docgen review`` counts them).
+MODEL_FAILED = "model call failed"
 
 
 @dataclass
@@ -226,7 +231,7 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
     if not path.endswith(".py"):
         return None
     if not ctx.config.wants(path):
-        report.skips.append(Skip(path, "excluded by include/exclude in the config"))
+        report.skips.append(Skip(path, EXCLUDED_BY_CONFIG))
         return None
     if change.status == "removed":
         return None  # nothing to document in a deleted file
@@ -240,9 +245,9 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
         # binary files or diffs too large to show (worth a line in the summary).
         # https://docs.github.com/en/rest/pulls/pulls#list-pull-requests-files
         if change.status not in ("renamed", "copied", "unchanged"):
-            report.skips.append(
-                Skip(path, "no patch from GitHub (binary file or diff too large to show)")
-            )
+            # A local review (bot.localgit) names its own reason: it never asked GitHub.
+            reason = change.skip_reason or NO_PATCH
+            report.skips.append(Skip(path, reason))
         return None
     if not fd.added_lines and not fd.removed_lines:
         return None  # no line changed (a mode change): nothing to document
@@ -271,6 +276,7 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
     return _File(change, fd, text, lines, result, style, types, LineMap(text))
 
 
+NO_PATCH = "no patch from GitHub (binary file or diff too large to show)"
 _LONE_CR = "Python counts two lines there and GitHub one, so no suggestion can replace it"
 REMOVED_DOCSTRING = "docstring removed in this PR"
 
@@ -555,7 +561,7 @@ async def _call(
             ledger.record_unanswered(charge)
             for i in ids:
                 by_id[i].parts = None
-                by_id[i].reason = _after_truncation(by_id[i], f"model call failed: {exc.reason}")
+                by_id[i].reason = _after_truncation(by_id[i], f"{MODEL_FAILED}: {exc.reason}")
             return
     ctx.progress.answers_received(sum(1 for i in ids if i in result.parts))
     charge.settle(result.usage.total)

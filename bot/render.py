@@ -15,7 +15,16 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
+from bot.models import (
+    EXCLUDED_BY_CONFIG,
+    Action,
+    Coverage,
+    Decision,
+    Outcome,
+    Report,
+    Skip,
+    Suggestion,
+)
 
 # GitHub caps a check run's output.summary and output.text at 65,535 *bytes* of UTF-8
 # ("summary exceeds a maximum bytesize of 65535"), though the docs say characters:
@@ -283,8 +292,26 @@ def _budget_percent(report: Report) -> float | None:
     return None if report.budget <= 0 else 100.0 * report.usage.total / report.budget
 
 
-def _coverage_text(before: Coverage, after: Coverage, arrow: str = "→") -> str:
+def _all_excluded(report: Report) -> bool:
+    """True when the config's include/exclude left out every changed Python file."""
+    return (
+        not report.outcomes
+        and bool(report.skips)
+        and all(s.reason == EXCLUDED_BY_CONFIG for s in report.skips)
+    )
+
+
+def _style_used(report: Report) -> str | None:
+    """The docstring style, or None when no definition was looked at (nothing used one)."""
+    return report.style.value if report.outcomes else None
+
+
+def _coverage_text(
+    before: Coverage, after: Coverage, arrow: str = "→", *, excluded: bool = False
+) -> str:
     if before.total == 0 and after.total == 0:
+        if excluded:
+            return "Docstring coverage: the config's include/exclude excluded every changed file"
         return "Docstring coverage: no documentable definitions in the changed files"
     delta = after.documented - before.documented
     change = "no change" if delta == 0 else f"{delta:+,} function{'' if abs(delta) == 1 else 's'}"
@@ -448,7 +475,9 @@ def markdown_report(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str:
     head = [
         f"### 📝 docgen — {_tally(report)}",
         "",
-        _coverage_text(report.coverage_before, report.coverage_after),
+        _coverage_text(
+            report.coverage_before, report.coverage_after, excluded=_all_excluded(report)
+        ),
     ]
     groups = _table_groups(report)
     if not groups:
@@ -468,7 +497,10 @@ def markdown_report(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str:
     tail = ["", "#### Run", ""]
     tail.append(f"- Tokens: {_tokens_text(report)}")
     tail.append(f"- Cost: {_cost_text(report)}")
-    tail.append(f"- Model: {_model_text(report, _code, _md)}; style: {report.style.value}")
+    style = _style_used(report)
+    tail.append(
+        f"- Model: {_model_text(report, _code, _md)}" + (f"; style: {style}" if style else "")
+    )
     tail.append(f"- Cache hits: {report.cache_hits:,}")
     tail.append(f"- Elapsed: {report.elapsed_s:.1f} s")
     if report.notes:
@@ -539,7 +571,7 @@ def json_report(report: Report) -> dict[str, object]:
         "model": report.model,
         "provider": report.provider,
         "response_mode": report.response_mode,
-        "style": report.style.value,
+        "style": _style_used(report),
         "cache_hits": report.cache_hits,
         "elapsed_s": round(report.elapsed_s, 3),
         "outcomes": [
@@ -561,9 +593,11 @@ def json_report(report: Report) -> dict[str, object]:
         "suggestions": [_suggestion_json(o.suggestion) for o in outcomes if o.suggestion],
         # Proven replacements GitHub cannot take as suggestions (Action.OFFERED).
         "offered": [_suggestion_json(o.replacement) for o in outcomes if o.replacement],
+        # Every skipped item, as in the text report: whole files (report.skips) and
+        # definitions (outcomes skipped), so that len(skips) == counts["skipped"].
         "skips": [
-            {"path": s.path, "reason": s.reason, "qualname": s.qualname, "line": s.line}
-            for s in sorted(report.skips, key=_skip_key)
+            {"path": i.path, "reason": i.reason, "qualname": i.qualname, "line": i.line}
+            for i in _skipped_items(report)
         ],
         "notes": list(report.notes),
     }
@@ -733,12 +767,21 @@ def text_report(report: Report) -> str:
     rows = [row for _, row in sorted(keyed)]
     lines = _columns(rows) if rows else ["nothing to document"]
     lines += ["", _tally(report)]
-    lines.append(_coverage_text(report.coverage_before, report.coverage_after, arrow="->"))
+    lines.append(
+        _coverage_text(
+            report.coverage_before,
+            report.coverage_after,
+            arrow="->",
+            excluded=_all_excluded(report),
+        )
+    )
     lines.append(f"tokens {_tokens_text(report)}")
     model = _model_text(report, _one_line, _one_line)
+    style = _style_used(report)
     lines.append(
-        f"cost {_cost_text(report)}; model {model}; style {report.style.value}; "
-        f"cache hits {report.cache_hits:,}; {report.elapsed_s:.1f} s"
+        f"cost {_cost_text(report)}; model {model}; "
+        + (f"style {style}; " if style else "")
+        + f"cache hits {report.cache_hits:,}; {report.elapsed_s:.1f} s"
     )
     lines += [f"note: {_one_line(note)}" for note in report.notes]
     return "\n".join(lines) + "\n"
@@ -768,6 +811,15 @@ def unified_diff(path: str, head_text: str, new_text: str) -> str:
     return "".join(out)
 
 
+def fenced_diff(diff: str) -> str:
+    """``diff`` in a Markdown code fence longer than any backtick run inside it."""
+    if not diff:
+        return ""
+    fence = _fence(diff.split("\n"))
+    body = diff if diff.endswith("\n") else diff + "\n"
+    return f"{fence}diff\n{body}{fence}\n"
+
+
 __all__ = [
     "OFFLINE_NOTE",
     "OUTSIDE_DIFF",
@@ -777,6 +829,7 @@ __all__ = [
     "check_title",
     "comment_for",
     "cut_to_bytes",
+    "fenced_diff",
     "json_report",
     "markdown_report",
     "marker",

@@ -104,7 +104,9 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     repo = fake.repo(f"{OWNER}/{REPO}")
     [run] = repo.check_runs.values()
     assert run.status == "completed" and run.head_sha == pull.head_sha
-    assert run.conclusion in ("success", "neutral")
+    # success: every changed public definition got a suggestion (the private helper is
+    # out of scope, not left undocumented).
+    assert run.conclusion == "success"
     assert "cheapest" in run.summary and "Docstring coverage" in run.summary
     assert len(pull.reviews) == 1
     comments = pull.comments
@@ -886,3 +888,45 @@ def test_fork_prs_can_be_left_to_a_docgen_command(llm_app, make_pr, fake_github,
     deliver(client, "issue_comment", comment_event(pull, 77, "/docgen"))
     settle(runtime)
     assert llm.requests and len(pull.reviews) == 1
+
+
+GATE_BASE = '"""Geometry."""\n\n\ndef old(a):\n    b = a * 2\n    return b + 1\n'
+GATE_HEAD = GATE_BASE + "\n\ndef area(width, height):\n    size = width * height\n    return size\n"
+
+
+@pytest.mark.parametrize(
+    ("config", "conclusion", "title_end"),
+    [
+        pytest.param(None, "success", "1 added, 0 updated, 0 skipped", id="success"),
+        pytest.param("coverage_threshold: 50\n", "success", "1 added, 0 updated, 0 skipped", id="met"),
+        pytest.param(
+            "include: ['lib/*']\n", "neutral", "0 added, 0 updated, 1 skipped", id="neutral"
+        ),
+        pytest.param(
+            "coverage_threshold: 50.1\n",
+            "failure",
+            "coverage 50.0% is below 50.1%",
+            id="below-threshold",
+        ),
+    ],
+)
+def test_check_run_conclusion_follows_the_coverage_threshold(
+    app_env, make_pr, config, conclusion, title_end
+):
+    """Issue 13: the default branch's coverage_threshold gates the check run.
+
+    Coverage counts every public definition of the changed files: ``old`` (unchanged,
+    undocumented) stays at 1 of 2 documented after ``area`` gets its suggestion.
+    """
+    client, runtime, fake = app_env
+    repo = fake.repo(f"{OWNER}/{REPO}")
+    files = {"geo.py": GATE_BASE}
+    if config:
+        files[".github/docgen.yml"] = config
+        fake.add_commit(repo, {".github/docgen.yml": config}, branch="main")
+    pull = make_pr(files, {**files, "geo.py": GATE_HEAD})
+    assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
+    settle(runtime)
+    [run] = repo.check_runs.values()
+    assert (run.status, run.conclusion) == ("completed", conclusion), run.summary
+    assert run.title.endswith(title_end), run.title

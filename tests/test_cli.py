@@ -123,12 +123,17 @@ def test_strict_exit_code(sample):
         "review", str(sample), "--base", "main", "--head", "feature", "--strict", "--budget", "1"
     )
     assert code == 0  # offline spends no tokens: the budget does not bite
-    # A stale docstring left as it is (update_stale off) is undocumented: --strict says so.
+    # A stale docstring left as it is (update_stale off) is undocumented: --strict says so,
+    # on stderr, naming each definition (path:line name) and the rule that failed.
+    # (The working tree is 'feature' checked out; its config is read from disk.)
     (sample / ".github").mkdir(exist_ok=True)
     (sample / ".github" / "docgen.yml").write_text("update_stale: false\n")
-    code, out, _ = call("review", str(sample), "--base", "main", "--head", "feature", "--strict")
+    code, out, err = call("review", str(sample), "--base", "main", "--strict")
     assert code == 1, out
     assert "update_stale is off" in out
+    assert "--strict: 1 changed definition(s) left without a docstring" in err
+    line = HEAD.splitlines().index("def restock(stock: dict[str, int], sku: str, count: int) -> None:")
+    assert f"shop/inventory.py:{line + 1} restock (stale docstring" in err, err
     (sample / ".github" / "docgen.yml").unlink()
 
 
@@ -160,10 +165,11 @@ def test_local_review_is_not_bound_by_githubs_hunks(sample):
     ("argv", "message"),
     [
         (("review", "--base", "nope"), "unknown git ref 'nope'"),
-        (("review", "/definitely/not/here", "--base", "main"), "not inside a git repository"),
+        (("review", "/definitely/not/here", "--base", "main"), "/definitely/not/here does not exist"),
+        (("review", "/", "--base", "main"), "/ is not inside a git repository"),
         (("review", "--base", "main", "--budget", "0"), "--budget must be a positive"),
     ],
-    ids=["bad-ref", "not-a-repo", "bad-budget"],
+    ids=["bad-ref", "no-such-path", "not-a-repo", "bad-budget"],
 )
 def test_usage_errors_exit_2_with_one_line(sample, monkeypatch, argv, message):
     monkeypatch.chdir(sample)
@@ -189,7 +195,7 @@ def test_partial_azure_config_is_a_usage_error(sample, monkeypatch):
 def test_bad_repo_config_is_reported_not_fatal(sample):
     (sample / ".github").mkdir()
     (sample / ".github" / "docgen.yml").write_text("style: fancy\n")
-    code, out, _ = call("review", str(sample), "--base", "main", "--head", "feature")
+    code, out, _ = call("review", str(sample), "--base", "main")
     assert code == 0
     assert "style" in out and "using default" in out
 
