@@ -125,7 +125,7 @@ DEFAULT_MODULES = (
     "tokenize.py",
     "string.py",
     "fractions.py",
-    "datetime.py",
+    _module("_pydatetime.py", "datetime.py"),  # datetime.py is a shim since 3.12
     "heapq.py",
     "calendar.py",
     "configparser.py",
