@@ -232,9 +232,12 @@ def _ends_expression(text: str, pos: int) -> bool:
     return text[pos] == ":" or (text[pos] == "!" and text[pos + 1 : pos + 2] != "=")
 
 
+_LINE_BREAK = re.compile(r"[\r\n]")
+
+
 def _line_end(text: str, pos: int) -> int:
-    ends = [i for i in (text.find("\n", pos), text.find("\r", pos)) if i != -1]
-    return min(ends, default=len(text))
+    found = _LINE_BREAK.search(text, pos)
+    return found.start() if found else len(text)
 
 
 def _plain_end(text: str, pos: int, quote: str) -> int:
@@ -306,7 +309,8 @@ def _top_level(masked: str, pos: int, *, stop: str, one_line: bool) -> str:
     """From ``pos`` up to ``stop`` outside brackets (or a line break there if
     ``one_line``), the bracketed parts blanked: what is left is the list's own punctuation."""
     out, depth = [], 0
-    for char in masked[pos:]:
+    for index in range(pos, len(masked)):
+        char = masked[index]
         if depth == 0 and (char == stop or (one_line and char in _LINE_BREAKS)):
             break
         if char in "([{":
