@@ -311,6 +311,14 @@ def test_extract_reviews_or_names_the_python(name):
         assert "invalid syntax" not in skip.reason and skip.line
 
 
+def test_the_skip_names_git_s_line_after_a_lone_cr():
+    # A lone \r ends a line for ast, not for git; GitHub shows git's number.
+    source = b"# old Mac line ending:\r# still line 1 for git\nname = 'x'\ngreeting = t'hi {name}'\n"
+    [skip] = extract("m.py", source, None, RepoConfig()).skips
+    assert skip.line == 3 and skip.reason.endswith("(a template string, PEP 750, line 3)")
+    assert skip.reason.startswith(f"uses Python 3.14 syntax; this docgen runs on {RUNNING_NAME}")
+
+
 def _repo_with_fixtures(root: Path) -> Path:
     """main: an empty package; feature: adds every fixture (a real ``git diff``)."""
     repo = git.Repo.init(root, initial_branch="main")
