@@ -43,6 +43,7 @@ from bot.config import RepoConfig
 from bot.lines import LineMap
 from bot.models import Coverage, Decision, ExtractResult, FileDiff, Param, Skip, Target
 from bot.parsing import parse_quietly
+from bot.pysyntax import RUNNING, explain_syntax_error
 
 __all__ = ["extract"]
 
@@ -972,6 +973,17 @@ def _implicit_dropped(record: _Def, target: Target) -> tuple[Param, ...]:
 
 def _parse_error(path: str, text: str, exc: BaseException) -> Skip:
     if isinstance(exc, SyntaxError):
+        newer = explain_syntax_error(text, exc.lineno)
+        if newer:  # not the author's mistake: this Python is older than their code
+            running = ".".join(map(str, RUNNING))
+            version = ".".join(map(str, newer.version))
+            line = LineMap(text).git(newer.line)  # git's number
+            return Skip(
+                path,
+                f"uses Python {version} syntax; this docgen runs on {running}"
+                f" ({newer.what}, line {line})",
+                line=line,
+            )
         line = LineMap(text).git(exc.lineno) if exc.lineno else None  # git's number
         where = f" (line {line})" if line else ""
         return Skip(path, f"does not parse: {exc.msg}{where}", line=line)

@@ -315,7 +315,11 @@ class Journal:
         self._closed = False
         self._workers_lock: int | None = None
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._create_schema()
+        try:
+            self._create_schema()
+        except BaseException:  # a refused file (newer schema): no connection left open
+            self.close()
+            raise
 
     @classmethod
     def in_dir(cls, data_dir: Path | str, **options: Any) -> Journal:

