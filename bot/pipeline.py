@@ -645,7 +645,9 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
             c.reason = "rejected: " + "; ".join(v.message for v in violations)
             continue
         try:
-            edit = validate.make_edit(c.target, text, c.file.lines)
+            edit = validate.make_edit(
+                c.target, text, c.file.lines, validate.file_quote(c.file.text)
+            )
         except ValueError as exc:
             c.reason = str(exc)
             continue
