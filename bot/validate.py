@@ -29,6 +29,7 @@ from dataclasses import dataclass
 
 import docstring_parser
 
+from bot import voice
 from bot.lines import LineMap, python_lines
 from bot.models import Decision, DocParts, Edit, Style, Target
 from bot.parsing import parse_quietly
@@ -49,6 +50,7 @@ class Violation:
 EMPTY_SUMMARY = "DG101"
 RESTATES_NAME = "DG102"
 UNSAFE_TEXT = "DG103"
+WRONG_MOOD = "DG104"
 UNKNOWN_PARAM = "DG201"
 MISSING_PARAM = "DG202"
 DUPLICATE_PARAM = "DG203"
@@ -109,9 +111,18 @@ def _strip_stars(name: str) -> str:
 
 
 def check_parts(
-    parts: DocParts, target: Target, *, allow_restated: bool = False
+    parts: DocParts,
+    target: Target,
+    *,
+    allow_restated: bool = False,
+    mood: str | None = None,
 ) -> list[Violation]:
-    """Check a structured candidate against the facts of the definition."""
+    """Check a structured candidate against the facts of the definition.
+
+    With ``mood`` (the repository's, ``bot.voice.detect_mood``) a new summary must
+    start in it: "Return …" and "Returns …" are each right in the repository that
+    writes them.  A summary kept from the maintainer's docstring is not judged.
+    """
     out: list[Violation] = []
     summary = parts.summary.strip()
     if not summary:
@@ -125,6 +136,8 @@ def check_parts(
         )
     elif not allow_restated and restates_name(summary, target.qualname.rsplit(".", 1)[-1]):
         out.append(Violation(RESTATES_NAME, f"the summary {summary!r} only restates the name"))
+    elif mood is not None and (wrong := _wrong_mood(summary, target, mood)):
+        out.append(wrong)
 
     texts = [parts.summary, parts.description, parts.returns, parts.yields]
     texts += [d for _, d in parts.params] + [n for n, _ in parts.params]
@@ -145,6 +158,19 @@ def check_parts(
             target=target,
         )
     return out
+
+
+def _wrong_mood(summary: str, target: Target, mood: str) -> Violation | None:
+    found = voice.mood_of(summary)
+    if found is None or found == mood or voice.authored(summary, target):
+        return None
+    word = summary.split(None, 1)[0]
+    want = voice.in_mood(word, mood)
+    return Violation(
+        WRONG_MOOD,
+        f'the summary must start "{want}", not "{word}": this repository writes '
+        f"{mood} summaries",
+    )
 
 
 def _check_params(documented: Sequence[str], target: Target) -> list[Violation]:
