@@ -57,9 +57,9 @@ _VERBS = frozenset(
 _IRREGULAR = {"has": "have", "does": "do", "goes": "go"}
 _THIRD_PERSON = {base: form for form, base in _IRREGULAR.items()}
 
-MAX_EXAMPLES = 3
-MAX_EXAMPLE_LINES = 8
-MAX_EXAMPLE_CHARS = 400
+MAX_EXAMPLES = 2
+MAX_EXAMPLE_LINES = 6
+MAX_EXAMPLE_CHARS = 300
 
 
 def _first_word(text: str) -> str:
