@@ -238,3 +238,28 @@ def test_applied_suggestions_keep_the_corpus_formatter_clean(corpus):
         )
     assert added >= 90, run.stdout[-2000:]
     assert classes >= 5  # the case the demo got wrong: class docstrings
+
+
+def test_the_demo_stays_formatter_clean_after_apply(tmp_path):
+    """The issue's report: ``docgen review --apply`` on the bundled demo left a class
+    docstring without the blank line ruff and black want after it."""
+    from bot.sample import make_sample_repo
+
+    root = make_sample_repo(tmp_path)
+    path = root / "shop" / "inventory.py"
+    assert _checks(path, root) == {}
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "DOCGEN_DATA_DIR": str(tmp_path / "data")}
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "DOCGEN_PROVIDER"):
+        env.pop(name, None)
+    command = ["review", "--offline", "--no-diff", "--base", "main", "--apply", str(root)]
+    run = subprocess.run(
+        [sys.executable, "-m", "bot.cli", *command],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert 'class Basket:\n    """' in path.read_text()
+    assert _checks(path, root) == {}
