@@ -456,7 +456,10 @@ def _items(group: Sequence[_Candidate], ctx: Context) -> dict[str, GenerationIte
 
 def _item(c: _Candidate, ctx: Context) -> GenerationItem:
     """What the model is told about one candidate: its context and the repository's voice
-    (the examples are part of the prompt, so the plan counts them like the source)."""
+    (the examples are part of the prompt, so the plan counts them like the source).
+    Offline skeletons need neither context nor examples: no repository scan for them."""
+    if ctx.provider.offline:
+        return GenerationItem(c.target, mood=c.file.mood)
     return GenerationItem(
         c.target,
         context_for(c.target, c.file.text),

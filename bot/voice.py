@@ -6,7 +6,7 @@ Pure functions over strings (issue 12, "Write in the repository's voice"):
 * :func:`detect_mood` measures whether summaries start "Return …" (imperative, PEP 257's
   advice) or "Returns …" (descriptive), from the file's docstrings, else the
   repository's sample; :func:`in_mood` puts a summary's first verb in that mood.
-* :func:`examples_for` picks two or three short docstrings of the same kind of
+* :func:`examples_for` picks two short docstrings of the same kind of
   definition (function, method, property, class) from the same file, else from the
   repository's sample, to show the model how this repository writes.
 
@@ -57,6 +57,7 @@ _VERBS = frozenset(
 _IRREGULAR = {"has": "have", "does": "do", "goes": "go"}
 _THIRD_PERSON = {base: form for form, base in _IRREGULAR.items()}
 
+MOOD_MIN_DOCSTRINGS = 5  # as many as style.PLAIN_MIN_DOCSTRINGS
 MAX_EXAMPLES = 2
 MAX_EXAMPLE_LINES = 6
 MAX_EXAMPLE_CHARS = 300
@@ -108,11 +109,21 @@ def _evidence(docstrings: Iterable[str]) -> str | None:
 
 
 def detect_mood(
-    file_docstrings: Iterable[str], repo_docstrings: Iterable[str] = (), default: str = IMPERATIVE
+    file_docstrings: Sequence[str], repo_docstrings: Iterable[str] = (), default: str = IMPERATIVE
 ) -> str:
     """The mood to write summaries in: the file's majority, else the repository's,
-    else ``default`` (imperative: PEP 257).  A tie goes to imperative."""
-    return _evidence(file_docstrings) or _evidence(repo_docstrings) or default
+    else ``default`` (imperative: PEP 257).  A tie goes to imperative.
+
+    A file with :data:`MOOD_MIN_DOCSTRINGS` docstrings of which none opens with a verb
+    speaks for itself ("First.", "The user."): the repository's sample is not read for
+    it (reading it is the slowest part of an offline review, issue 13).
+    """
+    found = _evidence(file_docstrings)
+    if found is not None:
+        return found
+    if sum(1 for d in file_docstrings if d and d.strip()) >= MOOD_MIN_DOCSTRINGS:
+        return default
+    return _evidence(repo_docstrings) or default
 
 
 def _third_person(base: str) -> str:

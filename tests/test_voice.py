@@ -65,6 +65,8 @@ class TestMood:
         assert voice.detect_mood(file_docs, repo_docs) == voice.DESCRIPTIVE
         assert voice.detect_mood(["A product on the shelf."], repo_docs) == voice.IMPERATIVE
         assert voice.detect_mood(["Utilities for x."], ["Gets it."]) == voice.DESCRIPTIVE
+        nouns = ["First.", "Second.", "Third.", "Fourth.", "Fifth."]
+        assert voice.detect_mood(nouns, ["Gets it."]) == voice.IMPERATIVE  # speaks for itself
         assert voice.detect_mood([], []) == voice.IMPERATIVE
         assert voice.detect_mood(["Gets it.", "Get it."]) == voice.IMPERATIVE  # a tie
 
