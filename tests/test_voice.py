@@ -262,3 +262,25 @@ class TestPrompt:
         descriptive = build_messages(GenerationRequest((item,), Style.GOOGLE))
         assert MOOD_NOTE in descriptive[0]["content"]
         assert re.search(r"^## 1; .*descriptive$", descriptive[1]["content"], re.M)
+
+
+def test_a_call_reserves_its_request_own_count_never_more_than_planned():
+    """The plan counts shared examples per item (an upper bound); the reservation is the
+    request's own count, which can only be lower."""
+    from bot.budget import Batch, with_margin
+    from bot.pipeline import _as_sent
+    from tests.test_pipeline import context
+
+    items = TestPrompt().items()
+    request = GenerationRequest(tuple(items), Style.GOOGLE)
+    ctx = context()
+    actual = estimate_prompt_tokens(request, ctx.counter)
+    planned = Batch(
+        (), prompt_tokens=with_margin(actual + 300), max_tokens=900, estimate=actual + 300
+    )
+    sent = _as_sent(planned, request, ctx, None)
+    assert sent.estimate == actual
+    assert sent.prompt_tokens == ctx.profile.prompt_reserve(actual) < planned.prompt_tokens
+    assert sent.max_tokens == planned.max_tokens
+    low = Batch((), prompt_tokens=with_margin(actual - 1), max_tokens=900, estimate=actual - 1)
+    assert _as_sent(low, request, ctx, None) is low  # never more than the plan holds
