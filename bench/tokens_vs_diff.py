@@ -18,7 +18,7 @@ the PR deletes.  Patches are ``difflib.unified_diff(n=3)`` hunks, as GitHub's ``
 :class:`~bot.generate.GenerationRequest` it is sent and answers with valid parts.
 Our tokens are :func:`bot.generate.estimate_prompt_tokens` of those requests: system
 prompt, plain-text items (a facts header, trimmed context and source in fences) and the
-response schema, o200k_base.
+response schema (sent as ``json_schema``, as to OpenAI), o200k_base.
 The budget is large enough that nothing is deferred (``--budget``).
 
 **Theirs** (a lower bound, favouring PR-Agent): the diff rendered the way PR-Agent
@@ -147,7 +147,9 @@ class RecordingProvider:
 
     async def generate(self, request: GenerationRequest) -> GenerationResult:
         self.requests.append(request)
-        tokens = estimate_prompt_tokens(request, self.counter)
+        # What OpenAI is sent (strict structured output): without a mode the estimate is
+        # the dearest of all modes (text mode spells the schema out), a budget's worst case.
+        tokens = estimate_prompt_tokens(request, self.counter, "json_schema")
         self.prompt_tokens.append(tokens)
         parts: dict[str, DocParts] = {}
         for item in request.items:
@@ -215,7 +217,7 @@ def measure(
         1 for o in result.report.outcomes if o.action in (Action.ADDED, Action.UPDATED)
     )
     overhead = sum(
-        estimate_prompt_tokens(GenerationRequest((), r.style, r.language), counter)
+        estimate_prompt_tokens(GenerationRequest((), r.style, r.language), counter, "json_schema")
         for r in provider.requests
     )
     sources = sum(

@@ -20,7 +20,7 @@ from bot import deadline as deadline_mod
 from bot import diff as diff_mod
 from bot import extract as extract_mod
 from bot import style as style_mod
-from bot import validate
+from bot import validate, voice
 from bot.cache import DocstringCache, cache_key
 from bot.config import RepoConfig
 from bot.generate import (
@@ -100,6 +100,7 @@ class _File:
     style: Style
     types: bool = False  # write annotations into the docstring (x (int): ...)
     line_map: LineMap = field(default_factory=lambda: LineMap(""))  # Python ↔ git lines
+    mood: str = voice.IMPERATIVE  # "Return …" or "Returns …", as the repository writes
 
 
 @dataclass
@@ -273,7 +274,8 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
     # Python's own line splitting (\n, \r\n, \r): str.splitlines also splits at \f,
     # \x85, U+2028 ..., which would shift every line number after one of them.
     lines = [line.rstrip("\r\n") for line in validate.split_lines(text)]
-    return _File(change, fd, text, lines, result, style, types, LineMap(text))
+    mood = voice.detect_mood(result.docstrings, ctx.repo_docstrings)
+    return _File(change, fd, text, lines, result, style, types, LineMap(text), mood)
 
 
 NO_PATCH = "no patch from GitHub (binary file or diff too large to show)"
@@ -408,7 +410,7 @@ async def _send(
         group = [c for c in todo if c.file.style == style]
         feedback = {c.target.id: list(c.violations) for c in group} if repair else {}
         if ctx.provider.offline:
-            items = _items(group)
+            items = _items(group, ctx)
             # Signature-derived skeletons cost no tokens: nothing to plan or reserve.
             request = GenerationRequest(tuple(items.values()), style, language)
             ctx.progress.items_sent(len(items))
@@ -442,15 +444,28 @@ async def _send(
                 batch.max_tokens,
                 {t.id: feedback[t.id] for t in batch.targets if t.id in feedback},
             )
+            batch = _as_sent(batch, request, ctx, mode)
             calls.append(_call(request, batch, mode, by_id, ctx, ledger, report, sem))
     deadline_mod.check(ctx.deadline, "asking the model for docstrings")
     await asyncio.gather(*calls)
 
 
-def _items(group: Sequence[_Candidate]) -> dict[str, GenerationItem]:
-    return {
-        c.target.id: GenerationItem(c.target, context_for(c.target, c.file.text)) for c in group
-    }
+def _items(group: Sequence[_Candidate], ctx: Context) -> dict[str, GenerationItem]:
+    return {c.target.id: _item(c, ctx) for c in group}
+
+
+def _item(c: _Candidate, ctx: Context) -> GenerationItem:
+    """What the model is told about one candidate: its context and the repository's voice
+    (the examples are part of the prompt, so the plan counts them like the source).
+    Offline skeletons need neither context nor examples: no repository scan for them."""
+    if ctx.provider.offline:
+        return GenerationItem(c.target, mood=c.file.mood)
+    return GenerationItem(
+        c.target,
+        context_for(c.target, c.file.text),
+        voice.examples_for(c.target, c.file.text, ctx.repo_docstrings),
+        c.file.mood,
+    )
 
 
 def answer_room(c: _Candidate, profile: budget_mod.ModelProfile, retry_length: bool) -> int:
@@ -473,7 +488,7 @@ def _plan(
 ) -> tuple[dict[str, GenerationItem], budget_mod.Plan]:
     """The requests' items and their packing into calls within the budget, their
     prompts counted as sent in ``mode`` (None: not known yet, the dearest)."""
-    items = _items(group)
+    items = _items(group, ctx)
     language = ctx.config.language
     overhead = estimate_prompt_tokens(GenerationRequest((), style, language), ctx.counter, mode)
     plan_items = []
@@ -509,6 +524,21 @@ def _item_tokens(
     own = {item.target.id: feedback[item.target.id]} if item.target.id in feedback else {}
     request = GenerationRequest((item,), style, ctx.config.language, 0, own)
     return max(0, estimate_prompt_tokens(request, ctx.counter, mode) - overhead)
+
+
+def _as_sent(
+    batch: budget_mod.Batch, request: GenerationRequest, ctx: Context, mode: str | None
+) -> budget_mod.Batch:
+    """``batch`` with its prompt counted as the request will be sent.
+
+    The plan counts each item's example docstrings as if it were alone; a request
+    shares them (:func:`bot.generate.build_messages`), so the plan's figure is an upper
+    bound and the reservation can be the request's own count.  Never more than planned.
+    """
+    actual = estimate_prompt_tokens(request, ctx.counter, mode)
+    if actual >= batch.estimate:
+        return batch
+    return replace(batch, estimate=actual, prompt_tokens=ctx.profile.prompt_reserve(actual))
 
 
 def call_tokens(batch: budget_mod.Batch, profile: budget_mod.ModelProfile) -> int:
@@ -634,7 +664,10 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
         deadline_mod.check(ctx.deadline, f"checking the docstrings of {c.target.path}")
         c.violations = []
         c.accepted = None
-        violations = validate.check_parts(c.parts, c.target, allow_restated=ctx.provider.offline)
+        c.parts = voice.parts_in_mood(c.parts, c.target, c.file.mood)
+        violations = validate.check_parts(
+            c.parts, c.target, allow_restated=ctx.provider.offline, mood=c.file.mood
+        )
         text = ""
         if not violations:
             text = style_mod.compose(c.parts, c.target, c.file.style, types=c.file.types)
@@ -645,7 +678,9 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
             c.reason = "rejected: " + "; ".join(v.message for v in violations)
             continue
         try:
-            edit = validate.make_edit(c.target, text, c.file.lines)
+            edit = validate.make_edit(
+                c.target, text, c.file.lines, validate.file_quote(c.file.text)
+            )
         except ValueError as exc:
             c.reason = str(exc)
             continue

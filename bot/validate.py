@@ -20,13 +20,16 @@ Findings are data (:class:`Violation`), fed back to the model for one repair rou
 from __future__ import annotations
 
 import ast
+import functools
 import re
 import tokenize
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import docstring_parser
 
+from bot import voice
 from bot.lines import LineMap, python_lines
 from bot.models import Decision, DocParts, Edit, Style, Target
 from bot.parsing import parse_quietly
@@ -47,6 +50,7 @@ class Violation:
 EMPTY_SUMMARY = "DG101"
 RESTATES_NAME = "DG102"
 UNSAFE_TEXT = "DG103"
+WRONG_MOOD = "DG104"
 UNKNOWN_PARAM = "DG201"
 MISSING_PARAM = "DG202"
 DUPLICATE_PARAM = "DG203"
@@ -107,9 +111,18 @@ def _strip_stars(name: str) -> str:
 
 
 def check_parts(
-    parts: DocParts, target: Target, *, allow_restated: bool = False
+    parts: DocParts,
+    target: Target,
+    *,
+    allow_restated: bool = False,
+    mood: str | None = None,
 ) -> list[Violation]:
-    """Check a structured candidate against the facts of the definition."""
+    """Check a structured candidate against the facts of the definition.
+
+    With ``mood`` (the repository's, ``bot.voice.detect_mood``) a new summary must
+    start in it: "Return …" and "Returns …" are each right in the repository that
+    writes them.  A summary kept from the maintainer's docstring is not judged.
+    """
     out: list[Violation] = []
     summary = parts.summary.strip()
     if not summary:
@@ -123,6 +136,8 @@ def check_parts(
         )
     elif not allow_restated and restates_name(summary, target.qualname.rsplit(".", 1)[-1]):
         out.append(Violation(RESTATES_NAME, f"the summary {summary!r} only restates the name"))
+    elif mood is not None and (wrong := _wrong_mood(summary, target, mood)):
+        out.append(wrong)
 
     texts = [parts.summary, parts.description, parts.returns, parts.yields]
     texts += [d for _, d in parts.params] + [n for n, _ in parts.params]
@@ -143,6 +158,19 @@ def check_parts(
             target=target,
         )
     return out
+
+
+def _wrong_mood(summary: str, target: Target, mood: str) -> Violation | None:
+    found = voice.mood_of(summary)
+    if found is None or found == mood or voice.authored(summary, target):
+        return None
+    word = summary.split(None, 1)[0]
+    want = voice.in_mood(word, mood)
+    return Violation(
+        WRONG_MOOD,
+        f'the summary must start "{want}", not "{word}": this repository writes '
+        f"{mood} summaries",
+    )
 
 
 def _check_params(documented: Sequence[str], target: Target) -> list[Violation]:
@@ -265,25 +293,76 @@ def check_text(text: str, target: Target, style: Style) -> list[Violation]:
 # ----------------------------------------------------------------- the literal
 
 
-def literal_lines(text: str, indent: str) -> list[str]:
+DOUBLE_QUOTES = '"""'
+SINGLE_QUOTES = "'''"
+
+
+def literal_lines(text: str, indent: str, quote: str = DOUBLE_QUOTES) -> list[str]:
     """The docstring as source lines, indented, with safe quoting.
 
-    ``text`` is the cleaned content (first line = summary).  A raw string is used when
-    the text has backslashes, so ``\\n`` in prose stays two characters.  The closing
-    quotes go on their own line whenever the text spans lines or ends with a quote
-    or backslash, so the literal can never end early.
+    ``text`` is the cleaned content (first line = summary); ``quote`` the file's triple
+    quote (:func:`file_quote`).  A raw string is used when the text has backslashes, so
+    ``\\n`` in prose stays two characters.  The closing quotes go on their own line
+    whenever the text spans lines or ends with a quote or backslash, so the literal can
+    never end early.
     """
     if _unsafe(text):
         raise ValueError("unsafe docstring text")
+    if quote not in (DOUBLE_QUOTES, SINGLE_QUOTES):
+        raise ValueError(f"not a triple quote: {quote!r}")
     prefix = "r" if "\\" in text else ""
     lines = text.strip("\n").split("\n")
     lines = [line.rstrip() for line in lines]
-    if len(lines) == 1 and not lines[0].endswith(('"', "\\")):
-        return [f'{indent}{prefix}"""{lines[0]}"""']
-    out = [f'{indent}{prefix}"""{lines[0]}']
+    if len(lines) == 1 and not lines[0].endswith(('"', "'", "\\")):
+        return [f"{indent}{prefix}{quote}{lines[0]}{quote}"]
+    out = [f"{indent}{prefix}{quote}{lines[0]}"]
     out += [f"{indent}{line}" if line else "" for line in lines[1:]]
-    out.append(f'{indent}"""')
+    out.append(f"{indent}{quote}")
     return out
+
+
+def _docstring_nodes(tree: ast.AST) -> Iterable[ast.Expr]:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                yield first
+
+
+@functools.lru_cache(maxsize=16)
+def file_quote(text: str) -> str:
+    """The triple quote the file's docstrings are written with: ``'''`` only when
+    most of them use it (black and ruff write ``\"\"\"``, as PEP 257 asks)."""
+    try:
+        tree = parse_quietly(text)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return DOUBLE_QUOTES
+    lines = text.splitlines()
+    votes: Counter[str] = Counter()
+    for doc in _docstring_nodes(tree):
+        if doc.lineno <= len(lines):
+            line = lines[doc.lineno - 1].encode()[doc.col_offset :].decode("utf-8", "replace")
+            votes[line.lstrip("rRuUbB")[:3]] += 1
+    return SINGLE_QUOTES if votes[SINGLE_QUOTES] > votes[DOUBLE_QUOTES] else DOUBLE_QUOTES
+
+
+def blank_after(target: Target, head_lines: Sequence[str]) -> bool:
+    """True when a new docstring for ``target`` needs a blank line after it.
+
+    Black and ruff's formatter put exactly one empty line after a class docstring
+    (black's "blank line after class docstring", stable since 24.1.0); a file that was
+    clean under them stays clean only if the suggestion adds it.  Function docstrings
+    need none.
+    https://black.readthedocs.io/en/stable/the_black_code_style/current_style.html#empty-lines
+    """
+    if target.kind != "class" or target.decision == Decision.STALE:
+        return False
+    after = target.header_end  # 0-based index of the line after the header
+    return after < len(head_lines) and head_lines[after].strip() != ""
 
 
 def edit_region(target: Target) -> tuple[int, int] | str:
@@ -304,27 +383,32 @@ def edit_region(target: Target) -> tuple[int, int] | str:
     return (target.header_end, target.header_end)
 
 
-def make_edit(target: Target, text: str, head_lines: Sequence[str]) -> Edit:
+def make_edit(
+    target: Target, text: str, head_lines: Sequence[str], quote: str = DOUBLE_QUOTES
+) -> Edit:
     """The :class:`Edit` that puts ``text`` in as ``target``'s docstring.
 
     ``head_lines`` are the head file's lines (Python's) without line endings.  A stale
     docstring's lines are replaced whole, so whatever shares them with the old literal
     — the text before it, a ``; statement`` or a comment after it — is carried over
-    onto the new literal's first and last line.  Raises ValueError when the definition
-    has no place a suggestion can safely target.
+    onto the new literal's first and last line.  A new class docstring is followed by
+    an empty line when the body does not start with one (:func:`blank_after`), so a
+    formatter-clean file stays clean.  Raises ValueError when the definition has no
+    place a suggestion can safely target.
     """
     region = edit_region(target)
     if isinstance(region, str):
         raise ValueError(region)
     start, end = region
-    new = literal_lines(text, target.body_indent)
+    new = literal_lines(text, target.body_indent, quote)
     if target.decision == Decision.STALE and target.docstring_span is not None:
         first, last = head_lines[start - 1], head_lines[end - 1]
         begin, finish = target.docstring_cols or (len(first) - len(first.lstrip()), len(last))
         new[0] = first[:begin] + new[0][len(target.body_indent) :]
         new[-1] += last[finish:]
         return Edit(start, end, tuple(new))
-    return Edit(start, end, (head_lines[start - 1], *new))
+    blank = ("",) if blank_after(target, head_lines) else ()
+    return Edit(start, end, (head_lines[start - 1], *new, *blank))
 
 
 # --------------------------------------------------------------- applying edits
@@ -434,7 +518,7 @@ def prove_edit(
         doc_start = edit.start + shift
     else:
         doc_start = edit.start + 1 + shift
-    doc_end = edit.start + shift + len(edit.lines) - 1
+    doc_end = edit.start + shift + len(edit.lines) - 1 - _trailing_blank(target, edit)
     if (first.lineno, first.end_lineno) != (doc_start, doc_end):
         raise NotEquivalent(
             f"{target.qualname}: the docstring spans lines {first.lineno}-{first.end_lineno}, "
@@ -443,6 +527,15 @@ def prove_edit(
     second = node.body[1] if len(node.body) > 1 else None
     if target.decision != Decision.STALE and second is None:
         raise NotEquivalent(f"{target.qualname}: the body lost its statements")
+
+
+def _trailing_blank(target: Target, edit: Edit) -> int:
+    """How many empty lines a new docstring's edit ends with: one at most, exactly
+    empty (:func:`blank_after`); anything else stays part of the literal's span, where
+    the span check rejects it."""
+    if target.decision != Decision.STALE and len(edit.lines) > 2 and edit.lines[-1] == "":
+        return 1
+    return 0
 
 
 def strip_docstrings(tree: ast.Module) -> ast.Module:

@@ -281,7 +281,7 @@ def test_estimate_counts_exactly_what_is_sent() -> None:
 def test_prompt_version_is_in_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot import cache
 
-    assert cache.PROMPT_VERSION == generate.PROMPT_VERSION == "4"
+    assert cache.PROMPT_VERSION == generate.PROMPT_VERSION == "5"
     key = cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     assert key == cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     monkeypatch.setattr(cache, "PROMPT_VERSION", "2")  # parts written for the JSON prompt
