@@ -131,6 +131,28 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     assert "docgen_github_rate_limit_remaining" in metrics
 
 
+def test_markers_pasted_by_someone_else_do_not_stop_the_suggestions(app_env, make_pr):
+    """Issue 10: a PR author (or anyone) copying docgen's hidden markers into comments
+    of their own must not make docgen believe it already suggested those docstrings."""
+    client, runtime, fake = app_env
+    first = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(first))
+    settle(runtime)
+    bodies = [c["body"] for c in first.comments]
+    assert len(bodies) == 6
+    # The same change again as PR #2, where a stranger pasted the six bodies first.
+    second = make_pr({PATH: BASE}, {PATH: HEAD}, number=2)
+    for body in bodies:
+        fake.add_review_comment(second, body, author="mallory")
+    deliver(client, "pull_request", payload_for(second))
+    settle(runtime)
+    own = [c for c in second.comments if c["user"]["login"] == fake.bot_login]
+    assert len(own) == 6
+    assert sorted(render.parse_marker(c["body"]) for c in own) == sorted(
+        render.parse_marker(b) for b in bodies
+    )
+
+
 def test_a_review_reads_github_once_per_kind_of_thing(app_env, make_pr):
     """Issue 5: the PR once, its files, every head in one GraphQL query — no blob per file.
 
@@ -155,6 +177,7 @@ def test_a_review_reads_github_once_per_kind_of_thing(app_env, make_pr):
         "graphql": 2,  # the sizes of three heads, then their text (blob.py has no patch)
         "git.blob": 1,  # latin.py: GraphQL's text is not its bytes
         "comments.list": 1,
+        "apps.get_authenticated": 1,  # the App's bot login (its own comments), once per client
     }
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
     assert run.status == "completed"
