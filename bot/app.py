@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
@@ -236,6 +236,8 @@ def create_app(deps: Deps) -> Starlette:
         except BodyRefused as exc:
             headers = {"Retry-After": "5"} if exc.status == 503 else None
             return _answer(exc.status, exc.reason, headers=headers), exc.outcome
+        except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to report
+            return _answer(400, "client disconnected"), "disconnected"
         try:
             return await _signed(request, body.data, delivery_id, event, facts)
         finally:

@@ -279,6 +279,27 @@ def test_many_parallel_bodies_never_hold_more_than_the_cap(tmp_path):
     assert admitted_statuses == [401] * 4  # 4 x 256 KiB = the 1 MiB cap
 
 
+def test_a_client_gone_mid_body_is_counted_not_a_traceback(tmp_path, caplog):
+    """Hanging up halfway used to raise out of the handler: a traceback (and, with
+    SENTRY_DSN, a Sentry event) per request, and its quota must come back."""
+    limits = BodyLimits(max_bytes=1024, in_flight_bytes=1024, timeout=10.0)
+    deps = _deps(tmp_path, limits)
+    with serving(deps) as port:
+        for _ in range(3):  # each reserves the whole cap: a leak would 503 the next
+            conn = _open(port, 1024)
+            conn.sendall(b" " * 10)
+            time.sleep(0.1)
+            conn.close()
+        time.sleep(0.3)
+        ok = _open(port, 1024)
+        ok.sendall(b" " * 1024)
+        assert _answer(ok)[0] == 401
+        ok.close()
+        text = deps.metrics.render().decode()
+    assert 'docgen_webhook_deliveries_total{event="other",outcome="disconnected"} 3.0' in text
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
 def test_a_declared_length_over_the_cap_is_413_before_any_body(tmp_path):
     deps = _deps(tmp_path, BodyLimits(max_bytes=1024 * 1024, in_flight_bytes=1024 * 1024))
     with serving(deps) as port:
