@@ -224,7 +224,7 @@ def test_a_failed_attempt_tells_the_pr_what_happened_not_the_exception(
     runtime.journal.max_attempts = attempts
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
 
-    async def failing_review(job, ctx, deps, api):
+    async def failing_review(job, ctx, deps, api, *_):
         await worker._check_run_for(ctx, api, pull.head_sha, job)
         raise OSError(INTERNAL)
 
