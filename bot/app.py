@@ -6,7 +6,8 @@ journal, wakes a worker and answers — in milliseconds.  All GitHub and LLM wor
 happens after the response, in :mod:`bot.worker`.
 
 Errors map to HTTP statuses here, once: 401 bad or missing signature, 400 malformed
-JSON or missing headers, 413 body over 25 MB, 202 queued, 200 ignored or duplicate.
+JSON or missing headers, 413 body over 25 MB, 408 body too slow, 503 too many bodies
+in flight (:mod:`bot.intake`), 202 queued, 200 ignored or duplicate.
 """
 
 from __future__ import annotations
@@ -17,30 +18,26 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
-from githubkit.webhooks import verify
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from bot import events, logs
+from bot.intake import BodyLimits, BodyRefused, InFlight, event_label, read_body, signature_matches
 from bot.jobs import Journal, JournalBusy
 from bot.metrics import Metrics
 from bot.redisq import BatchItem, Recorded
 
 log = logging.getLogger(__name__)
 
-# GitHub caps webhook payloads at 25 MB:
-# https://docs.github.com/en/webhooks/webhook-events-and-payloads#payload-cap
-MAX_BODY_BYTES = 25 * 1024 * 1024
 BUSY_PATIENCE = 2.0  # seconds of polite retries for the journal's write lock
-
-
-class BodyTooLarge(Exception):
-    pass
+# Headers are logged with the delivery (GitHub's are short: a GUID, an event name);
+# a stranger's need not be long.
+EVENT_LOG_CHARS = 64
 
 
 @dataclass
@@ -57,6 +54,7 @@ class Deps:
     wake: Callable[[], None] = lambda: None  # nudge the workers after an enqueue
     forget: Callable[[int], None] = lambda installation_id: None  # drop cached tokens
     lifespan: Callable[[], contextlib.AbstractAsyncContextManager[None]] | None = None
+    body_limits: BodyLimits = field(default_factory=BodyLimits)
 
 
 def job_payload(decision: events.Run | events.Reply, delivery_id: str) -> dict[str, Any]:
@@ -71,20 +69,6 @@ def job_payload(decision: events.Run | events.Reply, delivery_id: str) -> dict[s
     data["type"] = "review" if isinstance(decision, events.Run) else "reply"
     data["delivery_id"] = delivery_id
     return data
-
-
-async def _read_body(request: Request, limit: int) -> bytes:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 @dataclass
@@ -209,27 +193,33 @@ class Recorder:
         return out
 
 
-def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
-    return JSONResponse({"message": message, **extra}, status_code=status)
+def _answer(
+    status: int, message: str, *, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
 
 
 def create_app(deps: Deps) -> Starlette:
     """The Starlette application over ``deps``."""
     recorder = Recorder(deps.journal)
+    inflight = InFlight(deps.body_limits.in_flight_bytes)
 
     async def webhook(request: Request) -> Response:
         started = time.perf_counter()
         delivery_id = request.headers.get("x-github-delivery", "")
         event = request.headers.get("x-github-event", "")
-        with logs.bind(delivery_id=delivery_id or None, event=event or None):
+        short = EVENT_LOG_CHARS
+        with logs.bind(delivery_id=delivery_id[:short] or None, event=event[:short] or None):
             facts: dict[str, Any] = {}
             response, outcome = await _webhook(request, delivery_id, event, facts)
-            deps.metrics.deliveries.labels(event or "unknown", outcome).inc()
+            # Only a signed delivery names its event in the metrics (see bot.intake).
+            label = event_label(event, verified=facts.pop("verified", False))
+            deps.metrics.deliveries.labels(label, outcome).inc()
             deps.metrics.ack_seconds.observe(time.perf_counter() - started)
             # One line per delivery (the ack path's largest cost after the journal).
             log.info(
                 "webhook %s -> %s (%s)",
-                event or "?",
+                label,
                 response.status_code,
                 outcome,
                 extra={"status": response.status_code, "outcome": outcome, **facts},
@@ -240,15 +230,33 @@ def create_app(deps: Deps) -> Starlette:
         request: Request, delivery_id: str, event: str, facts: dict[str, Any]
     ) -> tuple[Response, str]:
         try:
-            body = await _read_body(request, MAX_BODY_BYTES)
-        except BodyTooLarge:
-            return _answer(413, "payload larger than 25 MB"), "too_large"
+            body = await read_body(
+                request.stream(), request.headers.get("content-length"), deps.body_limits, inflight
+            )
+        except BodyRefused as exc:
+            headers = {"Retry-After": "5"} if exc.status == 503 else None
+            return _answer(exc.status, exc.reason, headers=headers), exc.outcome
+        except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to report
+            return _answer(400, "client disconnected"), "disconnected"
+        try:
+            return await _signed(request, body.data, delivery_id, event, facts)
+        finally:
+            body.close()
+
+    async def _signed(
+        request: Request,
+        body: bytearray,
+        delivery_id: str,
+        event: str,
+        facts: dict[str, Any],
+    ) -> tuple[Response, str]:
         # Invariant 5: nothing is read from the body before the signature matches.
         signature = request.headers.get("x-hub-signature-256", "")
         if not signature.startswith("sha256="):
             return _answer(401, "missing X-Hub-Signature-256"), "unsigned"
-        if not verify(deps.webhook_secret, body, signature):
+        if not signature_matches(deps.webhook_secret, body, signature):
             return _answer(401, "signature does not match"), "bad_signature"
+        facts["verified"] = True
         if not event:
             return _answer(400, "missing X-GitHub-Event header"), "bad_request"
         if not delivery_id:

@@ -156,7 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--webhook-url", required=True, help="where GitHub will POST webhooks: https://HOST/webhook"
     )
     setup.add_argument("--name", default="docgen", help="the App's name on GitHub")
-    setup.add_argument("--host", default="127.0.0.1")
+    setup.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1)"
+    )
+    setup.add_argument(
+        "--allow-remote",
+        action="store_true",
+        help="listen on an address other machines can reach (the page hands out the "
+        "registration: use only on a network that is yours alone)",
+    )
     setup.add_argument("--port", type=int, default=8765)
     setup.add_argument("--env-file", default=".env", help="where to write the credentials")
     setup.add_argument("--manifest", default=None, help="app.yml to use (default: the bundled one)")

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.models import Style
@@ -130,6 +138,22 @@ class Settings(BaseSettings):
     # ``docgen worker`` serves Prometheus ``/metrics`` on this port (all interfaces);
     # 0 turns it off.  The web process has ``/metrics`` on its own port already.
     docgen_metrics_port: int = Field(default=8001, ge=0, le=65535)
+    # What an unverified POST /webhook may cost (bot.intake): one body at most GitHub's
+    # 25 MB payload cap, all bodies being read or held by one web process at most
+    # this much together (503 beyond), and each body in full within this many seconds
+    # (408; GitHub gives up after 10 s anyway).
+    docgen_max_body_bytes: int = Field(default=25 * 1024 * 1024, ge=1024, le=25 * 1024 * 1024)
+    docgen_body_bytes_in_flight: int = Field(default=64 * 1024 * 1024, ge=1024)
+    docgen_body_timeout: float = Field(default=10.0, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _one_body_fits_in_flight(self) -> Settings:
+        if self.docgen_body_bytes_in_flight < self.docgen_max_body_bytes:
+            raise ValueError(
+                "DOCGEN_BODY_BYTES_IN_FLIGHT must be at least DOCGEN_MAX_BODY_BYTES "
+                "(else the largest delivery could never be read)"
+            )
+        return self
 
     # What an installation may spend (bot.quota): tokens per UTC day / month across
     # all its repositories and PRs, reservations included; 0 is no cap.

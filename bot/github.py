@@ -105,6 +105,7 @@ __all__ = [
     "check_run_update_payloads",
     "graphql_url",
     "head_blobs_query",
+    "is_own_comment",
     "is_write",
     "make_app_github",
     "review_payload",
@@ -449,6 +450,7 @@ class PooledGitHub(GitHub[Any]):
     def __init__(self, auth: Any, *, config: Config) -> None:
         super().__init__(auth, config=config)
         self.clients_created = 0  # httpx clients built for this installation
+        self.app_login: str | None = None  # the App's bot user, once read (GET /app)
         self._shared: httpx.AsyncClient | None = None
         self._shared_loop: asyncio.AbstractEventLoop | None = None
         self._holders = 0
@@ -824,6 +826,17 @@ def check_run_update_payloads(
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def is_own_comment(comment: dict[str, Any], app_login: str) -> bool:
+    """Whether a review comment was written by the App (its bot user ``app_login``).
+
+    A review comment names its author in ``user`` (``login``, ``type``); an App's bot
+    user is ``<slug>[bot]`` of type ``Bot``, a login no person can take.
+    https://docs.github.com/en/rest/pulls/comments#list-review-comments-on-a-pull-request
+    """
+    user = _obj(comment.get("user"))
+    return user.get("type") == "Bot" and str(user.get("login") or "").lower() == app_login.lower()
 
 
 def _pull_info(data: dict[str, Any]) -> PullInfo:
@@ -1430,8 +1443,38 @@ class PullRequestAPI:
                     return data, f"{org}/.github:{name}"
         return None, "defaults"
 
+    async def app_login(self) -> str:
+        """The login of the App's bot user, ``<slug>[bot]``: who authors its comments.
+
+        ``GET /app`` with the App's JWT, once per installation client.
+        https://docs.github.com/en/rest/apps/apps#get-the-authenticated-app
+        """
+        client = self._gh
+        if isinstance(client, PooledGitHub) and client.app_login is not None:
+            return client.app_login
+        as_app = getattr(client.auth, "as_app", None)
+        if as_app is None:
+            raise GitHubError("not authenticated as a GitHub App: its own comments are unknown")
+        app_client = client.with_auth(as_app())
+        response = await self._get(
+            "/app", lambda: app_client.rest.apps.async_get_authenticated(headers=self._headers)
+        )
+        slug = _obj(response.json()).get("slug")
+        if not isinstance(slug, str) or not slug:
+            raise GitHubError("GET /app: GitHub's answer names no slug", route="GET /app")
+        login = f"{slug}[bot]"
+        if isinstance(client, PooledGitHub):
+            client.app_login = login
+        return login
+
     async def existing_markers(self, number: int) -> set[tuple[str, str]]:
-        """``(target_id, docstring_hash)`` of every docgen comment already on the PR."""
+        """``(target_id, docstring_hash)`` of every docgen comment already on the PR.
+
+        Only the App's own comments count: anyone can paste a marker into a comment of
+        theirs, and a marker that counted would keep docgen from suggesting that
+        docstring (:func:`is_own_comment`).
+        """
+        login = await self.app_login()
         comments = await self._paginate(
             "/repos/{owner}/{repo}/pulls/{pull_number}/comments",
             lambda: self._gh.rest.pulls.async_list_review_comments(
@@ -1440,8 +1483,10 @@ class PullRequestAPI:
             max_items=100_000,
         )
         found = set()
-        for comment in comments:
-            parsed = render.parse_marker(str(_obj(comment).get("body") or ""))
+        for comment in map(_obj, comments):
+            if not is_own_comment(comment, login):
+                continue
+            parsed = render.parse_marker(str(comment.get("body") or ""))
             if parsed is not None:
                 found.add(parsed)
         return found

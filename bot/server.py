@@ -37,6 +37,7 @@ from bot.cache import DocstringCache, RedisCache, SqliteCache
 from bot.config import Settings
 from bot.generate import ConfigError, Provider, make_provider
 from bot.github import InstallationClients, make_app_github
+from bot.intake import BodyLimits
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
 from bot.metrics import Metrics, MetricsServer, usage_gauges
 from bot.redisq import RedisInstallationClients, RedisJournal, make_worker
@@ -251,6 +252,11 @@ def web_app(
             run_drafts=settings.docgen_run_drafts,
             skip_forks=settings.docgen_skip_forks,
             reply_to_strangers=settings.docgen_reply_to_strangers,
+            body_limits=BodyLimits(
+                max_bytes=settings.docgen_max_body_bytes,
+                in_flight_bytes=settings.docgen_body_bytes_in_flight,
+                timeout=settings.docgen_body_timeout,
+            ),
             wake=wake,
             forget=forget,
             lifespan=lifespan,

@@ -28,6 +28,7 @@ import contextlib
 import copy
 import hmac
 import html
+import ipaddress
 import json
 import os
 import re
@@ -44,8 +45,6 @@ import httpx
 import yaml
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
-from starlette.middleware import Middleware
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
@@ -390,6 +389,22 @@ class SetupFlow:
     on_done: Callable[[], None] | None = None
     result: RegisteredApp | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, init=False, repr=False)
+    used: list[str] = field(default_factory=list, init=False, repr=False)
+
+    def take_state(self, state: str) -> bool:
+        """Whether ``state`` is this run's current one; if so it is used up now.
+
+        Single use: whoever brings it back first (with a code that works or not) spends
+        it, and the page offers a new one.  A replayed callback cannot exchange again.
+        """
+        if not hmac.compare_digest(state.encode(), self.state.encode()):
+            return False
+        self.used.append(self.state)
+        self.state = secrets.token_urlsafe(24)
+        return True
+
+    def was_used(self, state: str) -> bool:
+        return any(hmac.compare_digest(state.encode(), old.encode()) for old in self.used)
 
     @property
     def web(self) -> str:
@@ -424,18 +439,74 @@ _HEADERS = {
 }
 
 
-def create_app(flow: SetupFlow, allowed_hosts: list[str] | None = None) -> Starlette:
-    """The setup page (``GET /``) and GitHub's redirect target (``GET /callback``)."""
+def host_name(header: str) -> str | None:
+    """The host part of a ``Host`` header (``name``, ``name:port``, ``[v6]:port``),
+    lower-cased and without brackets; None when it is not one of those."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        end = header.find("]")
+        rest = header[end + 1 :]
+        if end < 0 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return header[1:end]
+    name, _, port = header.partition(":")
+    if port and not port.isdigit():
+        return None
+    return name or None
+
+
+def _same_host(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a == b
+
+
+def allowed_hosts(bound: str) -> tuple[str, ...]:
+    """The ``Host`` values the setup page answers, for a server bound to ``bound``.
+
+    The bound address itself and ``localhost``; a wildcard bind (``0.0.0.0``, ``::``)
+    adds the loopback addresses, where the printed link points.  Never any other name:
+    a page that answers whatever ``Host`` it is sent can be read by any web page the
+    person visits, through DNS rebinding, and the state with it.
+    """
+    hosts = [bound, "localhost"]
+    if bound in _WILDCARD_HOSTS:
+        hosts += ["127.0.0.1", "::1"]
+    return tuple(dict.fromkeys(hosts))
+
+
+def create_app(flow: SetupFlow, bound: str = "127.0.0.1") -> Starlette:
+    """The setup page (``GET /``) and GitHub's redirect target (``GET /callback``).
+
+    Both answer only requests whose ``Host`` names ``bound`` (the address the server
+    listens on) or ``localhost`` (:func:`allowed_hosts`).
+    """
+    hosts = allowed_hosts(bound)
+
+    def host_ok(request: Request) -> bool:
+        name = host_name(request.headers.get("host", ""))
+        return name is not None and any(_same_host(name, h) for h in hosts)
 
     async def page(request: Request) -> Response:
+        if not host_ok(request):
+            return _error(400, "Invalid host header.")
         if flow.result is not None:
             return _done_response(flow, flow.result)
         return HTMLResponse(form_page(flow.action, flow.manifest), headers=_HEADERS)
 
     async def callback(request: Request) -> Response:
+        if not host_ok(request):
+            return _error(400, "Invalid host header.")
         state = request.query_params.get("state", "")
         code = request.query_params.get("code", "")
-        if not hmac.compare_digest(state.encode(), flow.state.encode()):
+        if not flow.take_state(state):
+            if flow.was_used(state):
+                if flow.result is not None:  # the same answer again (a reload): no exchange
+                    return _done_response(flow, flow.result)
+                return _error(
+                    400, "This setup link was used already. Open the setup page again to retry."
+                )
             return _error(400, "This answer is not from this setup run (wrong state).")
         if not _CODE.fullmatch(code):
             return _error(400, "GitHub's answer carries no valid code.")
@@ -464,7 +535,6 @@ def create_app(flow: SetupFlow, allowed_hosts: list[str] | None = None) -> Starl
             Route("/", page, methods=["GET"]),
             Route(CALLBACK_PATH, callback, methods=["GET"]),
         ],
-        middleware=[Middleware(TrustedHostMiddleware, allowed_hosts=allowed_hosts or ["*"])],
     )
 
 
@@ -494,7 +564,7 @@ def _done_response(
 
 def _url_host(host: str) -> str:
     if host in _WILDCARD_HOSTS:
-        return "127.0.0.1"
+        return "[::1]" if host == "::" else "127.0.0.1"
     return f"[{host}]" if ":" in host else host
 
 
@@ -502,6 +572,25 @@ def _check_webhook_url(url: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname:
         raise SetupError("--webhook-url must be an http(s) URL, like https://HOST/webhook")
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
+
+
+def _check_bind(bound: str, allow_remote: bool) -> None:
+    """Refuse to serve the page beyond this machine unless asked to."""
+    if _is_loopback(bound) or allow_remote:
+        return
+    raise SetupError(
+        f"--host {bound} would serve the setup page beyond this machine: whoever reaches "
+        "it first can register an App with their own GitHub account and have its "
+        "credentials written to your .env. Use 127.0.0.1 (or ::1), or pass "
+        "--allow-remote if the network is yours alone."
+    )
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -539,7 +628,14 @@ def run_setup(
     except SetupError as exc:
         print(f"docgen: {exc}", file=sys.stderr)
         return 2
-    host = _url_host(args.host)
+    bound = sock.getsockname()[0]  # "localhost" → 127.0.0.1: the address, not the name
+    try:
+        _check_bind(bound, bool(getattr(args, "allow_remote", False)))
+    except SetupError as exc:
+        sock.close()
+        print(f"docgen: {exc}", file=sys.stderr)
+        return 2
+    host = _url_host(bound)
     origin = f"http://{host}:{sock.getsockname()[1]}"
     flow = SetupFlow(
         api_url=settings.github_api_url,
@@ -550,12 +646,9 @@ def run_setup(
         org=args.org,
         transport=transport,
     )
-    allowed = None
-    if args.host not in _WILDCARD_HOSTS and ":" not in args.host:
-        allowed = sorted({args.host, "localhost", "127.0.0.1"})  # no DNS rebinding
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(flow, allowed),
+            create_app(flow, bound),  # Host checked against the bound address: no DNS rebinding
             log_level="warning",
             lifespan="off",
             timeout_graceful_shutdown=5,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -190,24 +191,46 @@ async def _run(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI)
     except GitHubUnavailable as exc:
         retry_at = getattr(exc, "retry_at", None) or deps.clock() + 60
         when = time.strftime("%H:%M UTC", time.gmtime(retry_at))
-        await _report_retry(ctx, api, f"GitHub is unavailable ({exc}); retrying at {when}.")
+        log.warning("GitHub unavailable; retrying at %s: %s", when, exc)
+        note = retry_note("GitHub did not answer", f"docgen tries again at {when}", job)
+        await _report_retry(ctx, api, note)
         raise RetryLater(retry_at, f"GitHub unavailable: {exc}") from None
     except NotFound as exc:
         await _fail_check_run(ctx, api, f"Not found on GitHub: {exc}")
         raise PermanentJobError(f"not found on GitHub: {exc}") from None
     except Exception as exc:
+        # The detail (which may name internal hosts and paths) goes to the logs only;
+        # the check run, public on public repositories, says what happened.
+        log.warning("attempt %d failed: %s: %s", job.attempts, type(exc).__name__, exc)
+        failed = f"Attempt {job.attempts} stopped on an internal error"
         if job.attempts >= deps.journal.max_attempts:
             # The journal gives up after this attempt: say so where users look.
-            await _fail_check_run(ctx, api, f"docgen gave up after {job.attempts} attempts: {exc}")
+            note = retry_note(failed, f"docgen gave up after {job.attempts} attempts", job)
+            await _fail_check_run(ctx, api, note)
         else:
-            await _report_retry(
-                ctx,
-                api,
-                f"Attempt {job.attempts} failed ({type(exc).__name__}: {exc}); docgen will retry.",
-            )
+            await _report_retry(ctx, api, retry_note(failed, "docgen will retry", job))
         raise
     finally:
         _count_api_calls(api, deps.metrics)
+
+
+_DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
+
+
+def retry_note(what: str, next_step: str, job: Job) -> str:
+    """A retry or give-up note for the check run: what happened, in the PR author's
+    terms, and the delivery id the operator finds the details under in the logs.
+
+    Never the exception's text: check runs are public on public repositories, and an
+    error message can name internal hosts, paths or addresses.
+    """
+    delivery = job.delivery_id or str(job.payload.get("delivery_id") or "")
+    where = (
+        f" The details are in docgen's logs under delivery `{delivery}`."
+        if _DELIVERY_ID.fullmatch(delivery)
+        else " The details are in docgen's logs."
+    )
+    return f"{what}; {next_step}.{where}"
 
 
 def _count_api_calls(api: PullRequestAPI, metrics: Metrics) -> None:

@@ -1043,6 +1043,7 @@ class _GraphQLRun:
 _NAME = r"[A-Za-z0-9_.-]+"
 _ROUTE_TABLE: list[tuple[str, str, str]] = [
     ("POST", r"/app/installations/(?P<installation_id>\d+)/access_tokens", "tokens.create"),
+    ("GET", r"/app", "apps.get_authenticated"),
     ("GET", rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})", "repos.get"),
     ("GET", rf"/repos/(?P<owner>{_NAME})/(?P<repo>{_NAME})/pulls/(?P<number>\d+)", "pulls.get"),
     (
@@ -1113,6 +1114,9 @@ class FakeGitHub:
     ) -> None:
         self.public_key = public_key  # the App's (what GitHub keeps after registration)
         self.app_id = app_id
+        # The App's slug; its bot user, who authors its reviews and comments, is
+        # "<slug>[bot]" (https://docs.github.com/en/apps/creating-github-apps/registering-a-github-app/registering-a-github-app#about-the-github-app-name).
+        self.app_slug = BOT_LOGIN.removesuffix("[bot]")
         self.prefix = prefix.rstrip("/")  # "/api/v3" for GitHub Enterprise Server
         # GHES serves GraphQL at /api/graphql beside /api/v3:
         # https://docs.github.com/en/enterprise-server@latest/graphql/guides/forming-calls-with-graphql#the-graphql-endpoint
@@ -1321,6 +1325,30 @@ class FakeGitHub:
         }
         return comment_id
 
+    def add_review_comment(
+        self, pull: PullRequest, body: str, *, author: str, kind: str = "User", line: int = 1
+    ) -> int:
+        """A review comment on ``pull`` by someone other than the App; returns its id."""
+        comment_id = next(self._ids)
+        pull.comments.append(
+            {
+                "id": comment_id,
+                "node_id": _node_id("PullRequestReviewComment", comment_id),
+                "path": next(iter(f["filename"] for f in pull.files), "x.py"),
+                "commit_id": pull.head_sha,
+                "original_commit_id": pull.head_sha,
+                "user": _user(author, 7000 + comment_id, kind),
+                "body": body,
+                "created_at": _ts(time.time()),
+                "updated_at": _ts(time.time()),
+                "author_association": "CONTRIBUTOR",
+                "line": line,
+                "side": "RIGHT",
+                "subject_type": "line",
+            }
+        )
+        return comment_id
+
     def register_manifest(self, manifest: str | Mapping[str, Any]) -> str:
         """What GitHub does when someone submits the manifest form: the ``code`` it redirects with.
 
@@ -1376,6 +1404,10 @@ class FakeGitHub:
     def _served(self, route: str, what: str, n: int) -> None:
         with self._lock:
             self.served.append((route, what, n))
+
+    @property
+    def bot_login(self) -> str:
+        return f"{self.app_slug}[bot]"
 
     @property
     def token_requests(self) -> int:
@@ -1475,6 +1507,11 @@ class FakeGitHub:
         if route == "manifests.convert":  # the code is the credential
             return None
         scheme, _, credential = headers.get("authorization", "").partition(" ")
+        if route == "apps.get_authenticated":  # the App itself: its JWT, no installation
+            if scheme.lower() != "bearer":
+                raise _Refused(401, "A JSON web token could not be decoded")
+            self._check_jwt(credential)
+            return None
         if route == "tokens.create":
             if scheme.lower() != "bearer":
                 raise _Refused(401, "A JSON web token could not be decoded")
@@ -2099,7 +2136,7 @@ class FakeGitHub:
         review = {
             "id": review_id,
             "node_id": _node_id("PullRequestReview", review_id),
-            "user": _user(BOT_LOGIN, 41898282, "Bot"),
+            "user": _user(self.bot_login, 41898282, "Bot"),
             "body": body.get("body") or "",
             "state": state.get(event, "COMMENTED"),
             "html_url": f"{html}#pullrequestreview-{review_id}",
@@ -2158,6 +2195,27 @@ class FakeGitHub:
             "subject_type": "line",
         }
 
+    def _apps_get_authenticated(self, request: Request, params, payload, installation) -> Response:
+        # https://docs.github.com/en/rest/apps/apps#get-the-authenticated-app
+        slug = self.app_slug
+        return JSONResponse(
+            {
+                "id": self.app_id,
+                "slug": slug,
+                "node_id": _node_id("Integration", self.app_id),
+                "client_id": "Iv1.0123456789abcdef",
+                "owner": _user("octo", 583231, "Organization"),
+                "name": slug,
+                "description": "",
+                "external_url": f"{WEB}/apps/{slug}",
+                "html_url": f"{WEB}/apps/{slug}",
+                "created_at": _ts(_EPOCH.timestamp()),
+                "updated_at": _ts(_EPOCH.timestamp()),
+                "permissions": {"metadata": "read", "pull_requests": "write"},
+                "events": ["pull_request"],
+            }
+        )
+
     def _reviews_list(self, request: Request, params, payload, installation: int) -> Response:
         return self._page(request, self._pull_of(params).reviews)
 
@@ -2179,13 +2237,13 @@ class FakeGitHub:
         if content not in allowed:
             raise _Refused(422, "Validation Failed", [f"content {content!r} is not valid"], doc)
         for reaction in comment["reactions"]:
-            if reaction["content"] == content and reaction["user"]["login"] == BOT_LOGIN:
+            if reaction["content"] == content and reaction["user"]["login"] == self.bot_login:
                 return JSONResponse(reaction, status_code=200)  # already there
         reaction_id = next(self._ids)
         reaction = {
             "id": reaction_id,
             "node_id": _node_id("Reaction", reaction_id),
-            "user": _user(BOT_LOGIN, 41898282, "Bot"),
+            "user": _user(self.bot_login, 41898282, "Bot"),
             "content": content,
             "created_at": _ts(time.time()),
         }
@@ -2201,7 +2259,7 @@ class FakeGitHub:
         text = (body or {}).get("body")
         if not isinstance(text, str) or not text.strip():
             raise _Refused(422, "Validation Failed", ["body can't be blank"], doc)
-        comment_id = self.add_issue_comment(repo, number, text, author=BOT_LOGIN)
+        comment_id = self.add_issue_comment(repo, number, text, author=self.bot_login)
         api = f"{self._api(request)}/repos/{repo.full_name}"
         return JSONResponse(
             {
@@ -2210,7 +2268,7 @@ class FakeGitHub:
                 "url": f"{api}/issues/comments/{comment_id}",
                 "html_url": f"{WEB}/{repo.full_name}/pull/{number}#issuecomment-{comment_id}",
                 "body": text,
-                "user": _user(BOT_LOGIN, 41898282, "Bot"),
+                "user": _user(self.bot_login, 41898282, "Bot"),
                 "created_at": _ts(time.time()),
                 "updated_at": _ts(time.time()),
                 "issue_url": f"{api}/issues/{number}",
@@ -2235,7 +2293,7 @@ class FakeGitHub:
         ).decode()
         self.app_id, self.public_key = next(self._ids), key.public_key()
         name = manifest.get("name") or "my-app"
-        slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+        slug = self.app_slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
         hook = manifest.get("hook_attributes")
         return JSONResponse(
             {

@@ -131,6 +131,28 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     assert "docgen_github_rate_limit_remaining" in metrics
 
 
+def test_markers_pasted_by_someone_else_do_not_stop_the_suggestions(app_env, make_pr):
+    """Issue 10: a PR author (or anyone) copying docgen's hidden markers into comments
+    of their own must not make docgen believe it already suggested those docstrings."""
+    client, runtime, fake = app_env
+    first = make_pr({PATH: BASE}, {PATH: HEAD})
+    deliver(client, "pull_request", payload_for(first))
+    settle(runtime)
+    bodies = [c["body"] for c in first.comments]
+    assert len(bodies) == 6
+    # The same change again as PR #2, where a stranger pasted the six bodies first.
+    second = make_pr({PATH: BASE}, {PATH: HEAD}, number=2)
+    for body in bodies:
+        fake.add_review_comment(second, body, author="mallory")
+    deliver(client, "pull_request", payload_for(second))
+    settle(runtime)
+    own = [c for c in second.comments if c["user"]["login"] == fake.bot_login]
+    assert len(own) == 6
+    assert sorted(render.parse_marker(c["body"]) for c in own) == sorted(
+        render.parse_marker(b) for b in bodies
+    )
+
+
 def test_a_review_reads_github_once_per_kind_of_thing(app_env, make_pr):
     """Issue 5: the PR once, its files, every head in one GraphQL query — no blob per file.
 
@@ -155,6 +177,7 @@ def test_a_review_reads_github_once_per_kind_of_thing(app_env, make_pr):
         "graphql": 2,  # the sizes of three heads, then their text (blob.py has no patch)
         "git.blob": 1,  # latin.py: GraphQL's text is not its bytes
         "comments.list": 1,
+        "apps.get_authenticated": 1,  # the App's bot login (its own comments), once per client
     }
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
     assert run.status == "completed"
@@ -182,7 +205,51 @@ def test_github_outage_is_retried_later_and_the_check_run_says_why(app_env, make
     assert job.run_after > time.time()  # deferred (on the journal's clock), not dropped
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
     assert run.status == "in_progress" and run.title == "Waiting to retry"
-    assert "GitHub is unavailable" in run.summary and "retrying at" in run.summary
+    assert run.summary.startswith("GitHub did not answer; docgen tries again at ")
+    assert f"under delivery `{job.delivery_id}`" in run.summary
+    assert "502" not in run.summary and "/repos/" not in run.summary  # details: logs only
+
+
+INTERNAL = "ConnectError: llm-proxy.corp.internal:8443 (10.2.3.4) via /srv/docgen/ca.pem"
+
+
+@pytest.mark.parametrize("attempts", [1, 3], ids=["gives-up", "will-retry"])
+def test_a_failed_attempt_tells_the_pr_what_happened_not_the_exception(
+    app_env, make_pr, monkeypatch, caplog, attempts
+):
+    """Issue 10: check runs are public; exception text names internal hosts and paths."""
+    from bot import worker
+
+    client, runtime, fake = app_env
+    runtime.journal.max_attempts = attempts
+    pull = make_pr({PATH: BASE}, {PATH: HEAD})
+
+    async def failing_review(job, ctx, deps, api, *_):
+        await worker._check_run_for(ctx, api, pull.head_sha, job)
+        raise OSError(INTERNAL)
+
+    monkeypatch.setattr(worker, "review", failing_review)
+    deliver(client, "pull_request", payload_for(pull), delivery="d-0c4f-11ef")
+    key = f"{OWNER}/{REPO}#1"
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        [job] = runtime.journal.history(key)
+        if job.last_error:
+            break
+        time.sleep(0.02)
+    [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
+    for secret_detail in ("corp.internal", "10.2.3.4", "/srv/docgen", "OSError", "ConnectError"):
+        assert secret_detail not in run.summary, run.summary
+    assert "under delivery `d-0c4f-11ef`" in run.summary
+    if attempts == 1:
+        assert run.status == "completed" and run.conclusion == "failure"
+        assert run.summary.startswith("Attempt 1 stopped on an internal error; docgen gave up")
+    else:
+        assert run.title == "Waiting to retry"
+        assert run.summary.startswith("Attempt 1 stopped on an internal error; docgen will retry")
+    # The operator still has the detail, with the delivery id on the line.
+    logged = [r for r in caplog.records if INTERNAL in r.getMessage()]
+    assert any(getattr(r, "delivery_id", None) == "d-0c4f-11ef" for r in logged), logged
 
 
 def test_redelivery_is_acted_on_once(app_env, make_pr):

@@ -35,6 +35,7 @@ from bot.github import (
     check_run_create_payload,
     check_run_output,
     check_run_update_payloads,
+    is_own_comment,
     make_app_github,
     review_payload,
     shared_ssl_context,
@@ -789,6 +790,65 @@ def test_existing_markers_round_trip(github_clients, fake_github, make_pr):
     run(api.post_issue_comment(1, "not a review comment"))
     assert run(api.existing_markers(1)) == set(ids)
     assert len(fake_github.calls_to("comments.list")) == 2  # 150 comments, 100 per page
+
+
+def _marker_comment(path: str, line: int, target: str, digest: str) -> ReviewComment:
+    body = render.suggestion_comment(
+        Suggestion(path, line, line, ("x",), target, digest),
+        offline=False,
+        action=render.Action.ADDED,
+    )
+    return ReviewComment(path, body, line)
+
+
+def test_only_the_apps_own_comments_count_as_already_suggested(
+    github_clients, fake_github, make_pr
+):
+    """Issue 10: a marker pasted into anyone else's comment must not stop a suggestion."""
+    pr = make_pr({"mod.py": ""}, {"mod.py": module(3)})
+    api = api_for(github_clients)
+    own = ("mod.py::f0@1", "aaaa")
+    run(api.create_review(1, pr.head_sha, [_marker_comment("mod.py", 1, *own)]))
+    pasted = {
+        ("mallory", "User"): ("mod.py::f1@5", "bbbb"),
+        ("other-app[bot]", "Bot"): ("mod.py::f2@9", "cccc"),
+        ("docgen", "User"): ("mod.py::f1@5", "dddd"),  # the slug, but a person's account
+    }
+    for (author, kind), marker in pasted.items():
+        body = _marker_comment("mod.py", 5, *marker).body
+        fake_github.add_review_comment(pr, body, author=author, kind=kind, line=5)
+    assert run(api.existing_markers(1)) == {own}
+    assert run(api.existing_markers(1)) == {own}
+    # Who the App is was read once, with the App's JWT (the fake refuses anything else).
+    assert len(fake_github.calls_to("apps.get_authenticated")) == 1
+
+
+def test_the_apps_login_follows_its_slug(github_clients, fake_github, make_pr):
+    fake_github.app_slug = "docgen-acme"  # registered under another name
+    pr = make_pr({"mod.py": ""}, {"mod.py": module(2)})
+    api = api_for(github_clients)
+    marker = ("mod.py::f0@1", "aaaa")
+    run(api.create_review(1, pr.head_sha, [_marker_comment("mod.py", 1, *marker)]))
+    body = _marker_comment("mod.py", 1, "mod.py::f1@5", "bbbb").body
+    fake_github.add_review_comment(pr, body, author="docgen[bot]", kind="Bot")  # not this App
+    assert run(api.app_login()) == "docgen-acme[bot]"
+    assert run(api.existing_markers(1)) == {marker}
+
+
+@pytest.mark.parametrize(
+    ("comment", "own"),
+    [
+        ({"user": {"login": "docgen[bot]", "type": "Bot"}}, True),
+        ({"user": {"login": "Docgen[bot]", "type": "Bot"}}, True),  # logins ignore case
+        ({"user": {"login": "docgen[bot]", "type": "User"}}, False),
+        ({"user": {"login": "docgen", "type": "Bot"}}, False),
+        ({"user": None}, False),  # a deleted account ("ghost")
+        ({}, False),
+    ],
+    ids=["own", "case", "not-a-bot", "bare-slug", "ghost", "no-user"],
+)
+def test_is_own_comment(comment, own):
+    assert is_own_comment(comment, "docgen[bot]") is own
 
 
 def test_review_that_failed_after_github_stored_it_is_not_reposted(

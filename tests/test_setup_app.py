@@ -12,6 +12,7 @@ import io
 import json
 import os
 import re
+import socket
 import stat
 import threading
 import time
@@ -35,6 +36,7 @@ from bot.setup_app import (
     SetupFlow,
     build_manifest,
     create_app,
+    host_name,
     load_manifest,
     merge_env,
     new_app_url,
@@ -47,6 +49,7 @@ from tests.fake_github import FakeGitHub
 
 ROOT = Path(__file__).resolve().parent.parent
 WEBHOOK = "https://docgen.acme.dev/webhook"
+LOCAL = "http://127.0.0.1:8765"  # what the setup page answers (Host checked)
 REDIRECT = "http://127.0.0.1:8765/callback"
 ENV_KEYS = ("GITHUB_APP_ID", "GITHUB_PRIVATE_KEY", "GITHUB_WEBHOOK_SECRET")
 
@@ -161,7 +164,7 @@ def test_web_url_from_api_url(api, web):
 )
 def test_page_posts_the_manifest_to_the_right_new_app_page(tmp_path, api, org, action):
     flow = flow_for(api, tmp_path / ".env", org=org)
-    with TestClient(create_app(flow)) as client:
+    with TestClient(create_app(flow), base_url=LOCAL) as client:
         response = client.get("/")
     assert response.status_code == 200
     assert response.headers["cache-control"] == "no-store"
@@ -181,7 +184,7 @@ def test_manifest_json_survives_html_escaping(tmp_path):
 
 
 def create_and_get(flow: SetupFlow) -> str:
-    with TestClient(create_app(flow)) as client:
+    with TestClient(create_app(flow), base_url=LOCAL) as client:
         return client.get("/").text
 
 
@@ -210,7 +213,7 @@ def test_callback_with_a_wrong_state_is_refused_and_nothing_is_exchanged(
     flow = flow_for(
         "https://api.github.com", env_file, transport=httpx.ASGITransport(app=fake_github.app)
     )
-    with TestClient(create_app(flow)) as client:
+    with TestClient(create_app(flow), base_url=LOCAL) as client:
         response = client.get("/callback", params=query)
     assert response.status_code == 400
     assert "wrong state" in response.text
@@ -221,7 +224,7 @@ def test_callback_with_a_wrong_state_is_refused_and_nothing_is_exchanged(
 
 def test_callback_without_a_code_is_refused(tmp_path):
     flow = flow_for("https://api.github.com", tmp_path / ".env")
-    with TestClient(create_app(flow)) as client:
+    with TestClient(create_app(flow), base_url=LOCAL) as client:
         response = client.get("/callback", params={"state": flow.state, "code": "../x"})
     assert response.status_code == 400
     assert not (tmp_path / ".env").exists()
@@ -249,7 +252,7 @@ def test_full_flow_writes_a_working_env_file(fake_github, make_pr, tmp_path):
     finished = []
     with fake_github.serve() as api_url:
         flow = flow_for(api_url, env_file, org="acme", on_done=lambda: finished.append(1))
-        with TestClient(create_app(flow)) as client:
+        with TestClient(create_app(flow), base_url=LOCAL) as client:
             code, state = browser_registers(client, fake_github)
             response = client.get("/callback", params={"code": code, "state": state})
             again = client.get("/callback", params={"code": code, "state": state})
@@ -305,7 +308,7 @@ def test_full_flow_on_ghes(rsa_private_key, tmp_path):
     with fake.serve() as api_url:
         assert api_url.endswith("/api/v3")
         flow = flow_for(api_url, env_file, org="platform")
-        with TestClient(create_app(flow)) as client:
+        with TestClient(create_app(flow), base_url=LOCAL) as client:
             form = Form(client.get("/").text)
             web = api_url.removesuffix("/api/v3")
             assert form.action.startswith(f"{web}/organizations/platform/settings/apps/new?")
@@ -324,7 +327,7 @@ def test_used_or_unknown_code_is_reported_and_a_new_one_still_works(fake_github,
     env_file = tmp_path / ".env"
     with fake_github.serve() as api_url:
         flow = flow_for(api_url, env_file)
-        with TestClient(create_app(flow)) as client:
+        with TestClient(create_app(flow), base_url=LOCAL) as client:
             response = client.get("/callback", params={"code": "deadbeef", "state": flow.state})
             assert response.status_code == 502
             assert "works once and for an hour" in response.text
@@ -336,7 +339,7 @@ def test_used_or_unknown_code_is_reported_and_a_new_one_still_works(fake_github,
 
 def test_github_unreachable_is_reported(tmp_path):
     flow = flow_for("http://127.0.0.1:9", tmp_path / ".env")  # nothing listens on port 9
-    with TestClient(create_app(flow)) as client:
+    with TestClient(create_app(flow), base_url=LOCAL) as client:
         response = client.get("/callback", params={"code": "abc", "state": flow.state})
     assert response.status_code == 502
     assert "could not reach GITHUB_API_URL" in response.text
@@ -442,6 +445,7 @@ def setup_args(tmp_path: Path, **kw) -> argparse.Namespace:
         "port": 0,
         "env_file": str(tmp_path / ".env"),
         "manifest": None,
+        "allow_remote": False,
     }
     values.update(kw)
     return argparse.Namespace(**values)
@@ -503,3 +507,130 @@ def test_env_values_name_the_api_only_when_it_is_not_github_com(tmp_path):
     assert "GITHUB_API_URL" not in flow_for("https://api.github.com", tmp_path).env_values(APP)
     ghes = flow_for("https://github.acme.corp/api/v3/", tmp_path).env_values(APP)
     assert ghes["GITHUB_API_URL"] == "https://github.acme.corp/api/v3"
+
+
+# ------------------------------------------------- who may reach the page (issue 10)
+
+
+@pytest.mark.parametrize(
+    ("header", "name"),
+    [
+        ("127.0.0.1:8765", "127.0.0.1"),
+        ("LOCALHOST", "localhost"),
+        ("[::1]:8765", "::1"),
+        ("[::1]", "::1"),
+        ("evil.example:80", "evil.example"),
+        ("[::1]x", None),
+        ("[::1", None),
+        ("host:port", None),
+        ("", None),
+    ],
+)
+def test_host_name(header, name):
+    assert host_name(header) == name
+
+
+@pytest.mark.parametrize(
+    ("bound", "good", "bad"),
+    [
+        ("127.0.0.1", ["127.0.0.1:8765", "localhost:8765"], ["evil.example", "[::1]:8765"]),
+        ("0.0.0.0", ["127.0.0.1:8765", "localhost", "[::1]:1"], ["evil.example", "10.0.0.5:8765"]),
+        ("::", ["[::1]:8765", "localhost:8765", "127.0.0.1"], ["evil.example", "[fe80::1]:8765"]),
+        ("::1", ["[::1]:8765", "[0:0::1]:8765", "localhost"], ["evil.example", "127.0.0.2"]),
+        ("192.168.7.9", ["192.168.7.9:8765", "localhost"], ["evil.example", "192.168.7.10"]),
+    ],
+    ids=["v4-loopback", "v4-wildcard", "v6-wildcard", "v6-loopback", "lan-address"],
+)
+def test_the_page_answers_only_its_own_host_whatever_the_bind(tmp_path, bound, good, bad):
+    """A wildcard or IPv6 bind used to turn the Host check off: any page the person
+    visited could read the state through DNS rebinding and finish the flow itself."""
+    flow = flow_for("https://api.github.com", tmp_path / ".env")
+    with TestClient(create_app(flow, bound), base_url=LOCAL) as client:
+        for host in good:
+            assert client.get("/", headers={"Host": host}).status_code == 200, host
+        for host in bad:
+            r = client.get("/", headers={"Host": host})
+            assert r.status_code == 400 and flow.state not in r.text, host
+            r = client.get(
+                "/callback", params={"state": flow.state, "code": "c"}, headers={"Host": host}
+            )
+            assert r.status_code == 400, host
+    assert flow.used == []  # the refused callbacks did not spend the state
+
+
+def test_the_state_is_single_use(fake_github, tmp_path):
+    env_file = tmp_path / ".env"
+    with fake_github.serve() as api_url:
+        flow = flow_for(api_url, env_file)
+        with TestClient(create_app(flow), base_url=LOCAL) as client:
+            first_state = flow.state
+            bad = client.get("/callback", params={"code": "deadbeef", "state": first_state})
+            assert bad.status_code == 502  # GitHub does not know the code
+            again = client.get("/callback", params={"code": "deadbeef", "state": first_state})
+            assert again.status_code == 400 and "used already" in again.text
+            # An attacker's own code with the spent state is refused before any exchange.
+            code = fake_github.register_manifest(Form(client.get("/").text).manifest)
+            replay = client.get("/callback", params={"code": code, "state": first_state})
+            assert replay.status_code == 400
+            assert len(fake_github.calls_to("manifests.convert")) == 1
+            # The person starts over from the page: a fresh state, and it works once.
+            code, state = browser_registers(client, fake_github)
+            assert state != first_state
+            assert client.get("/callback", params={"code": code, "state": state}).status_code == 200
+            reload = client.get("/callback", params={"code": code, "state": state})
+            assert reload.status_code == 200 and "is registered" in reload.text
+    assert len(fake_github.calls_to("manifests.convert")) == 2  # the reload exchanged nothing
+    assert Settings(_env_file=env_file).github_app_id == flow.result.id
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::"])
+def test_run_setup_refuses_a_bind_beyond_this_machine_without_the_flag(tmp_path, capsys, host):
+    if ":" in host and not socket.has_ipv6:
+        pytest.skip("no IPv6 here")
+    code = run_setup(setup_args(tmp_path, host=host), Settings(), out=io.StringIO())
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"--host {host} would serve the setup page beyond this machine" in err
+    assert "--allow-remote" in err
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as s:
+            s.bind(("::1", 0))
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize(
+    ("host", "allow_remote", "origin"),
+    [("::1", False, r"http://\[::1\]:\d+/"), ("0.0.0.0", True, r"http://127\.0\.0\.1:\d+/")],
+    ids=["ipv6-loopback", "wildcard-allowed"],
+)
+def test_run_setup_checks_host_on_a_real_server(fake_github, tmp_path, host, allow_remote, origin):
+    if ":" in host and not _ipv6_loopback():
+        pytest.skip("no IPv6 loopback here")
+    out = io.StringIO()
+    with fake_github.serve() as api_url:
+        args = setup_args(tmp_path, host=host, allow_remote=allow_remote)
+        codes: list[int] = []
+        thread = threading.Thread(
+            target=lambda: codes.append(run_setup(args, Settings(github_api_url=api_url), out=out))
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not (match := re.search(rf"Open ({origin}) ", out.getvalue())):
+            assert time.monotonic() < deadline, out.getvalue()
+            time.sleep(0.02)
+        with httpx.Client(base_url=match[1]) as browser:
+            stolen = browser.get("/", headers={"Host": "rebound.evil.example"})
+            assert stolen.status_code == 400 and "state=" not in stolen.text
+            form = Form(browser.get("/").text)
+            code = fake_github.register_manifest(form.manifest)
+            state = parse_qs(urlsplit(form.action).query)["state"][0]
+            redirect = yaml.safe_load(form.manifest)["redirect_url"]
+            assert browser.get(redirect, params={"code": code, "state": state}).status_code == 200
+        thread.join(timeout=15)
+    assert not thread.is_alive() and codes == [0]
