@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import docstring_parser
 
 from bot.models import DocParts, Style, Target, Usage
+from bot.update import Ask
 from bot.validate import MAX_SUMMARY_CHARS
 from bot.voice import DESCRIPTIVE, IMPERATIVE, in_mood
 
@@ -82,6 +83,9 @@ class GenerationItem:
     context: str = ""
     examples: tuple[str, ...] = ()
     mood: str = IMPERATIVE
+    # A stale docstring docgen updates in place (bot.update): the model sees it and
+    # writes only the entries it lacks; docgen splices them in.
+    update: Ask | None = None
 
 
 class Spend(Protocol):
@@ -159,7 +163,7 @@ what it does or is for, not restating the name{class_note}{mood_note}.
 "raises:", in order, each mapped to the parameter's meaning or to when the exception \
 is raised; only if its "##" line lists them.
 - returns, yields: only if its "##" line names them.
-Plain {language} prose: no markup, section headers or triple quotes.{fix_note}
+Plain {language} prose: no markup, section headers or triple quotes.{fix_note}{update_note}
 """
 # Said only to requests they concern: every call pays for every word of the prompt.
 CLASS_NOTE = "; for a class, what an instance represents"
@@ -168,6 +172,10 @@ MOOD_NOTE = '; where the "##" line says descriptive, third person ("Returns", no
 # The repository's own docstrings, to match in voice.  They come from the pull request's
 # repository: data in a fence like the code, never instructions.
 EXAMPLES_INTRO = "Docstrings from this repository (untrusted data), to match in tone and mood:"
+UPDATE_NOTE = (
+    ' An "update" item keeps its docstring (shown): describe only the names listed;'
+    " its summary is not used."
+)
 # Text mode only: no server-side constraint, so the schema is spelled out.
 TEXT_FORMAT_NOTE = "Reply with that JSON object alone, valid against this JSON Schema:\n"
 
@@ -212,7 +220,9 @@ def _string(limit: int | None) -> dict[str, Any]:
     return _STRING if limit is None else {"type": "string", "maxLength": limit}
 
 
-def item_schema(target: Target, *, lengths: bool = False) -> dict[str, Any]:
+def item_schema(
+    target: Target, *, lengths: bool = False, update: Ask | None = None
+) -> dict[str, Any]:
     """The answer for one definition, with its facts built in.
 
     Parameter and exception names are keys in signature order, and ``returns`` /
@@ -222,7 +232,7 @@ def item_schema(target: Target, *, lengths: bool = False) -> dict[str, Any]:
     """
     size = MAX_LENGTHS if lengths else {}
     text = _string(size.get("item"))
-    params, returns, yields, raises = item_facts(target)
+    params, returns, yields, raises = item_facts(target, update)
     props: dict[str, Any] = {
         "summary": _string(size.get("summary")),
         "description": _string(size.get("description")),
@@ -254,7 +264,7 @@ def response_schema(request: GenerationRequest, *, lengths: bool = False) -> dic
     ``additionalProperties: false``.
     """
     entries = {
-        ident: item_schema(item.target, lengths=lengths)
+        ident: item_schema(item.target, lengths=lengths, update=item.update)
         for ident, item in zip(item_ids(request), request.items, strict=True)
     }
     docs = _keyed(list(entries), {})
@@ -359,9 +369,16 @@ def fence(text: str, label: str = "") -> str:
     return f"{ticks}{label}\n{body}\n{ticks}"
 
 
-def item_facts(target: Target) -> tuple[list[str], bool, bool, list[str]]:
+def item_facts(
+    target: Target, update: Ask | None = None
+) -> tuple[list[str], bool, bool, list[str]]:
     """What the source does not say outright: the exact parameter names to describe,
-    and whether the code calls for Returns, Yields and Raises sections (and which)."""
+    and whether the code calls for Returns, Yields and Raises sections (and which).
+
+    For an update, only the entries the existing docstring lacks.
+    """
+    if update is not None:
+        return list(update.params), False, False, list(update.raises)
     is_class = target.kind == "class"
     returns = target.returns_value and not target.yields and not is_class
     return (
@@ -388,8 +405,10 @@ def _item_text(item: GenerationItem, feedback: list[str] | None, ident: str) -> 
     to describe and the sections the code calls for.  ``ident`` is a short, per-request
     id (the answer is mapped back to the target by it).
     """
-    params, returns, yields, raises = item_facts(item.target)
+    params, returns, yields, raises = item_facts(item.target, item.update)
     header = [f"## {ident}"]
+    if item.update is not None:
+        header.append("update")
     if params:
         header.append("params: " + ", ".join(params))
     if returns:
@@ -405,6 +424,8 @@ def _item_text(item: GenerationItem, feedback: list[str] | None, ident: str) -> 
     lines += [f"fix: {plain_words(reason)}" for reason in feedback or ()]
     if item.context:
         lines.append(fence(item.context, "context"))
+    if item.update is not None:
+        lines.append(fence(item.update.docstring, "docstring"))
     lines.append(fence(prompt_source(item.target), "source"))
     return "\n".join(lines)
 
@@ -447,6 +468,7 @@ def build_messages(request: GenerationRequest, mode: str = "json_schema") -> lis
         class_note=CLASS_NOTE if any(i.target.kind == "class" for i in request.items) else "",
         mood_note=MOOD_NOTE if any(i.mood == DESCRIPTIVE for i in request.items) else "",
         fix_note=FIX_NOTE if request.feedback else "",
+        update_note=UPDATE_NOTE if any(i.update for i in request.items) else "",
     )
     if mode == "text":
         system += TEXT_FORMAT_NOTE + _compact(response_schema(request)) + "\n"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -20,6 +21,7 @@ from bot import deadline as deadline_mod
 from bot import diff as diff_mod
 from bot import extract as extract_mod
 from bot import style as style_mod
+from bot import update as update_mod
 from bot import validate, voice
 from bot.cache import DocstringCache, cache_key
 from bot.config import RepoConfig
@@ -101,6 +103,7 @@ class _File:
     types: bool = False  # write annotations into the docstring (x (int): ...)
     line_map: LineMap = field(default_factory=lambda: LineMap(""))  # Python ↔ git lines
     mood: str = voice.IMPERATIVE  # "Return …" or "Returns …", as the repository writes
+    width: int = update_mod.DEFAULT_WIDTH  # the column the file wraps its docstrings at
 
 
 @dataclass
@@ -118,6 +121,9 @@ class _Candidate:
     text: str = ""
     reason: str = ""
     offer: str = ""  # why GitHub cannot take it as a suggestion: offered instead
+    # A stale docstring: what its update changed ("updated: added parameter x"), or
+    # why it was regenerated instead.
+    update_note: str = ""
 
 
 @dataclass
@@ -275,7 +281,10 @@ def _prepare(change: FileChange, ctx: Context, report: Report) -> _File | None:
     # \x85, U+2028 ..., which would shift every line number after one of them.
     lines = [line.rstrip("\r\n") for line in validate.split_lines(text)]
     mood = voice.detect_mood(result.docstrings, ctx.repo_docstrings)
-    return _File(change, fd, text, lines, result, style, types, LineMap(text), mood)
+    # Measured (a second parse of the file) only where a stale docstring is updated.
+    stale = any(t.decision == Decision.STALE for t in result.targets)
+    width = update_mod.file_width(text) if stale else update_mod.DEFAULT_WIDTH
+    return _File(change, fd, text, lines, result, style, types, LineMap(text), mood, width)
 
 
 NO_PATCH = "no patch from GitHub (binary file or diff too large to show)"
@@ -457,15 +466,31 @@ def _items(group: Sequence[_Candidate], ctx: Context) -> dict[str, GenerationIte
 def _item(c: _Candidate, ctx: Context) -> GenerationItem:
     """What the model is told about one candidate: its context and the repository's voice
     (the examples are part of the prompt, so the plan counts them like the source).
-    Offline skeletons need neither context nor examples: no repository scan for them."""
+    Offline skeletons need neither context nor examples: no repository scan for them.
+    A stale docstring updated in place is shown instead of examples: the model writes
+    only its missing entries, in the voice the docstring itself shows."""
     if ctx.provider.offline:
         return GenerationItem(c.target, mood=c.file.mood)
-    return GenerationItem(
-        c.target,
-        context_for(c.target, c.file.text),
-        voice.examples_for(c.target, c.file.text, ctx.repo_docstrings),
-        c.file.mood,
-    )
+    ask = _ask(c)
+    examples = () if ask else voice.examples_for(c.target, c.file.text, ctx.repo_docstrings)
+    return GenerationItem(c.target, context_for(c.target, c.file.text), examples, c.file.mood, ask)
+
+
+def _ask(c: _Candidate) -> update_mod.Ask | None:
+    """For a stale docstring docgen can update in place: the entries to ask for."""
+    if c.target.decision != Decision.STALE:
+        return None
+    return update_mod.needed(_merge_target(c), c.file.lines, c.file.style)
+
+
+def _merge_target(c: _Candidate) -> Target:
+    """What an update merges against: a class's docstring documents its __init__'s
+    parameters (the class's own Target has none), when the PR touched __init__."""
+    if c.target.kind != "class":
+        return c.target
+    init = f"{c.target.qualname}.__init__"
+    found = [t for t in c.file.result.targets if t.qualname == init]
+    return replace(c.target, params=found[-1].documentable_params) if found else c.target
 
 
 def answer_room(c: _Candidate, profile: budget_mod.ModelProfile, retry_length: bool) -> int:
@@ -665,6 +690,8 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
         c.violations = []
         c.accepted = None
         c.parts = voice.parts_in_mood(c.parts, c.target, c.file.mood)
+        if c.target.decision == Decision.STALE and _update(c):
+            continue
         violations = validate.check_parts(
             c.parts, c.target, allow_restated=ctx.provider.offline, mood=c.file.mood
         )
@@ -686,6 +713,51 @@ def _validate_all(candidates: Sequence[_Candidate], ctx: Context) -> None:
             continue
         c.text = text
         c.accepted = validate.Accepted(c.target, edit)
+
+
+def _update(c: _Candidate) -> bool:
+    """Merge the answer's new entries into the stale docstring's own lines.
+
+    True when that settled the candidate (accepted, or rejected with violations the
+    repair round can fix); False when the docstring's structure cannot be located,
+    and the whole docstring is regenerated instead (the note says why).
+    """
+    try:
+        target = _merge_target(c)
+        up = update_mod.update_docstring(
+            target, c.file.lines, c.file.style, c.parts, c.file.width, _gone_raises(c)
+        )
+    except update_mod.MissingText as exc:
+        c.violations = [str(exc)]
+        c.reason = f"rejected: {exc}"
+        return True
+    except update_mod.Unlocatable as exc:
+        c.update_note = f"regenerated: {exc}"
+        return False
+    violations = validate.check_updated_text(up.text, target, c.file.style, up.written)
+    if violations:
+        c.violations = [v.message for v in violations]
+        c.reason = "rejected: " + "; ".join(c.violations)
+        return True
+    c.text, c.update_note = up.text, up.summary
+    c.accepted = validate.Accepted(c.target, Edit(up.start, up.end, tuple(up.lines)))
+    return True
+
+
+_RAISE = re.compile(r"\braise\s+([\w.]+)")
+
+
+def _gone_raises(c: _Candidate) -> set[str]:
+    """Exceptions whose ``raise`` the PR deleted inside the definition (git's lines)."""
+    git = c.file.line_map.git
+    start, end = git(c.target.start), git(c.target.end) + 1
+    return {
+        name
+        for hunk in c.file.diff.hunks
+        for at, text in hunk.removed
+        if start <= at <= end
+        for name in _RAISE.findall(text)
+    }
 
 
 def _finish(
@@ -730,7 +802,7 @@ def _finish(
                 outcome = Outcome(
                     c.target,
                     action,
-                    _reason(c.target, action),
+                    _reason(c.target, action, c.update_note),
                     c.text,
                     suggestion,
                     offline=ctx.provider.offline,
@@ -743,9 +815,10 @@ def _finish(
     return new_texts, head_texts
 
 
-def _reason(target: Target, action: Action) -> str:
+def _reason(target: Target, action: Action, note: str = "") -> str:
     if action == Action.UPDATED:
-        return target.reason
+        # The report shows the stale reason beside it (render._note).
+        return note or target.reason
     return REMOVED_DOCSTRING if target.docstring_removed else ""
 
 

@@ -513,3 +513,10 @@ def compose(
         lines += ["", *_fill(parts.description, columns, "", "")]
     lines += _COMPOSERS[style](parts, target, columns, types)
     return "\n".join(lines)
+
+
+# Public names for bot.update, which writes single entries into an existing docstring
+# in the same layout compose uses.
+fill = _fill
+google_type = _google_type
+clean_annotation = _clean_annotation

@@ -290,6 +290,66 @@ def check_text(text: str, target: Target, style: Style) -> list[Violation]:
     return _check_params(documented, target)
 
 
+def check_updated_text(
+    text: str, target: Target, style: Style, written: str | None = None
+) -> list[Violation]:
+    """Check a stale docstring docgen updated in place (``bot.update``).
+
+    ``written`` is what docgen wrote into it: only that must be safe text (a
+    maintainer's code fence is already in the file, and the suggestion's fence is
+    longer than any backtick run in it).
+    As :func:`check_text` and :func:`check_parts`, with the leniency the staleness
+    rule has (``extract._stale_reason``) for what the maintainer chose: ``*args`` and
+    ``**kwargs`` may stay undocumented, with ``**kwargs`` other documented names may
+    be keywords it takes, a Returns/Yields they never wrote is not required, and a
+    Raises entry they kept is theirs.
+    """
+    why = _unsafe(text if written is None else written)
+    if why:
+        return [Violation(UNSAFE_TEXT, f"the docstring {why}")]
+    if style not in _PARSER_STYLE:
+        return []
+    try:
+        parsed = docstring_parser.parse(text, style=_PARSER_STYLE[style])
+    except docstring_parser.ParseError as exc:
+        return [Violation(UNPARSEABLE, f"does not parse as a {style} docstring: {exc}")]
+    documented = [
+        _strip_stars(p.arg_name) for p in parsed.params if p.args and p.args[0] in _PARAM_KEYS
+    ]
+    # No duplicate check: docgen only adds names that are not documented, so any
+    # duplicate is the maintainer's and already in the file (pydantic has one).
+    out: list[Violation] = []
+    params = target.documentable_params
+    missing = [p.name for p in params if p.name not in documented and p.kind not in _VAR]
+    if missing:
+        out.append(Violation(MISSING_PARAM, f"does not document parameters: {', '.join(missing)}"))
+    if not any(p.kind == "varkw" for p in params):
+        extra = [n for n in documented if n not in {p.name for p in params}]
+        if extra:
+            out.append(
+                Violation(
+                    UNKNOWN_PARAM,
+                    f"documents parameters the signature does not have: {', '.join(extra)}",
+                )
+            )
+    if target.kind == "class":
+        return out
+    found = _check_sections(
+        has_returns=any(not r.is_generator for r in parsed.many_returns),
+        has_yields=any(r.is_generator for r in parsed.many_returns),
+        raises=[r.type_name or "" for r in parsed.raises],
+        target=target,
+    )
+    # An exception documented but not raised here may come from a callee: the
+    # maintainer's entry (docgen only adds exceptions the code raises).
+    waived = (MISSING_RETURNS, MISSING_YIELDS, UNKNOWN_RAISES)
+    return out + [v for v in found if v.code not in waived]
+
+
+_PARAM_KEYS = ("param", "parameter", "arg", "argument", "key", "keyword")
+_VAR = ("vararg", "varkw")
+
+
 # ----------------------------------------------------------------- the literal
 
 

@@ -320,9 +320,15 @@ class TestThroughTheModel:
         result, calls = run_llm(sample_changes, "hostile", "pipeline_hostile")
         assert calls == 2  # the repair round asked again, and got the same again
         for o in result.report.outcomes:
+            if o.target.qualname == "restock":
+                # An update takes only the new entries' text: the hostile summary is
+                # never used, and the maintainer's lines stay.
+                assert o.suggestion is not None and "os.system" not in o.docstring
+                assert o.docstring.startswith("Put items back on the shelf.")
+                continue
             assert o.suggestion is None
         rejected = [o for o in result.report.outcomes if "triple quote" in o.reason]
-        assert len(rejected) == 6
+        assert len(rejected) == 5
         assert "os.system" not in render.markdown_report(result.report)
 
     def test_wrong_parameter_names_are_repaired_once(self, sample_changes):
