@@ -261,6 +261,17 @@ _PARSER_STYLE = {
 }
 
 
+def _parse_styled(text: str, style: Style) -> docstring_parser.Docstring | list[Violation]:
+    """``text`` parsed in ``style``; ``[]`` for a style with no parser (plain), or the
+    violation that says it does not parse."""
+    if style not in _PARSER_STYLE:
+        return []
+    try:
+        return docstring_parser.parse(text, style=_PARSER_STYLE[style])
+    except docstring_parser.ParseError as exc:
+        return [Violation(UNPARSEABLE, f"does not parse as a {style} docstring: {exc}")]
+
+
 def check_text(text: str, target: Target, style: Style) -> list[Violation]:
     """Check the composed docstring text itself: safe, parseable, params as the signature.
 
@@ -272,12 +283,9 @@ def check_text(text: str, target: Target, style: Style) -> list[Violation]:
         return [Violation(UNSAFE_TEXT, f"the docstring {why}")]
     if not text.strip():
         return [Violation(EMPTY_SUMMARY, "the docstring is empty")]
-    if style not in _PARSER_STYLE:
-        return []
-    try:
-        parsed = docstring_parser.parse(text, style=_PARSER_STYLE[style])
-    except docstring_parser.ParseError as exc:
-        return [Violation(UNPARSEABLE, f"does not parse as a {style} docstring: {exc}")]
+    parsed = _parse_styled(text, style)
+    if not isinstance(parsed, docstring_parser.Docstring):
+        return parsed
     documented = [
         p.arg_name
         for p in parsed.params
@@ -285,8 +293,6 @@ def check_text(text: str, target: Target, style: Style) -> list[Violation]:
     ]
     if not documented:
         documented = [p.arg_name for p in parsed.params]
-    if target.kind == "class":
-        return _check_params(documented, target)
     return _check_params(documented, target)
 
 
@@ -307,12 +313,9 @@ def check_updated_text(
     why = _unsafe(text if written is None else written)
     if why:
         return [Violation(UNSAFE_TEXT, f"the docstring {why}")]
-    if style not in _PARSER_STYLE:
-        return []
-    try:
-        parsed = docstring_parser.parse(text, style=_PARSER_STYLE[style])
-    except docstring_parser.ParseError as exc:
-        return [Violation(UNPARSEABLE, f"does not parse as a {style} docstring: {exc}")]
+    parsed = _parse_styled(text, style)
+    if not isinstance(parsed, docstring_parser.Docstring):
+        return parsed
     documented = [
         _strip_stars(p.arg_name) for p in parsed.params if p.args and p.args[0] in _PARAM_KEYS
     ]
