@@ -945,14 +945,19 @@ _BLOB_FIELDS = "oid byteSize isBinary isTruncated text"
 
 
 @functools.cache
-def _head_blobs_document(count: int) -> str:
-    variables = "".join(f", $e{i}: String!" for i in range(count))
+def _objects_document(
+    operation: str, argument: str, prefix: str, kind: str, selection: str, count: int
+) -> str:
+    """A query reading ``count`` objects of one repository, alias ``f<i>`` for the
+    ``i``-th, each looked up by ``object(<argument>: $<prefix><i>)`` of GraphQL type
+    ``kind`` and read as a Blob's ``selection``."""
+    variables = "".join(f", ${prefix}{i}: {kind}" for i in range(count))
     fields = "".join(
-        f"\n    f{i}: object(expression: $e{i}) {{ ... on Blob {{ {_BLOB_FIELDS} }} }}"
+        f"\n    f{i}: object({argument}: ${prefix}{i}) {{ ... on Blob {{ {selection} }} }}"
         for i in range(count)
     )
     return (
-        f"query DocgenHeadBlobs($owner: String!, $name: String!{variables}) {{"
+        f"query {operation}($owner: String!, $name: String!{variables}) {{"
         f"\n  repository(owner: $owner, name: $name) {{{fields}\n  }}\n}}"
     )
 
@@ -968,36 +973,29 @@ def head_blobs_query(
     """
     variables: dict[str, Any] = {"owner": owner, "name": repo}
     variables.update({f"e{i}": f"{sha}:{path}" for i, path in enumerate(paths)})
-    return _head_blobs_document(len(paths)), variables
+    document = _objects_document(
+        "DocgenHeadBlobs", "expression", "e", "String!", _BLOB_FIELDS, len(paths)
+    )
+    return document, variables
 
 
 _SIZE_FIELDS = "byteSize"
 
 
-@functools.cache
-def _blob_sizes_document(count: int) -> str:
-    variables = "".join(f", $o{i}: GitObjectID!" for i in range(count))
-    fields = "".join(
-        f"\n    f{i}: object(oid: $o{i}) {{ ... on Blob {{ {_SIZE_FIELDS} }} }}"
-        for i in range(count)
-    )
-    return (
-        f"query DocgenBlobSizes($owner: String!, $name: String!{variables}) {{"
-        f"\n  repository(owner: $owner, name: $name) {{{fields}\n  }}\n}}"
-    )
-
-
 def blob_sizes_query(owner: str, repo: str, shas: Sequence[str]) -> tuple[str, dict[str, Any]]:
     """The GraphQL query (and its variables) reading the size of the blobs ``shas``.
 
-    Alias ``f<i>`` answers for ``shas[i]``: ``byteSize`` only, never the text, so a file is measured before a byte of it is downloaded.  By blob id
-    (the PR's file list names each head blob), so the size is that of the bytes the
-    patch describes.
+    Alias ``f<i>`` answers for ``shas[i]``: ``byteSize`` only, never the text, so a
+    file is measured before a byte of it is downloaded.  By blob id (the PR's file
+    list names each head blob), so the size is that of the bytes the patch describes.
     https://docs.github.com/en/graphql/reference/objects#repository (``object(oid:)``)
     """
     variables: dict[str, Any] = {"owner": owner, "name": repo}
     variables.update({f"o{i}": sha for i, sha in enumerate(shas)})
-    return _blob_sizes_document(len(shas)), variables
+    document = _objects_document(
+        "DocgenBlobSizes", "oid", "o", "GitObjectID!", _SIZE_FIELDS, len(shas)
+    )
+    return document, variables
 
 
 @dataclass(frozen=True)
