@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from bot import logs, quota
-from bot.usage import UsageRow, sort_rows
+from bot.usage import Totals, UsageRow, sort_rows
 
 log = logging.getLogger(__name__)
 
@@ -128,18 +128,8 @@ class Job:
         return {"delivery_id": self.delivery_id, "job_key": self.key, "job_id": self.id}
 
 
-@dataclass(frozen=True)
-class Spend:
-    """A PR's running LLM total across runs."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    cost_usd: float = 0.0
-    runs: int = 0
-
-    @property
-    def tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
+# A PR's running LLM total across runs: the same sums ``docgen usage`` adds up.
+Spend = Totals
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ def sort_rows(rows: Iterable[UsageRow]) -> list[UsageRow]:
 
 @dataclass(frozen=True)
 class Totals:
+    """LLM tokens, cost and runs added up (a PR's across runs, an installation's)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_usd: float = 0.0
