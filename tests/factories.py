@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import sys
 from typing import Any
 
+from bot import cli
 from bot.models import Target
 
 
@@ -46,3 +49,15 @@ GREET_DOC = '''\
 '''
 GREET_BASE = f'def greet(name, greeting):\n{GREET_DOC}    return f"{{greeting}}, {{name}}"\n'
 GREET_HEAD = GREET_BASE.replace("greeting)", "salutation)").replace("{greeting}", "{salutation}")
+
+
+def call_cli(*argv: str) -> tuple[int, str, str]:
+    """``docgen ARGV`` in this process: (exit code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    old_out, old_err = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = cli.main(list(argv))
+    finally:
+        sys.stdout, sys.stderr = old_out, old_err
+    return code, out.getvalue(), err.getvalue()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import re
@@ -13,11 +12,12 @@ import time
 import git
 import pytest
 
-from bot import cli, quota
+from bot import quota
 from bot.sample import HEAD, make_sample_repo
 from bot.validate import same_code
 from tests import redis_helpers
 from tests.factories import GREET_BASE, GREET_HEAD
+from tests.factories import call_cli as call
 
 redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
 
@@ -42,17 +42,6 @@ def offline_env(monkeypatch, tmp_path):
 @pytest.fixture
 def sample(tmp_path):
     return make_sample_repo(tmp_path / "repo")
-
-
-def call(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old_out, old_err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = cli.main(list(argv))
-    finally:
-        sys.stdout, sys.stderr = old_out, old_err
-    return code, out.getvalue(), err.getvalue()
 
 
 def test_text_report_and_diff(sample):

@@ -7,7 +7,6 @@ pre-commit for the hook, the operating system for a closed pipe.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import socket
@@ -20,8 +19,8 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from bot import cli
 from bot.sample import HEAD, make_sample_repo
+from tests.factories import call_cli as call
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,17 +36,6 @@ def offline_env(monkeypatch, tmp_path):
 @pytest.fixture
 def sample(tmp_path):
     return make_sample_repo(tmp_path / "repo")
-
-
-def call(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    old_out, old_err = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = out, err
-    try:
-        code = cli.main(list(argv))
-    finally:
-        sys.stdout, sys.stderr = old_out, old_err
-    return code, out.getvalue(), err.getvalue()
 
 
 def write_config(repo: Path, text: str) -> None:
