@@ -24,6 +24,7 @@ from bot.config import Settings
 from bot.generate import OfflineProvider, OpenAIProvider
 from bot.quota import Caps, Used
 from bot.sample import BASE, HEAD
+from tests.code_oracle import code_dump
 from tests.conftest import OWNER, REPO
 from tests.factories import GREET_BASE, GREET_HEAD
 from tests.fake_github import APP_ID, signed_delivery
@@ -629,21 +630,6 @@ def test_serve_refuses_to_start_with_one_clear_line(env, message, tmp_path, monk
 # every comment is still there.
 
 
-def _code(source: bytes) -> str:
-    """The module's AST without docstrings (each body's leading string expression)."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            first = node.body[0] if node.body else None
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                node.body = node.body[1:] or [ast.Pass()]
-    return ast.dump(tree)
-
-
 def _comments(source: bytes) -> list[str]:
     tokens = tokenize.tokenize(io.BytesIO(source).readline)
     return [t.string for t in tokens if t.type == tokenize.COMMENT]
@@ -667,7 +653,7 @@ def _review_and_commit(app_env, make_pr, base: bytes, head: bytes) -> tuple[byte
 
 def _assert_only_docstrings_changed(head: bytes, committed: bytes) -> None:
     assert committed != head
-    assert _code(committed) == _code(head)
+    assert code_dump(committed) == code_dump(head)
     assert _comments(committed) == _comments(head)
 
 

@@ -32,6 +32,7 @@ from bot.config import RepoConfig
 from bot.generate import OfflineProvider
 from bot.models import Action, FileChange, Outcome, Suggestion
 from bot.pipeline import Context, RunResult, run
+from tests.code_oracle import code_dump
 from tests.realgit import git_patches
 
 # ------------------------------------------------------------------ oracle helpers
@@ -95,21 +96,6 @@ def pr(base: dict[str, str], head: dict[str, str], config: RepoConfig | None = N
 
 def suggestions(result: RunResult) -> dict[str, Outcome]:
     return {o.target.qualname: o for o in result.report.outcomes if o.suggestion is not None}
-
-
-def code_dump(text: str) -> str:
-    """The module's AST without docstrings (a body left empty gets ``pass``)."""
-    tree = ast.parse(text)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            first = node.body[0]
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                node.body = node.body[1:] or [ast.Pass()]
-    return ast.dump(tree)
 
 
 def assert_github_proof(result: RunResult, patches: dict[str, str], head: dict[str, bytes]):

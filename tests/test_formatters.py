@@ -26,7 +26,13 @@ from bot.config import RepoConfig
 from bot.extract import extract
 from bot.models import Edit
 from bot.validate import Accepted, file_quote, make_edit, prove_module
+from tests.code_oracle import without_docstrings
 from tests.realgit import _ENV
+
+
+def _source_without_docstrings(source: str) -> str:
+    """The module with every docstring removed, as source."""
+    return ast.unparse(without_docstrings(ast.parse(source))) + "\n"
 
 ROOT = Path(__file__).resolve().parent.parent
 ALL = RepoConfig(skip_private=False, skip_dunder=False, skip_tests=False, skip_trivial=False)
@@ -126,19 +132,6 @@ def _tool(*args: str, stdin: str | None = None, cwd: Path) -> subprocess.Complet
     )
 
 
-def _without_docstrings(source: str) -> str:
-    """The module with every docstring removed (ast, not bot.validate)."""
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            body = node.body
-            first = body[0] if body else None
-            if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant):
-                node.body = body[1:] if isinstance(first.value.value, str) else body
-                node.body = node.body or [ast.Pass()]
-    return ast.unparse(tree) + "\n"
-
-
 def _clean_for_both(source: str, cwd: Path) -> str | None:
     """``source`` formatted until ruff and black both leave it alone (None: they never agree)."""
     text = source
@@ -192,7 +185,7 @@ def corpus(tmp_path_factory) -> Path:
         spec = importlib.util.find_spec(name)
         assert spec is not None and spec.origin, name
         source = Path(spec.origin).read_text(encoding="utf-8")
-        clean = _clean_for_both(_without_docstrings(source), repo)
+        clean = _clean_for_both(_source_without_docstrings(source), repo)
         if clean is None:
             continue
         (repo / f"{name.replace('.', '_')}.py").write_text(clean, encoding="utf-8")
@@ -228,7 +221,7 @@ def test_applied_suggestions_keep_the_corpus_formatter_clean(corpus):
     for path in files:
         after = path.read_text(encoding="utf-8")
         assert _checks(path, corpus) == {}, textwrap.shorten(str(_checks(path, corpus)), 2000)
-        assert ast.dump(ast.parse(_without_docstrings(after))) == ast.dump(
+        assert ast.dump(ast.parse(_source_without_docstrings(after))) == ast.dump(
             ast.parse(before[path])
         ), f"{path.name}: code changed"
         added += _docstrings(after) - _docstrings(before[path])

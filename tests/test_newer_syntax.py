@@ -14,7 +14,6 @@ decide that a suggestion changed nothing but docstrings.
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import json
 import os
@@ -40,6 +39,7 @@ from bot.localgit import read_changes
 from bot.models import Action
 from bot.pipeline import Context, run
 from bot.pysyntax import explain_syntax_error, newer_constructs
+from tests.code_oracle import code_dump
 
 FIXTURES = Path(__file__).parent / "fixtures" / "newer_syntax"
 RUNNING = sys.version_info[:2]
@@ -352,21 +352,6 @@ def review(tmp_path_factory):
     return changes, asyncio.run(run(changes, ctx))
 
 
-def _without_docstrings(source: str) -> str:
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
-
-
 def _as_github_applies(head: str, start: int, end: int, lines: tuple[str, ...]) -> str:
     """GitHub's commit of a suggestion: git lines ``start..end`` (split at \\n only)
     replaced by ``lines`` (the fixtures end their lines with \\n alone)."""
@@ -397,10 +382,10 @@ def test_review_on_this_python(review, name):
         s = outcomes[qualname].suggestion
         assert s is not None
         new = _as_github_applies(head, s.start, s.end, s.body_lines)
-        assert _without_docstrings(new) == _without_docstrings(head), qualname
+        assert code_dump(new) == code_dump(head), qualname
     # All of them together: the module runs, with its docstrings and its generics.
     new = result.new_texts[path]
-    assert _without_docstrings(new) == _without_docstrings(head)
+    assert code_dump(new) == code_dump(head)
     namespace: dict[str, object] = {"__name__": f"pkg.{name[:-3]}"}
     exec(compile(new, path, "exec"), namespace)
     for qualname in added:

@@ -41,6 +41,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from tests.code_oracle import code_dump
+
 pytestmark = pytest.mark.real_llm
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -244,23 +246,9 @@ def _repo(root: Path) -> Path:
     return root
 
 
-def _strip_docstrings(tree: ast.Module) -> str:
-    for node in ast.walk(tree):
-        body = getattr(node, "body", None)
-        if (
-            isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
-            and body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree)
-
-
 def _check_applied(before: str, after: str, added: set[str]) -> None:
     """The oracle: only docstrings changed, and each added one documents its signature."""
-    assert _strip_docstrings(ast.parse(before)) == _strip_docstrings(ast.parse(after))
+    assert code_dump(before) == code_dump(after)
     for node in ast.parse(after).body:
         if not isinstance(node, ast.FunctionDef) or node.name not in added:
             continue
