@@ -384,7 +384,10 @@ def literal_lines(text: str, indent: str, quote: str = DOUBLE_QUOTES) -> list[st
     return out
 
 
-def _docstring_nodes(tree: ast.AST) -> Iterable[ast.Expr]:
+def _documented(
+    tree: ast.AST,
+) -> Iterable[tuple[ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, ast.Expr]]:
+    """``(scope, docstring expression)`` for every module, class and function with one."""
     for node in ast.walk(tree):
         if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             first = node.body[0] if node.body else None
@@ -393,7 +396,7 @@ def _docstring_nodes(tree: ast.AST) -> Iterable[ast.Expr]:
                 and isinstance(first.value, ast.Constant)
                 and isinstance(first.value.value, str)
             ):
-                yield first
+                yield node, first
 
 
 @functools.lru_cache(maxsize=16)
@@ -406,7 +409,7 @@ def file_quote(text: str) -> str:
         return DOUBLE_QUOTES
     lines = text.splitlines()
     votes: Counter[str] = Counter()
-    for doc in _docstring_nodes(tree):
+    for _, doc in _documented(tree):
         if doc.lineno <= len(lines):
             line = lines[doc.lineno - 1].encode()[doc.col_offset :].decode("utf-8", "replace")
             votes[line.lstrip("rRuUbB")[:3]] += 1
@@ -603,16 +606,8 @@ def _trailing_blank(target: Target, edit: Edit) -> int:
 
 def strip_docstrings(tree: ast.Module) -> ast.Module:
     """Remove module, class and function docstrings in place (for comparison)."""
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
-            body = node.body
-            if (
-                body
-                and isinstance(body[0], ast.Expr)
-                and isinstance(body[0].value, ast.Constant)
-                and isinstance(body[0].value.value, str)
-            ):
-                node.body = body[1:] or [ast.Pass()]
+    for node, _ in list(_documented(tree)):  # collected first: bodies change below
+        node.body = node.body[1:] or [ast.Pass()]
     return tree
 
 
