@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -73,7 +73,7 @@ def job_payload(decision: events.Run | events.Reply, delivery_id: str) -> dict[s
 
 @dataclass
 class _Delivery:
-    decision: events.Decision
+    decision: events.Handling
     delivery_id: str
     event: str
     action: str
@@ -130,7 +130,7 @@ class Recorder:
         self.batches = 0  # transactions written (tests, curiosity)
 
     async def record(
-        self, decision: events.Decision, delivery_id: str, event: str, action: str, outcome: str
+        self, decision: events.Handling, delivery_id: str, event: str, action: str, outcome: str
     ) -> Recorded:
         """Record one delivery (and enqueue its job); returns (new?, the job)."""
         loop = asyncio.get_running_loop()
@@ -328,5 +328,3 @@ def create_app(deps: Deps) -> Starlette:
         lifespan=lifespan,
     )
 
-
-AsyncHandler = Callable[..., Awaitable[None]]

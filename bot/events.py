@@ -95,7 +95,8 @@ class Ignore:
     reason: str
 
 
-Decision = Run | Reply | Forget | Ignore
+# How docgen handles one event (not to be confused with models.Decision, a target's state).
+Handling = Run | Reply | Forget | Ignore
 
 
 def _obj(value: Any) -> dict[str, Any]:
@@ -125,7 +126,7 @@ def decide(
     run_drafts: bool = False,
     skip_forks: bool = False,
     reply_to_strangers: bool = False,
-) -> Decision:
+) -> Handling:
     """Map one webhook to what docgen should do about it."""
     if not isinstance(payload, dict):
         return Ignore("payload is not a JSON object")
@@ -146,7 +147,7 @@ def decide(
     return Ignore(f"event {event!r} is not handled")
 
 
-def _pull_request(payload: dict[str, Any], *, run_drafts: bool, skip_forks: bool) -> Decision:
+def _pull_request(payload: dict[str, Any], *, run_drafts: bool, skip_forks: bool) -> Handling:
     action = payload.get("action")
     if action not in PR_ACTIONS:
         return Ignore(f"pull_request.{action} is not handled")
@@ -205,7 +206,7 @@ def parse_command(body: str) -> Options | str | None:
     return Options(tuple(paths), style, force=True)
 
 
-def _issue_comment(payload: dict[str, Any], *, reply_to_strangers: bool) -> Decision:
+def _issue_comment(payload: dict[str, Any], *, reply_to_strangers: bool) -> Handling:
     if payload.get("action") != "created":
         return Ignore(f"issue_comment.{payload.get('action')} is not handled")
     issue = _obj(payload.get("issue"))
@@ -243,7 +244,7 @@ def _issue_comment(payload: dict[str, Any], *, reply_to_strangers: bool) -> Deci
     return Run(inst, repo[0], repo[1], number, None, "command", command, comment_id)
 
 
-def _check_run(payload: dict[str, Any], *, app_id: int | None) -> Decision:
+def _check_run(payload: dict[str, Any], *, app_id: int | None) -> Handling:
     action = payload.get("action")
     if action not in ("rerequested", "requested_action"):
         return Ignore(f"check_run.{action} is not handled")

@@ -61,8 +61,6 @@ MISSING_YIELDS = "DG304"
 MISSING_RAISES = "DG305"
 UNKNOWN_RAISES = "DG306"
 UNPARSEABLE = "DG401"
-NOT_EQUIVALENT = "DG501"
-
 MAX_SUMMARY_CHARS = 120
 _STOPWORDS = frozenset(
     "a an the this that of for to and or in on is are be by from with as it its get set "
