@@ -48,6 +48,7 @@ from bot.cache import SqliteCache
 from bot.config import Settings
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
 from bot.metrics import Metrics, enable_multiprocess, usage_gauges
+from bot.secrets import secret_values
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ def web_app() -> Starlette:
     """
     from bot.server import (
         StartupError,
-        _secrets,
         build_web,
         check_settings,
         freeze_startup,
@@ -81,7 +81,7 @@ def web_app() -> Starlette:
     from bot.server import web_app as make_web_app
 
     settings = Settings()
-    logs.setup(settings.log_level, secrets=_secrets(settings))
+    logs.setup(settings.log_level, secrets=secret_values(settings))
     sentry.init(settings)
     try:
         check_settings(settings)

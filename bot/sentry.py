@@ -28,6 +28,7 @@ from typing import Any
 from bot import logs
 from bot.config import Settings
 from bot.jobs import JobLost, PermanentJobError, RetryLater
+from bot.secrets import secret_values
 
 # Headers that carry credentials (GitHub's webhook signatures let anyone who has one
 # replay that delivery, so they go too).
@@ -119,30 +120,6 @@ def before_send_transaction(event: dict[str, Any], hint: dict[str, Any]) -> dict
     return scrub(event)
 
 
-def _secrets(settings: Settings) -> list[str]:
-    """Every secret of ``settings``, the private key's base64 lines one by one too."""
-    out = [
-        value.get_secret_value()
-        for value in (
-            settings.github_webhook_secret,
-            settings.github_private_key,
-            settings.openai_api_key,
-            settings.azure_openai_api_key,
-            settings.sentry_dsn,
-            getattr(settings, "redis_url", None),  # may carry a password
-        )
-        if value is not None
-    ]
-    try:
-        pem = settings.private_key_pem()  # also a key read from GITHUB_PRIVATE_KEY_PATH
-    except OSError:
-        pem = None
-    if pem:
-        out.append(pem)
-        out += [line.strip() for line in pem.splitlines() if not line.startswith("-----")]
-    return out
-
-
 def init(settings: Settings, **options: Any) -> bool:
     """Start Sentry when ``SENTRY_DSN`` is set; returns whether it did.
 
@@ -152,7 +129,7 @@ def init(settings: Settings, **options: Any) -> bool:
         return False
     import sentry_sdk
 
-    logs.REDACTOR.add(*_secrets(settings))
+    logs.REDACTOR.add(*secret_values(settings))
     config: dict[str, Any] = {
         "dsn": settings.sentry_dsn.get_secret_value(),
         # send_default_pii is left unset: off by default (and deprecated in newer SDKs).

@@ -41,6 +41,7 @@ from bot.intake import BodyLimits
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
 from bot.metrics import Metrics, MetricsServer, usage_gauges
 from bot.redisq import RedisInstallationClients, RedisJournal, make_worker
+from bot.secrets import secret_values
 from bot.worker import TimedProvider, WorkerDeps, make_handler
 
 if TYPE_CHECKING:
@@ -94,26 +95,6 @@ def check_settings(settings: Settings) -> None:
 
 def _redis_url(settings: Settings) -> str | None:
     return None if settings.redis_url is None else settings.redis_url.get_secret_value()
-
-
-def _secrets(settings: Settings) -> list[str]:
-    out = []
-    for value in (
-        settings.github_webhook_secret,
-        settings.github_private_key,
-        settings.openai_api_key,
-        settings.azure_openai_api_key,
-        settings.sentry_dsn,
-        settings.redis_url,
-    ):
-        if value is not None:
-            out.append(value.get_secret_value())
-    redis_url = _redis_url(settings)
-    if redis_url is not None:
-        with contextlib.suppress(ValueError):
-            if password := urlsplit(redis_url).password:
-                out.append(password)
-    return out
 
 
 def _redis_journal(settings: Settings) -> RedisJournal:
@@ -433,7 +414,7 @@ def run_worker(settings: Settings) -> int:
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
-    logs.setup(settings.log_level, secrets=_secrets(settings))
+    logs.setup(settings.log_level, secrets=secret_values(settings))
     sentry.init(settings)
     if settings.docgen_jobs_nice:
         # Before any thread starts: on Linux niceness is per thread, and inherited.
@@ -458,7 +439,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """Run the web app (and, without REDIS_URL, the workers) until SIGTERM/SIGINT."""
     import uvicorn
 
-    logs.setup(settings.log_level, secrets=_secrets(settings))
+    logs.setup(settings.log_level, secrets=secret_values(settings))
     sentry.init(settings)
     if settings.docgen_web_processes > 1:
         from bot.multiproc import serve_processes

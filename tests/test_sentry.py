@@ -318,3 +318,15 @@ def wait(predicate, timeout: float = 30.0) -> None:
             return
         time.sleep(0.02)
     raise AssertionError("timed out")
+
+
+def test_sentry_redacts_every_secret_the_logs_do(capture, private_key_pem):
+    # One list (bot.secrets) for both: a Redis password, which only the logs' copy of
+    # the list used to hold, is redacted in Sentry's events too.
+    password = "redis-pw-5b7e1c9a"
+    settings = settings_for(private_key_pem, redis_url=f"redis://:{password}@cache.internal:6379")
+    sentry.init(settings, transport=capture)
+    sentry_sdk.capture_message(f"could not connect with {password}")
+    sentry_sdk.flush()
+    assert password not in capture.serialized()
+    assert "[redacted]" in capture.serialized()
