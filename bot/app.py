@@ -3,7 +3,7 @@
 The webhook handler only decides and records: it verifies the signature on the raw
 bytes, parses, routes (:mod:`bot.events`), writes the delivery and the job to the
 journal, wakes a worker and answers — in milliseconds.  All GitHub and LLM work
-happens after the response, in :mod:`bot.worker`.
+happens after the response, in :mod:`bot.review_job`.
 
 Errors map to HTTP statuses here, once: 401 bad or missing signature, 400 malformed
 JSON or missing headers, 413 body over 25 MB, 408 body too slow, 503 too many bodies

@@ -3,7 +3,7 @@
 ``docgen serve`` records deliveries and enqueues jobs here (:class:`RedisJournal` has
 the methods the web app calls on :class:`bot.jobs.Journal`); ``docgen worker``
 processes, on any machine, run them with arq (:func:`make_worker`) through the same
-handler as the embedded workers (:func:`bot.worker.make_handler`).
+handler as the embedded workers (:func:`bot.review_job.make_handler`).
 
 arq only moves job ids: ``arq:job:{prefix}:{id}`` holds ``docgen.job(id)``.  The job
 itself — payload, state, attempts, ``data`` — is a hash of ours, so that:

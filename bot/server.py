@@ -41,8 +41,8 @@ from bot.intake import BodyLimits
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
 from bot.metrics import Metrics, MetricsServer, usage_gauges
 from bot.redisq import RedisInstallationClients, RedisJournal, make_worker
+from bot.review_job import TimedProvider, WorkerDeps, make_handler
 from bot.secrets import secret_values
-from bot.worker import TimedProvider, WorkerDeps, make_handler
 
 if TYPE_CHECKING:
     from arq.worker import Worker

@@ -219,17 +219,17 @@ def test_a_failed_attempt_tells_the_pr_what_happened_not_the_exception(
     app_env, make_pr, monkeypatch, caplog, attempts
 ):
     """Issue 10: check runs are public; exception text names internal hosts and paths."""
-    from bot import worker
+    from bot import review_job
 
     client, runtime, fake = app_env
     runtime.journal.max_attempts = attempts
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
 
     async def failing_review(job, ctx, deps, api, *_):
-        await worker._check_run_for(ctx, api, pull.head_sha, job)
+        await review_job._check_run_for(ctx, api, pull.head_sha, job)
         raise OSError(INTERNAL)
 
-    monkeypatch.setattr(worker, "review", failing_review)
+    monkeypatch.setattr(review_job, "review", failing_review)
     deliver(client, "pull_request", payload_for(pull), delivery="d-0c4f-11ef")
     key = f"{OWNER}/{REPO}#1"
     deadline = time.monotonic() + 20

@@ -1,4 +1,4 @@
-"""The check run's conclusion (``worker.conclusion_for``) and the coverage gate.
+"""The check run's conclusion (``conclusion.conclusion_for``) and the coverage gate.
 
 GitHub's check-run conclusions:
 https://docs.github.com/en/rest/checks/runs#update-a-check-run (success, neutral,
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import pytest
 
+from bot.conclusion import conclusion_for
 from bot.config import RepoConfig, load_repo_config
 from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
-from bot.worker import conclusion_for
 from tests.factories import make_target
 
 

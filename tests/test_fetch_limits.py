@@ -24,7 +24,7 @@ from bot.github import FetchLimits, InstallationClients, PullRequestAPI
 from bot.models import FileChange
 from bot.pipeline import Context
 from bot.pipeline import run as run_pipeline
-from bot.worker import style_sample
+from bot.review_job import style_sample
 from tests.conftest import OWNER, REPO
 from tests.fake_github import FakeGitHub, Fault
 

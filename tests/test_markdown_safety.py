@@ -14,7 +14,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import events, render, worker
+from bot import conclusion, events, render
 from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion, Target
 from tests.markdown_oracle import assert_inert, inspect
 from tests.webhook_payloads import issue_comment_event
@@ -197,7 +197,7 @@ def test_command_error_replies_are_inert(word: str) -> None:
 @settings(max_examples=200)
 @given(reason=ATTACK)
 def test_failure_summaries_are_inert(reason: str) -> None:
-    assert_inert(worker.failure_summary(f"Not found on GitHub: {reason}"))
+    assert_inert(conclusion.failure_summary(f"Not found on GitHub: {reason}"))
 
 
 def test_the_reported_attacks_render_as_text() -> None:

@@ -172,7 +172,7 @@ def test_job_scope_is_inert_without_sentry():
 def test_before_send_drops_source_bodies_and_credentials(private_key_pem):
     logs.REDACTOR.add(WEBHOOK_SECRET)
     frame = {
-        "filename": "bot/worker.py",
+        "filename": "bot/review_job.py",
         "function": "review",
         "lineno": 12,
         "vars": {"source": SOURCE, "token": GITHUB_TOKEN},

@@ -13,36 +13,43 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import logging
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import logs, render, sentry
-from bot.budget import CapReached, InstallationQuota, TokenBudget, TokenCounter
+from bot.budget import InstallationQuota, TokenBudget, TokenCounter
 from bot.cache import DocstringCache
-from bot.config import RepoConfig, Settings, load_repo_config
+from bot.conclusion import (
+    budget_notes,
+    config_notes,
+    failure_summary,
+    final_conclusion,
+    retry_note,
+    why_not_run,
+)
+from bot.config import LoadedRepoConfig, RepoConfig, Settings, load_repo_config
 from bot.deadline import Deadline, DeadlineExceeded
 from bot.deadline import check as check_deadline
 from bot.events import HELP
 from bot.extract import collect_docstrings
 from bot.generate import Provider
 from bot.github import (
-    GENERATE_ACTION,
     FetchLimits,
     GitHubError,
     GitHubUnavailable,
     InstallationClients,
     NotFound,
+    PullInfo,
     PullRequestAPI,
     ReviewComment,
 )
 from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
 from bot.metrics import Metrics
-from bot.models import Action, Decision, FileChange, Outcome, Report, Style
+from bot.models import Action, FileChange, Outcome, Report, Style
 from bot.pipeline import Context, RunResult, run
-from bot.quota import Caps, fork_runs_automatically, pr_token_budget
+from bot.quota import Caps, pr_token_budget
 
 log = logging.getLogger(__name__)
 
@@ -79,37 +86,6 @@ class TimedProvider:
             return await self.inner.generate(request)
         finally:
             self.metrics.llm_seconds.observe(time.perf_counter() - started)
-
-
-def conclusion_for(report: Report, config_errors: bool, config: RepoConfig) -> tuple[str, str]:
-    """The check run's conclusion and title for a finished run.
-
-    failure: the config is broken, or a coverage threshold is set and definitions were
-    left undocumented (budget exhausted, model failures); neutral: nothing to do, or
-    parts were skipped or only offered (to apply by hand); success: every definition
-    that needed a docstring got a suggestion.
-    """
-    title = render.check_title(report)
-    left = [
-        o
-        for o in report.outcomes
-        if o.action == Action.OFFERED
-        or (o.action == Action.SKIPPED and o.target.decision in (Decision.MISSING, Decision.STALE))
-    ]
-    if config_errors:
-        return "failure", f"{title} — .github/docgen.yml has errors"
-    if (
-        config.coverage_threshold is not None
-        and report.coverage_after.percent < config.coverage_threshold
-    ):
-        return (
-            "failure",
-            f"{title} — coverage {report.coverage_after.percent:.1f}% is below {config.coverage_threshold:g}%",
-        )
-    suggested = any(o.suggestion is not None for o in report.outcomes)
-    if left or report.skips or not suggested:
-        return "neutral", title
-    return "success", title
 
 
 def _wanted(config: RepoConfig, paths: tuple[str, ...]) -> Callable[[str], bool]:
@@ -214,39 +190,11 @@ async def _run(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI)
         _count_api_calls(api, deps.metrics)
 
 
-_DELIVERY_ID = re.compile(r"[A-Za-z0-9-]{1,64}")
-
-
-def retry_note(what: str, next_step: str, job: Job) -> str:
-    """A retry or give-up note for the check run: what happened, in the PR author's
-    terms, and the delivery id the operator finds the details under in the logs.
-
-    Never the exception's text: check runs are public on public repositories, and an
-    error message can name internal hosts, paths or addresses.
-    """
-    delivery = job.delivery_id or str(job.payload.get("delivery_id") or "")
-    where = (
-        f" The details are in docgen's logs under delivery `{delivery}`."
-        if _DELIVERY_ID.fullmatch(delivery)
-        else " The details are in docgen's logs."
-    )
-    return f"{what}; {next_step}.{where}"
-
-
 def _count_api_calls(api: PullRequestAPI, metrics: Metrics) -> None:
     for route, n in api.calls.items():
         metrics.github_calls.labels(route.split(" ", 1)[0]).inc(n)
     if api.last_rate_limit_remaining is not None:
         metrics.rate_limit_remaining.set(api.last_rate_limit_remaining)
-
-
-def failure_summary(reason: str) -> str:
-    """Why a run waits or failed, as check-run Markdown: no secrets, nothing live.
-
-    The reason quotes errors that may carry PR text (paths, GitHub's messages): it is
-    shown inert, so it pings and links no one.
-    """
-    return render.inline_text(logs.REDACTOR(reason), 2_000)
 
 
 async def _report_retry(ctx: JobContext, api: PullRequestAPI, reason: str) -> None:
@@ -285,80 +233,98 @@ async def review(
     api: PullRequestAPI,
     deadline: Deadline | None = None,
 ) -> None:
+    """Review the job's pull request: one check run, one review of the new suggestions.
+
+    Stops early, on a neutral check run that says why, when the repository runs docgen
+    only on request, a fork's PR waits for a maintainer, or the installation has
+    nothing left to spend.
+    """
     p = job.payload
-    number = int(p["number"])
     options = p.get("options") or {}
     started = time.perf_counter()
-
-    if p.get("comment_id"):
-        try:
-            await api.add_reaction(int(p["comment_id"]), "eyes")
-        except GitHubError as exc:  # a missing reaction must not stop the run
-            log.warning("could not react to the command: %s", exc)
-
-    pull = await api.get_pull(number)
+    await _acknowledge_command(api, p.get("comment_id"))
+    pull = await api.get_pull(int(p["number"]))
     if pull.state != "open":
         log.info("pull request is %s: nothing to do", pull.state)
         return
-    head_sha = pull.head_sha
-    # The default branch's config (then the org's): never one the PR author can pick.
-    raw_config, source = await api.get_config(p["owner"])
-    loaded = load_repo_config(raw_config, source)
-    config = loaded.config
-    if options.get("style"):
-        config = config.model_copy(update={"style": options["style"]})
-
-    check_run_id = await _check_run_for(ctx, api, head_sha, job)
-
-    if not config.auto_run and not options.get("force"):
-        await api.complete_check_run(
-            check_run_id,
-            conclusion="neutral",
-            title="docgen is set to run on request",
-            summary="`auto_run` is off in `.github/docgen.yml`. Press **Generate docstrings** "
-            "above, or comment `/docgen` on the pull request.",
-            actions=[GENERATE_ACTION],
-        )
-        return
-
-    fork = pull.is_fork
-    if fork and not options.get("force") and not fork_runs_automatically(deps.settings, config):
-        await api.complete_check_run(
-            check_run_id,
-            conclusion="neutral",
-            title="docgen runs on fork pull requests on request",
-            summary="This pull request comes from a fork, and docgen is set to review forks "
-            "only when asked. A maintainer can press **Generate docstrings** above, or "
-            "comment `/docgen`.",
-            actions=[GENERATE_ACTION],
-        )
-        return
+    loaded = await _repo_config(api, p["owner"], options)
+    check_run_id = await _check_run_for(ctx, api, pull.head_sha, job)
     pool = _installation_quota(deps, int(p["installation_id"]))
-    hit = pool.exhausted() if pool is not None else None
-    if hit is not None:  # nothing to spend: say so once, and do not retry (no RetryLater)
-        await api.complete_check_run(
-            check_run_id, conclusion="neutral", title=hit.title(), summary=hit.message()
-        )
+    stop = why_not_run(deps.settings, loaded.config, options, fork=pull.is_fork, pool=pool)
+    if stop is not None:
+        await api.complete_check_run(check_run_id, conclusion="neutral", **stop)
         return
+    done = await _run_pipeline(job, deps, api, pull, loaded, pool, deadline)
+    if ctx.is_superseded():
+        await _close_superseded(api, check_run_id)
+        return
+    check_deadline(deadline, "publishing the review")
+    await _publish(deps, api, pull, check_run_id, done, started)
 
+
+async def _acknowledge_command(api: PullRequestAPI, comment_id: Any) -> None:
+    """React with 👀 to the ``/docgen`` comment that asked for this run, if any."""
+    if not comment_id:
+        return
+    try:
+        await api.add_reaction(int(comment_id), "eyes")
+    except GitHubError as exc:  # a missing reaction must not stop the run
+        log.warning("could not react to the command: %s", exc)
+
+
+async def _repo_config(
+    api: PullRequestAPI, owner: str, options: dict[str, Any]
+) -> LoadedRepoConfig:
+    """The repository's config, with the style a ``/docgen style`` command asked for."""
+    # The default branch's config (then the org's): never one the PR author can pick.
+    raw_config, source = await api.get_config(owner)
+    loaded = load_repo_config(raw_config, source)
+    if not options.get("style"):
+        return loaded
+    return replace(loaded, config=loaded.config.model_copy(update={"style": options["style"]}))
+
+
+@dataclass(frozen=True)
+class _Done:
+    """A finished pipeline run, with what its check run's conclusion depends on."""
+
+    result: RunResult
+    loaded: LoadedRepoConfig
+    budget: TokenBudget
+
+
+async def _run_pipeline(
+    job: Job,
+    deps: WorkerDeps,
+    api: PullRequestAPI,
+    pull: PullInfo,
+    loaded: LoadedRepoConfig,
+    pool: InstallationQuota | None,
+    deadline: Deadline | None,
+) -> _Done:
+    """Read the PR's files, run the pipeline on them and record what it spent."""
+    config = loaded.config
+    options = job.payload.get("options") or {}
+    paths = tuple(options.get("paths") or ())
     # Contents at the head read above (not re-read: a push meanwhile sends its own
     # synchronize event, whose job supersedes this one).
     check_deadline(deadline, "reading the pull request's files from GitHub")
     fetched = await api.fetch_changes(
         pull,
-        wanted=_wanted(config, tuple(options.get("paths") or ())),
+        wanted=_wanted(config, paths),
         limits=FetchLimits(config.max_file_bytes, deps.settings.docgen_max_run_bytes),
     )
-    changes = _only_wanted(fetched.changes, config, tuple(options.get("paths") or ()))
-
+    changes = _only_wanted(fetched.changes, config, paths)
     spent = deps.journal.spent(job.key)
-    limit = pr_token_budget(deps.settings, config, fork=fork)
+    limit = pr_token_budget(deps.settings, config, fork=pull.is_fork)
     budget = TokenBudget(limit, spent=min(limit, spent.tokens), pool=pool)
     # A parse of the changed files, up to a byte cap: in a thread, off the loop that
     # answers webhooks, stopping at the deadline.
     sample = await asyncio.to_thread(
         style_sample, changes, deps.settings.docgen_style_sample_bytes, deadline
     )
+    notes = [*loaded.errors, *fetched.notes, *sample.notes(), *config_notes(fetched.changes)]
+    notes += budget_notes(spent, limit, fork=pull.is_fork, offline=deps.provider.offline)
     context = Context(
         config=config,
         provider=deps.provider,
@@ -367,44 +333,44 @@ async def review(
         budget=budget,
         repo_docstrings=sample.docstrings,
         style_override=Style(options["style"]) if options.get("style") else None,
-        notes=[*loaded.errors, *fetched.notes, *sample.notes(), *_config_notes(fetched.changes)],
+        notes=notes,
         deadline=deadline,
     )
-    if spent.runs:
-        context.notes.append(
-            f"This PR has used {spent.tokens:,} of its {limit:,}-token budget in {spent.runs} "
-            f"earlier run(s) (${spent.cost_usd:.4f})."
-        )
-    if fork:
-        context.notes.append(
-            f"This pull request comes from a fork: its budget is {limit:,} tokens."
-        )
-    if deps.provider.offline:
-        context.notes.append(
-            "No LLM is configured: suggestions are signature-derived skeletons. Edit them before committing."
-        )
     result = await run(changes, context)
-    report = result.report
-    if report.usage.total:
-        deps.journal.add_spend(
-            job.key,
-            model=report.model,
-            prompt_tokens=report.usage.prompt_tokens,
-            completion_tokens=report.usage.completion_tokens,
-            cost_usd=report.cost_usd,
-            job_id=job.id,
-            head_sha=head_sha,
-            installation_id=int(p["installation_id"]),
-            repo=f"{p['owner']}/{p['repo']}",
-        )
-        deps.metrics.record_usage(report.usage, report.cost_usd)
+    _record_spend(job, deps, result.report, pull.head_sha)
+    return _Done(result, loaded, budget)
 
-    if ctx.is_superseded():
-        await _close_superseded(api, check_run_id)
+
+def _record_spend(job: Job, deps: WorkerDeps, report: Report, head_sha: str) -> None:
+    """Add the run's tokens and cost to the PR's ledger and the metrics."""
+    if not report.usage.total:
         return
-    check_deadline(deadline, "publishing the review")
+    p = job.payload
+    deps.journal.add_spend(
+        job.key,
+        model=report.model,
+        prompt_tokens=report.usage.prompt_tokens,
+        completion_tokens=report.usage.completion_tokens,
+        cost_usd=report.cost_usd,
+        job_id=job.id,
+        head_sha=head_sha,
+        installation_id=int(p["installation_id"]),
+        repo=f"{p['owner']}/{p['repo']}",
+    )
+    deps.metrics.record_usage(report.usage, report.cost_usd)
 
-    rejected = await _publish_review(api, number, head_sha, result)
+
+async def _publish(
+    deps: WorkerDeps,
+    api: PullRequestAPI,
+    pull: PullInfo,
+    check_run_id: int,
+    done: _Done,
+    started: float,
+) -> None:
+    """Post the review, then complete the check run with the report."""
+    report = done.result.report
+    rejected = await _publish_review(api, pull.number, pull.head_sha, done.result)
     _mark_rejected(report, rejected)
     for o in report.outcomes:
         deps.metrics.suggestions.labels(o.action.value).inc()
@@ -412,15 +378,10 @@ async def review(
     report.notes.append(
         f"GitHub API calls for this run: {sum(api.calls.values())} (before publishing the summary)."
     )
-    conclusion, title = conclusion_for(report, bool(loaded.errors), config)
-    if isinstance(budget.refused, CapReached):
-        # Not the PR's fault, and not a failure to retry: neutral, with which cap and when.
-        report.notes.append(budget.refused.hit.message())
-        conclusion = "failure" if loaded.errors else "neutral"
-        title = f"{budget.refused.hit.title()} — {title}"
+    conclusion, title = final_conclusion(report, done.loaded, done.budget)
     await api.complete_check_run(
         check_run_id,
-        conclusion=conclusion,  # type: ignore[arg-type]
+        conclusion=conclusion,
         title=title,
         summary=render.markdown_report(report),
         annotations=render.annotations(report),
@@ -522,19 +483,6 @@ def style_sample(
         used += len(c.head)
         out += collect_docstrings(c.head)
     return StyleSample(out, used, max_bytes, tuple(left))
-
-
-_CONFIG_PATHS = frozenset({".github/docgen.yml", ".github/docgen.yaml"})
-
-
-def _config_notes(changes: list[FileChange]) -> list[str]:
-    """A PR that edits the config runs under the default branch's: say so."""
-    if not any(c.path in _CONFIG_PATHS for c in changes):
-        return []
-    return [
-        "This PR changes `.github/docgen.yml`: docgen reads its settings from the default"
-        " branch, so the change applies to pull requests once it is merged."
-    ]
 
 
 async def _publish_review(
