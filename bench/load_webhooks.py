@@ -81,7 +81,7 @@ PATH = "shop/inventory.py"
 
 def _fake_github_main(public_pem: bytes, prs: int, conn: Any) -> None:
     """Child process: the fake GitHub with ``prs`` small PRs, until told to stop."""
-    from bot.sample import BASE, HEAD
+    from bot.cli.sample import BASE, HEAD
     from tests.fake_github import FakeGitHub
 
     fake = FakeGitHub(serialization.load_pem_public_key(public_pem))

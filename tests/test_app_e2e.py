@@ -20,10 +20,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from bot import quota, render, server
+from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
 from bot.generate import OfflineProvider, OpenAIProvider
 from bot.quota import Caps, Used
-from bot.sample import BASE, HEAD
 from tests.code_oracle import code_dump
 from tests.conftest import OWNER, REPO
 from tests.factories import GREET_BASE, GREET_HEAD

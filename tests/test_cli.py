@@ -13,7 +13,7 @@ import git
 import pytest
 
 from bot import quota
-from bot.sample import HEAD, make_sample_repo
+from bot.cli.sample import HEAD, make_sample_repo
 from bot.validate import same_code
 from tests import redis_helpers
 from tests.factories import GREET_BASE, GREET_HEAD

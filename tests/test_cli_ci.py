@@ -19,7 +19,7 @@ import pytest
 import yaml
 from markdown_it import MarkdownIt
 
-from bot.sample import HEAD, make_sample_repo
+from bot.cli.sample import HEAD, make_sample_repo
 from tests.factories import call_cli as call
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from bot import cli
+from bot.cli.demo import demo
+from bot.cli.parser import build_parser
 
 
 @pytest.fixture(autouse=True)
@@ -26,8 +28,8 @@ def offline(monkeypatch, tmp_path):
 
 def _demo(*argv: str) -> str:
     out = io.StringIO()
-    args = cli.build_parser().parse_args(["demo", "--no-diff", "--quiet", *argv])
-    assert cli.demo(args, out) == 0
+    args = build_parser().parse_args(["demo", "--no-diff", "--quiet", *argv])
+    assert demo(args, out) == 0
     return out.getvalue()
 
 

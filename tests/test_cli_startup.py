@@ -17,7 +17,7 @@ import pytest
 
 from bot import localgit
 from bot.budget import TokenCounter, load_encoding
-from bot.sample import make_sample_repo
+from bot.cli.sample import make_sample_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 _GIT_ENV = {

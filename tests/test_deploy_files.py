@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from bot.cli import build_parser
+from bot.cli.parser import build_parser
 from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,7 +307,7 @@ def context_files() -> list[str]:
 
 def test_build_context_holds_what_the_image_needs_and_no_secrets():
     needed = context_files()
-    assert {"pyproject.toml", "README.md", "bot/cli.py", *TOKENIZER_FILES} <= set(needed)
+    assert {"pyproject.toml", "README.md", "bot/cli/__init__.py", *TOKENIZER_FILES} <= set(needed)
     assert all(in_build_context(p) for p in needed), [p for p in needed if not in_build_context(p)]
     for outside in (
         ".env",
@@ -316,7 +316,7 @@ def test_build_context_holds_what_the_image_needs_and_no_secrets():
         "tests/conftest.py",
         "bench/README.md",
         "docgen-data/journal.sqlite3",
-        "bot/__pycache__/cli.cpython-311.pyc",
+        "bot/cli/__pycache__/review.cpython-311.pyc",
     ):
         assert not in_build_context(outside), outside
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from bot import cli
+from bot.cli.parser import build_parser
+from bot.cli.review import review
 
 _GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",
@@ -51,10 +52,10 @@ def _repo(root: Path, name: str, data: bytes) -> Path:
 
 def _review(repo: Path, *extra: str) -> tuple[int, dict]:
     out = io.StringIO()
-    args = cli.build_parser().parse_args(
+    args = build_parser().parse_args(
         ["review", str(repo), "--base", "main", "--offline", "--quiet", "--format", "json", *extra]
     )
-    code = cli.review(repo, "main", None, args, out)
+    code = review(repo, "main", None, args, out)
     text = out.getvalue()
     return code, json.loads(text[: text.rindex("}") + 1])
 

@@ -236,7 +236,7 @@ def test_applied_suggestions_keep_the_corpus_formatter_clean(corpus):
 def test_the_demo_stays_formatter_clean_after_apply(tmp_path):
     """The issue's report: ``docgen review --apply`` on the bundled demo left a class
     docstring without the blank line ruff and black want after it."""
-    from bot.sample import make_sample_repo
+    from bot.cli.sample import make_sample_repo
 
     root = make_sample_repo(tmp_path)
     path = root / "shop" / "inventory.py"

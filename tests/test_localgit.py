@@ -5,8 +5,8 @@ from __future__ import annotations
 import git
 import pytest
 
+from bot.cli.sample import BASE, HEAD, make_sample_repo
 from bot.localgit import GitError, read_changes
-from bot.sample import BASE, HEAD, make_sample_repo
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import httpx
 import pytest
 from githubkit.webhooks import sign
 
-from bot.sample import BASE, HEAD
+from bot.cli.sample import BASE, HEAD
 from tests import redis_helpers
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID

@@ -27,12 +27,12 @@ from bot.budget import (
     with_margin,
 )
 from bot.cache import MemoryCache, SqliteCache
+from bot.cli.sample import make_sample_repo
 from bot.config import RepoConfig
 from bot.generate import OfflineProvider, OpenAIProvider, RetryPolicy
 from bot.localgit import read_changes
 from bot.models import Action, FileChange, Report, Style
 from bot.pipeline import Context, RunResult, run
-from bot.sample import make_sample_repo
 from bot.validate import apply_edits, same_code
 from tests.fake_openai import API_KEY, recorded
 

@@ -20,13 +20,13 @@ import pytest
 
 from bot.budget import TokenBudget, TokenCounter
 from bot.cache import MemoryCache
+from bot.cli.sample import make_sample_repo
 from bot.config import RepoConfig
 from bot.generate import GenerationResult, OfflineProvider, ProviderError, offline_parts
 from bot.localgit import read_changes
 from bot.models import Usage
 from bot.pipeline import Context, run
 from bot.progress import Progress, TerminalProgress, for_stream
-from bot.sample import make_sample_repo
 
 ROOT = Path(__file__).resolve().parents[1]
 _OFFLINE = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "DOCGEN_PROVIDER")

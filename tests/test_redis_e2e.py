@@ -21,8 +21,8 @@ import pytest
 from starlette.testclient import TestClient
 
 from bot import server
+from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
-from bot.sample import BASE, HEAD
 from tests import redis_helpers
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, Fault, signed_delivery

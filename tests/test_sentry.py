@@ -19,10 +19,10 @@ from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
 from bot import logs, sentry, server
+from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
 from bot.generate import OfflineProvider
 from bot.jobs import RetryLater
-from bot.sample import BASE, HEAD
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, Fault
 from tests.test_app_e2e import payload_for

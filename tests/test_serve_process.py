@@ -19,7 +19,7 @@ import httpx
 import pytest
 from githubkit.webhooks import sign
 
-from bot.sample import BASE, HEAD
+from bot.cli.sample import BASE, HEAD
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID
 

@@ -26,9 +26,9 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from starlette.testclient import TestClient
 
+from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
 from bot.github import InstallationClients, make_app_github
-from bot.sample import BASE, HEAD
 from bot.setup_app import (
     MANIFEST,
     RegisteredApp,

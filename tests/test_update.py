@@ -381,8 +381,8 @@ def test_an_update_that_cannot_be_placed_asks_for_everything():
 
 
 def test_through_the_model_the_answer_fills_only_the_new_entries():
+    from bot.cli.sample import make_sample_repo
     from bot.localgit import read_changes
-    from bot.sample import make_sample_repo
     from tests.test_pipeline import run_llm
 
     root = make_sample_repo(Path(tempfile.mkdtemp()))

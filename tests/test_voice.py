@@ -16,6 +16,7 @@ import pytest
 
 from bot import validate, voice
 from bot.budget import TokenCounter, load_encoding
+from bot.cli.sample import HEAD
 from bot.config import RepoConfig
 from bot.extract import collect_docstrings, extract
 from bot.generate import (
@@ -30,7 +31,6 @@ from bot.generate import (
 )
 from bot.localgit import read_changes
 from bot.models import Decision, DocParts, Param, Style
-from bot.sample import HEAD
 from tests.factories import make_target
 from tests.realgit import _ENV
 
