@@ -22,7 +22,6 @@ For GitHub Enterprise Server the web address is derived from ``GITHUB_API_URL``
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import copy
@@ -33,12 +32,10 @@ import json
 import os
 import re
 import secrets
-import socket
-import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -64,7 +61,6 @@ __all__ = [
     "load_manifest",
     "merge_env",
     "new_app_url",
-    "run_setup",
     "web_url",
     "write_env_file",
 ]
@@ -103,7 +99,7 @@ DEFAULT_API_URL = Settings.model_fields["github_api_url"].default
 MAX_NAME_LENGTH = 34
 CALLBACK_PATH = "/callback"
 _CODE = re.compile(r"[A-Za-z0-9_-]{1,200}")
-_WILDCARD_HOSTS = ("0.0.0.0", "::", "")
+WILDCARD_HOSTS = ("0.0.0.0", "::", "")
 
 
 class SetupError(Exception):
@@ -471,7 +467,7 @@ def allowed_hosts(bound: str) -> tuple[str, ...]:
     person visits, through DNS rebinding, and the state with it.
     """
     hosts = [bound, "localhost"]
-    if bound in _WILDCARD_HOSTS:
+    if bound in WILDCARD_HOSTS:
         hosts += ["127.0.0.1", "::1"]
     return tuple(dict.fromkeys(hosts))
 
@@ -498,37 +494,13 @@ def create_app(flow: SetupFlow, bound: str = "127.0.0.1") -> Starlette:
     async def callback(request: Request) -> Response:
         if not host_ok(request):
             return _error(400, "Invalid host header.")
-        state = request.query_params.get("state", "")
+        refused = _refuse_state(flow, request.query_params.get("state", ""))
+        if refused is not None:
+            return refused
         code = request.query_params.get("code", "")
-        if not flow.take_state(state):
-            if flow.was_used(state):
-                if flow.result is not None:  # the same answer again (a reload): no exchange
-                    return _done_response(flow, flow.result)
-                return _error(
-                    400, "This setup link was used already. Open the setup page again to retry."
-                )
-            return _error(400, "This answer is not from this setup run (wrong state).")
         if not _CODE.fullmatch(code):
             return _error(400, "GitHub's answer carries no valid code.")
-        async with flow.lock:  # one exchange at a time; the code works once
-            if flow.result is not None:
-                return _done_response(flow, flow.result)
-            try:
-                app = await exchange_code(flow.api_url, code, transport=flow.transport)
-            except SetupError as exc:
-                return _error(502, str(exc))
-            try:
-                write_env_file(flow.env_file, flow.env_values(app))
-            except (OSError, SetupError) as exc:
-                reason = getattr(exc, "strerror", None) or str(exc)
-                return _error(
-                    500,
-                    f"The App {app.name} was registered (id {app.id}) but {flow.env_file} "
-                    f"could not be written ({reason}). Generate a private key and read the "
-                    f"webhook secret on the App's settings page: {app.html_url}",
-                )
-            flow.result = app
-        return _done_response(flow, app, background=BackgroundTask(flow.finish))
+        return await _register(flow, code)
 
     return Starlette(
         routes=[
@@ -536,6 +508,41 @@ def create_app(flow: SetupFlow, bound: str = "127.0.0.1") -> Starlette:
             Route(CALLBACK_PATH, callback, methods=["GET"]),
         ],
     )
+
+
+def _refuse_state(flow: SetupFlow, state: str) -> Response | None:
+    """The answer to a callback whose ``state`` is not the current one; None if it is
+    (and is now used up)."""
+    if flow.take_state(state):
+        return None
+    if not flow.was_used(state):
+        return _error(400, "This answer is not from this setup run (wrong state).")
+    if flow.result is not None:  # the same answer again (a reload): no exchange
+        return _done_response(flow, flow.result)
+    return _error(400, "This setup link was used already. Open the setup page again to retry.")
+
+
+async def _register(flow: SetupFlow, code: str) -> Response:
+    """Exchange GitHub's ``code`` for the App's credentials and write them to the .env."""
+    async with flow.lock:  # one exchange at a time; the code works once
+        if flow.result is not None:
+            return _done_response(flow, flow.result)
+        try:
+            app = await exchange_code(flow.api_url, code, transport=flow.transport)
+        except SetupError as exc:
+            return _error(502, str(exc))
+        try:
+            write_env_file(flow.env_file, flow.env_values(app))
+        except (OSError, SetupError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            return _error(
+                500,
+                f"The App {app.name} was registered (id {app.id}) but {flow.env_file} "
+                f"could not be written ({reason}). Generate a private key and read the "
+                f"webhook secret on the App's settings page: {app.html_url}",
+            )
+        flow.result = app
+    return _done_response(flow, app, background=BackgroundTask(flow.finish))
 
 
 def _error(status: int, message: str) -> Response:
@@ -557,135 +564,3 @@ def _done_response(
     ]
     page = _message_page("docgen setup: done", lines)
     return HTMLResponse(page, headers=_HEADERS, background=background)
-
-
-# ------------------------------------------------------------------- the command
-
-
-def _url_host(host: str) -> str:
-    if host in _WILDCARD_HOSTS:
-        return "[::1]" if host == "::" else "127.0.0.1"
-    return f"[{host}]" if ":" in host else host
-
-
-def _check_webhook_url(url: str) -> None:
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise SetupError("--webhook-url must be an http(s) URL, like https://HOST/webhook")
-
-
-def _is_loopback(address: str) -> bool:
-    try:
-        return ipaddress.ip_address(address).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_bind(bound: str, allow_remote: bool) -> None:
-    """Refuse to serve the page beyond this machine unless asked to."""
-    if _is_loopback(bound) or allow_remote:
-        return
-    raise SetupError(
-        f"--host {bound} would serve the setup page beyond this machine: whoever reaches "
-        "it first can register an App with their own GitHub account and have its "
-        "credentials written to your .env. Use 127.0.0.1 (or ::1), or pass "
-        "--allow-remote if the network is yours alone."
-    )
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise SetupError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    return sock
-
-
-def run_setup(
-    args: argparse.Namespace,
-    settings: Settings,
-    *,
-    out: TextIO | None = None,
-    transport: httpx.AsyncBaseTransport | None = None,
-) -> int:
-    """``docgen setup``: serve the page, wait for GitHub's code, write the .env; exit code."""
-    import uvicorn
-
-    out = out or sys.stdout
-    try:
-        name = args.name.strip()
-        if not 0 < len(name) <= MAX_NAME_LENGTH:
-            raise SetupError(f"--name must be 1 to {MAX_NAME_LENGTH} characters")
-        _check_webhook_url(args.webhook_url)
-        env_file = Path(args.env_file)
-        check_env_writable(env_file)
-        base = load_manifest(args.manifest)
-        sock = _bind(args.host, args.port)
-    except SetupError as exc:
-        print(f"docgen: {exc}", file=sys.stderr)
-        return 2
-    bound = sock.getsockname()[0]  # "localhost" → 127.0.0.1: the address, not the name
-    try:
-        _check_bind(bound, bool(getattr(args, "allow_remote", False)))
-    except SetupError as exc:
-        sock.close()
-        print(f"docgen: {exc}", file=sys.stderr)
-        return 2
-    host = _url_host(bound)
-    origin = f"http://{host}:{sock.getsockname()[1]}"
-    flow = SetupFlow(
-        api_url=settings.github_api_url,
-        manifest=build_manifest(
-            base, name=name, webhook_url=args.webhook_url, redirect_url=origin + CALLBACK_PATH
-        ),
-        env_file=env_file,
-        org=args.org,
-        transport=transport,
-    )
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(flow, bound),  # Host checked against the bound address: no DNS rebinding
-            log_level="warning",
-            lifespan="off",
-            timeout_graceful_shutdown=5,
-        )
-    )
-
-    def done() -> None:
-        server.should_exit = True
-
-    flow.on_done = done
-    owner = f"the organization {args.org}" if args.org else "your user account"
-    if not urlsplit(args.webhook_url).path.endswith("/webhook"):
-        out.write("Note: `docgen serve` answers webhooks at /webhook.\n")
-    out.write(
-        f"Open {origin}/ in a browser signed in to {flow.web}: it registers the GitHub App "
-        f"{name!r} under {owner} (webhooks to {args.webhook_url}).\n"
-        "Waiting for GitHub's answer (Ctrl-C to stop) ...\n"
-    )
-    out.flush()
-    try:
-        server.run(sockets=[sock])
-    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on
-        pass
-    finally:
-        sock.close()
-    app = flow.result
-    if app is None:
-        out.write(f"Stopped: no App was registered and {env_file} is unchanged.\n")
-        return 130
-    out.write(
-        f"Registered the GitHub App {app.name} (id {app.id}): {app.html_url}\n"
-        f"Wrote {', '.join(flow.env_values(app))} to {env_file} (mode 0600).\n"
-        f"Install it: {flow.install_url(app)}\n"
-    )
-    if not app.webhook_secret:
-        out.write(
-            f"GitHub sent no webhook secret: set one on the App's page and add it to "
-            f"{env_file} as {ENV_WEBHOOK_SECRET}.\n"
-        )
-    return 0

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives import serialization
 from starlette.testclient import TestClient
 
 from bot.cli.sample import BASE, HEAD
+from bot.cli.setup import run_setup
 from bot.config import Settings
 from bot.github import InstallationClients, make_app_github
 from bot.setup_app import (
@@ -40,7 +41,6 @@ from bot.setup_app import (
     load_manifest,
     merge_env,
     new_app_url,
-    run_setup,
     web_url,
     write_env_file,
 )

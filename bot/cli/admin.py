@@ -30,7 +30,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _setup(args: argparse.Namespace) -> int:
-    from bot.setup_app import run_setup
+    from bot.cli.setup import run_setup
 
     return run_setup(args, load_settings())
 
