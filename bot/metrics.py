@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterable
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,91 +50,112 @@ def enable_multiprocess(directory: Path) -> None:
     values.ValueClass = values.MultiProcessValue()
 
 
+# Every metric docgen exports: the Metrics attribute, and how to make it (name, help,
+# labels).  A gauge's multiprocess_mode says how several processes' values add up when
+# they share a PROMETHEUS_MULTIPROC_DIR (bot.multiproc); it is ignored otherwise.
+_METRICS: dict[str, Callable[..., Any]] = {
+    "deliveries": partial(
+        Counter,
+        "docgen_webhook_deliveries",
+        "Webhook deliveries by event and outcome",
+        ["event", "outcome"],
+    ),
+    "ack_seconds": partial(
+        Histogram,
+        "docgen_webhook_ack_seconds",
+        "Time to acknowledge a webhook",
+        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10),
+    ),
+    "jobs": partial(
+        Gauge,
+        "docgen_jobs",
+        "Jobs in the journal by state",
+        ["state"],
+        multiprocess_mode="mostrecent",
+    ),
+    "jobs_running": partial(
+        Gauge,
+        "docgen_jobs_running",
+        "Jobs running in this process now",
+        multiprocess_mode="livesum",
+    ),
+    "job_results": partial(
+        Counter, "docgen_job_results", "Finished job runs by result", ["result"]
+    ),
+    "job_seconds": partial(
+        Histogram,
+        "docgen_job_seconds",
+        "Wall time of one job run",
+        buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+    ),
+    "tokens": partial(Counter, "docgen_llm_tokens", "LLM tokens spent", ["kind"]),
+    "cost": partial(Counter, "docgen_llm_cost_usd", "LLM cost in US dollars"),
+    "llm_seconds": partial(
+        Histogram,
+        "docgen_llm_call_seconds",
+        "Latency of one LLM call",
+        buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 60),
+    ),
+    "github_calls": partial(
+        Counter, "docgen_github_api_calls", "GitHub API calls by method", ["method"]
+    ),
+    "rate_limit_remaining": partial(
+        Gauge,
+        "docgen_github_rate_limit_remaining",
+        "x-ratelimit-remaining last seen from GitHub",
+        multiprocess_mode="mostrecent",
+    ),
+    "suggestions": partial(
+        Counter, "docgen_suggestions", "Docstring suggestions by action", ["action"]
+    ),
+    # From the journal's ledger at each scrape (usage_gauges): the same totals as
+    # `docgen usage`, this UTC month.  Labels: installation ids only (bounded by the
+    # installations of the App) and a fixed kind.
+    "installation_tokens": partial(
+        Gauge,
+        "docgen_installation_tokens",
+        "LLM tokens spent this UTC month per installation",
+        ["installation", "kind"],
+        multiprocess_mode="mostrecent",
+    ),
+    "installation_cost": partial(
+        Gauge,
+        "docgen_installation_cost_usd",
+        "LLM cost in US dollars this UTC month per installation",
+        ["installation"],
+        multiprocess_mode="mostrecent",
+    ),
+}
+
+
 class Metrics:
-    """The counters, gauges and histograms docgen exports."""
+    """The counters, gauges and histograms docgen exports (:data:`_METRICS`)."""
 
     content_type = CONTENT_TYPE_LATEST
 
+    deliveries: Counter
+    ack_seconds: Histogram
+    jobs: Gauge
+    jobs_running: Gauge
+    job_results: Counter
+    job_seconds: Histogram
+    tokens: Counter
+    cost: Counter
+    llm_seconds: Histogram
+    github_calls: Counter
+    rate_limit_remaining: Gauge
+    suggestions: Counter
+    installation_tokens: Gauge
+    installation_cost: Gauge
+
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
-        r = self.registry
         self._collectors: list[Callable[[Metrics], None]] = []
         # First in the registry: the on_collect hooks run before any metric is read,
         # whoever scrapes (render() or the worker's server).
-        r.register(_Hooks(self))
-        self.deliveries = Counter(
-            "docgen_webhook_deliveries",
-            "Webhook deliveries by event and outcome",
-            ["event", "outcome"],
-            registry=r,
-        )
-        self.ack_seconds = Histogram(
-            "docgen_webhook_ack_seconds",
-            "Time to acknowledge a webhook",
-            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10),
-            registry=r,
-        )
-        # multiprocess_mode: how several processes' values add up when they share a
-        # PROMETHEUS_MULTIPROC_DIR (bot.multiproc); ignored otherwise.
-        self.jobs = Gauge(
-            "docgen_jobs",
-            "Jobs in the journal by state",
-            ["state"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.jobs_running = Gauge(
-            "docgen_jobs_running",
-            "Jobs running in this process now",
-            registry=r,
-            multiprocess_mode="livesum",
-        )
-        self.job_results = Counter(
-            "docgen_job_results", "Finished job runs by result", ["result"], registry=r
-        )
-        self.job_seconds = Histogram(
-            "docgen_job_seconds",
-            "Wall time of one job run",
-            buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
-            registry=r,
-        )
-        self.tokens = Counter("docgen_llm_tokens", "LLM tokens spent", ["kind"], registry=r)
-        self.cost = Counter("docgen_llm_cost_usd", "LLM cost in US dollars", registry=r)
-        self.llm_seconds = Histogram(
-            "docgen_llm_call_seconds",
-            "Latency of one LLM call",
-            buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 60),
-            registry=r,
-        )
-        self.github_calls = Counter(
-            "docgen_github_api_calls", "GitHub API calls by method", ["method"], registry=r
-        )
-        self.rate_limit_remaining = Gauge(
-            "docgen_github_rate_limit_remaining",
-            "x-ratelimit-remaining last seen from GitHub",
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.suggestions = Counter(
-            "docgen_suggestions", "Docstring suggestions by action", ["action"], registry=r
-        )
-        # From the journal's ledger at each scrape (usage_gauges): the same totals as
-        # `docgen usage`, this UTC month.  Labels: installation ids only (bounded by
-        # the installations of the App) and a fixed kind.
-        self.installation_tokens = Gauge(
-            "docgen_installation_tokens",
-            "LLM tokens spent this UTC month per installation",
-            ["installation", "kind"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
-        self.installation_cost = Gauge(
-            "docgen_installation_cost_usd",
-            "LLM cost in US dollars this UTC month per installation",
-            ["installation"],
-            registry=r,
-            multiprocess_mode="mostrecent",
-        )
+        self.registry.register(_Hooks(self))
+        for attribute, make in _METRICS.items():
+            setattr(self, attribute, make(registry=self.registry))
 
     def on_collect(self, fn: Callable[[Metrics], None]) -> None:
         """Run ``fn`` before each scrape (e.g. to read job counts from the journal)."""
