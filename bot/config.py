@@ -43,19 +43,23 @@ class Price(BaseModel):
 
 # Public list prices (USD per 1M tokens), https://openai.com/api/pricing/ .
 # Longest matching prefix wins, so dated snapshots ("gpt-4o-2024-08-06") are priced too.
+# Each row: (prompt, completion) for a model-name prefix.
 DEFAULT_PRICES: dict[str, Price] = {
-    "gpt-4o-mini": Price(prompt=0.15, completion=0.60),
-    "gpt-4o": Price(prompt=2.50, completion=10.00),
-    "gpt-4.1-nano": Price(prompt=0.10, completion=0.40),
-    "gpt-4.1-mini": Price(prompt=0.40, completion=1.60),
-    "gpt-4.1": Price(prompt=2.00, completion=8.00),
-    "gpt-4-turbo": Price(prompt=10.00, completion=30.00),
-    "gpt-4": Price(prompt=30.00, completion=60.00),
-    "gpt-3.5-turbo": Price(prompt=0.50, completion=1.50),
-    "o4-mini": Price(prompt=1.10, completion=4.40),
-    "o3-mini": Price(prompt=1.10, completion=4.40),
-    "o3": Price(prompt=2.00, completion=8.00),
-    "offline": Price(prompt=0.0, completion=0.0),
+    name: Price(prompt=prompt, completion=completion)
+    for name, (prompt, completion) in {
+        "gpt-4o-mini": (0.15, 0.60),
+        "gpt-4o": (2.50, 10.00),
+        "gpt-4.1-nano": (0.10, 0.40),
+        "gpt-4.1-mini": (0.40, 1.60),
+        "gpt-4.1": (2.00, 8.00),
+        "gpt-4-turbo": (10.00, 30.00),
+        "gpt-4": (30.00, 60.00),
+        "gpt-3.5-turbo": (0.50, 1.50),
+        "o4-mini": (1.10, 4.40),
+        "o3-mini": (1.10, 4.40),
+        "o3": (2.00, 8.00),
+        "offline": (0.0, 0.0),
+    }.items()
 }
 
 
@@ -92,9 +96,7 @@ class Settings(BaseSettings):
     docgen_provider: Literal["auto", "openai", "azure", "offline"] = "auto"
     # How the answer's JSON shape is asked for (bot.generate.RESPONSE_MODES); auto
     # probes the server on the first call and falls back, best first.
-    docgen_response_format: Literal["auto", "json_schema", "json_object", "tools", "text"] = (
-        "auto"
-    )
+    docgen_response_format: Literal["auto", "json_schema", "json_object", "tools", "text"] = "auto"
     # Model calls in flight at once, per process; halved on timeouts down to 1.  A
     # local server (llama.cpp, Ollama) answers one at a time: set 1.
     docgen_llm_concurrency: int = Field(default=4, ge=1, le=64)

@@ -4,6 +4,9 @@ The base branch ``main`` holds a Google-style module; the branch ``feature`` add
 changes functions the way a real PR does: new undocumented functions and methods, a
 generator, a function that raises, a stale docstring (a renamed parameter), a private
 helper, and a change deep inside a long function whose header is outside the diff.
+
+Both versions are built from the parts they share, so that what the PR changes is
+what differs below: the imports, ``restock``, one branch of ``report``, the new code.
 """
 
 from __future__ import annotations
@@ -12,12 +15,14 @@ from pathlib import Path
 
 import git
 
-BASE = '''\
+_MODULE_DOC = '''\
 """Inventory helpers for the sample shop."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+'''
+
+_ITEM_AND_TOTAL = '''\
 
 
 @dataclass
@@ -45,17 +50,21 @@ def total(items: list[Item], discount: float = 0.0) -> int:
     """
     gross = sum(item.price for item in items)
     return round(gross * (1 - discount))
+'''
 
-
-def restock(shelf: dict[str, int], sku: str, count: int) -> None:
+_RESTOCK_DOC = '''\
     """Put items back on the shelf.
 
     Args:
         shelf: Stock per SKU.
         sku: The product.
     """
-    shelf[sku] = shelf.get(sku, 0) + count
+'''
 
+
+def _report(overstock: str) -> str:
+    """``report``: a long function; the PR adds the ``overstock`` branch deep inside."""
+    return f'''
 
 def report(shelf: dict[str, int]) -> list[str]:
     """List the stock, one line per product.
@@ -70,84 +79,41 @@ def report(shelf: dict[str, int]) -> list[str]:
     for sku in sorted(shelf):
         count = shelf[sku]
         if count == 0:
-            lines.append(f"{sku}: sold out")
+            lines.append(f"{{sku}}: sold out")
         elif count < 5:
-            lines.append(f"{sku}: {count} (low)")
-        else:
-            lines.append(f"{sku}: {count}")
+            lines.append(f"{{sku}}: {{count}} (low)")
+{overstock}        else:
+            lines.append(f"{{sku}}: {{count}}")
     return lines
 '''
 
-HEAD = '''\
-"""Inventory helpers for the sample shop."""
 
-from __future__ import annotations
+BASE = (
+    _MODULE_DOC
+    + "from dataclasses import dataclass\n"
+    + _ITEM_AND_TOTAL
+    + "\n\ndef restock(shelf: dict[str, int], sku: str, count: int) -> None:\n"
+    + _RESTOCK_DOC
+    + "    shelf[sku] = shelf.get(sku, 0) + count\n"
+    + _report("")
+)
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
-
-@dataclass
-class Item:
-    """A product on the shelf.
-
-    Args:
-        sku: Stock keeping unit.
-        price: Unit price in cents.
-    """
-
-    sku: str
-    price: int
-
-
-def total(items: list[Item], discount: float = 0.0) -> int:
-    """Add up the price of items.
-
-    Args:
-        items: The items to add up.
-        discount: Fraction taken off the total.
-
-    Returns:
-        The total in cents.
-    """
-    gross = sum(item.price for item in items)
-    return round(gross * (1 - discount))
-
-
-def restock(stock: dict[str, int], sku: str, count: int) -> None:
-    """Put items back on the shelf.
-
-    Args:
-        shelf: Stock per SKU.
-        sku: The product.
-    """
+# The PR: a renamed parameter (stale docstring), a new check, a new branch, new code.
+HEAD = (
+    _MODULE_DOC
+    + "from collections.abc import Iterator\nfrom dataclasses import dataclass\n"
+    + _ITEM_AND_TOTAL
+    + "\n\ndef restock(stock: dict[str, int], sku: str, count: int) -> None:\n"
+    + _RESTOCK_DOC
+    + """\
     if count < 0:
         raise ValueError("count must not be negative")
     stock[sku] = stock.get(sku, 0) + count
-
-
-def report(shelf: dict[str, int]) -> list[str]:
-    """List the stock, one line per product.
-
-    Args:
-        shelf: Stock per SKU.
-
-    Returns:
-        One line per product.
-    """
-    lines = []
-    for sku in sorted(shelf):
-        count = shelf[sku]
-        if count == 0:
-            lines.append(f"{sku}: sold out")
-        elif count < 5:
-            lines.append(f"{sku}: {count} (low)")
-        elif count > 1000:
-            lines.append(f"{sku}: {count} (overstocked)")
-        else:
-            lines.append(f"{sku}: {count}")
-    return lines
-
+"""
+    + _report(
+        '        elif count > 1000:\n            lines.append(f"{sku}: {count} (overstocked)")\n'
+    )
+    + """
 
 def cheapest(items: list[Item], limit: int = 3) -> list[Item]:
     ranked = sorted(items, key=lambda item: item.price)
@@ -180,7 +146,8 @@ class Basket:
 
 def _cents(value: float) -> int:
     return round(value * 100)
-'''
+"""
+)
 
 
 def make_sample_repo(root: Path) -> Path:
