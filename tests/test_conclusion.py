@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.conclusion import conclusion_for
-from bot.config import RepoConfig, load_repo_config
+from bot.conclusion import budget_notes, conclusion_for, why_not_run
+from bot.config import RepoConfig, Settings, load_repo_config
 from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
+from bot.usage import Totals
 from tests.factories import make_target
 
 
@@ -84,3 +85,48 @@ def test_a_broken_config_fails_the_check() -> None:
 def test_threshold_out_of_range_is_a_config_error(value: str) -> None:
     loaded = load_repo_config(f"coverage_threshold: {value}\n")
     assert loaded.errors and loaded.config.coverage_threshold is None
+
+
+# ------------------------------------------------------------ before the run starts
+
+
+@pytest.mark.parametrize(
+    ("config", "options", "fork", "title"),
+    [
+        pytest.param(RepoConfig(), {}, False, None, id="runs"),
+        pytest.param(
+            RepoConfig(auto_run=False),
+            {},
+            False,
+            "docgen is set to run on request",
+            id="on-request",
+        ),
+        pytest.param(RepoConfig(auto_run=False), {"force": True}, False, None, id="forced"),
+        pytest.param(
+            RepoConfig(fork_auto_run=False),
+            {},
+            True,
+            "docgen runs on fork pull requests on request",
+            id="fork-waits",
+        ),
+        pytest.param(RepoConfig(fork_auto_run=False), {}, False, None, id="not-a-fork"),
+        pytest.param(
+            RepoConfig(fork_auto_run=False), {"force": True}, True, None, id="fork-forced"
+        ),
+    ],
+)
+def test_why_a_run_stops_before_it_starts(config, options, fork, title):
+    stop = why_not_run(Settings(_env_file=None), config, options, fork=fork, pool=None)
+    assert (stop and stop["title"]) == title
+    if stop is not None:  # a button to start it by hand (check-run requested_action)
+        assert [a.identifier for a in stop["actions"]] == ["generate"]
+
+
+def test_budget_notes_say_what_was_spent_and_why_it_is_smaller():
+    spent = Totals(runs=2, prompt_tokens=1_000, completion_tokens=234, cost_usd=0.0123)
+    notes = budget_notes(spent, 5_000, fork=True, offline=False)
+    assert notes == [
+        "This PR has used 1,234 of its 5,000-token budget in 2 earlier run(s) ($0.0123).",
+        "This pull request comes from a fork: its budget is 5,000 tokens.",
+    ]
+    assert budget_notes(Totals(), 5_000, fork=False, offline=False) == []
