@@ -50,80 +50,61 @@ def enable_multiprocess(directory: Path) -> None:
     values.ValueClass = values.MultiProcessValue()
 
 
-# Every metric docgen exports: the Metrics attribute, and how to make it (name, help,
-# labels).  A gauge's multiprocess_mode says how several processes' values add up when
-# they share a PROMETHEUS_MULTIPROC_DIR (bot.multiproc); it is ignored otherwise.
+def _counter(name: str, doc: str, *labels: str) -> Callable[..., Counter]:
+    return partial(Counter, name, doc, labels)
+
+
+def _histogram(name: str, doc: str, buckets: tuple[float, ...]) -> Callable[..., Histogram]:
+    return partial(Histogram, name, doc, buckets=buckets)
+
+
+def _gauge(name: str, doc: str, *labels: str, mode: str = "mostrecent") -> Callable[..., Gauge]:
+    """A gauge; ``mode`` says how several processes' values add up when they share a
+    PROMETHEUS_MULTIPROC_DIR (bot.multiproc), and is ignored otherwise."""
+    return partial(Gauge, name, doc, labels, multiprocess_mode=mode)
+
+
+# Every metric docgen exports, by its Metrics attribute.
 _METRICS: dict[str, Callable[..., Any]] = {
-    "deliveries": partial(
-        Counter,
-        "docgen_webhook_deliveries",
-        "Webhook deliveries by event and outcome",
-        ["event", "outcome"],
+    "deliveries": _counter(
+        "docgen_webhook_deliveries", "Webhook deliveries by event and outcome", "event", "outcome"
     ),
-    "ack_seconds": partial(
-        Histogram,
+    "ack_seconds": _histogram(
         "docgen_webhook_ack_seconds",
         "Time to acknowledge a webhook",
-        buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10),
+        (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 10),
     ),
-    "jobs": partial(
-        Gauge,
-        "docgen_jobs",
-        "Jobs in the journal by state",
-        ["state"],
-        multiprocess_mode="mostrecent",
+    "jobs": _gauge("docgen_jobs", "Jobs in the journal by state", "state"),
+    "jobs_running": _gauge(
+        "docgen_jobs_running", "Jobs running in this process now", mode="livesum"
     ),
-    "jobs_running": partial(
-        Gauge,
-        "docgen_jobs_running",
-        "Jobs running in this process now",
-        multiprocess_mode="livesum",
+    "job_results": _counter("docgen_job_results", "Finished job runs by result", "result"),
+    "job_seconds": _histogram(
+        "docgen_job_seconds", "Wall time of one job run", (0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300)
     ),
-    "job_results": partial(
-        Counter, "docgen_job_results", "Finished job runs by result", ["result"]
+    "tokens": _counter("docgen_llm_tokens", "LLM tokens spent", "kind"),
+    "cost": _counter("docgen_llm_cost_usd", "LLM cost in US dollars"),
+    "llm_seconds": _histogram(
+        "docgen_llm_call_seconds", "Latency of one LLM call", (0.25, 0.5, 1, 2, 5, 10, 20, 40, 60)
     ),
-    "job_seconds": partial(
-        Histogram,
-        "docgen_job_seconds",
-        "Wall time of one job run",
-        buckets=(0.1, 0.5, 1, 2, 5, 10, 30, 60, 120, 300),
+    "github_calls": _counter("docgen_github_api_calls", "GitHub API calls by method", "method"),
+    "rate_limit_remaining": _gauge(
+        "docgen_github_rate_limit_remaining", "x-ratelimit-remaining last seen from GitHub"
     ),
-    "tokens": partial(Counter, "docgen_llm_tokens", "LLM tokens spent", ["kind"]),
-    "cost": partial(Counter, "docgen_llm_cost_usd", "LLM cost in US dollars"),
-    "llm_seconds": partial(
-        Histogram,
-        "docgen_llm_call_seconds",
-        "Latency of one LLM call",
-        buckets=(0.25, 0.5, 1, 2, 5, 10, 20, 40, 60),
-    ),
-    "github_calls": partial(
-        Counter, "docgen_github_api_calls", "GitHub API calls by method", ["method"]
-    ),
-    "rate_limit_remaining": partial(
-        Gauge,
-        "docgen_github_rate_limit_remaining",
-        "x-ratelimit-remaining last seen from GitHub",
-        multiprocess_mode="mostrecent",
-    ),
-    "suggestions": partial(
-        Counter, "docgen_suggestions", "Docstring suggestions by action", ["action"]
-    ),
+    "suggestions": _counter("docgen_suggestions", "Docstring suggestions by action", "action"),
     # From the journal's ledger at each scrape (usage_gauges): the same totals as
     # `docgen usage`, this UTC month.  Labels: installation ids only (bounded by the
     # installations of the App) and a fixed kind.
-    "installation_tokens": partial(
-        Gauge,
+    "installation_tokens": _gauge(
         "docgen_installation_tokens",
         "LLM tokens spent this UTC month per installation",
-        ["installation", "kind"],
-        multiprocess_mode="mostrecent",
+        "installation",
+        "kind",
     ),
-    "installation_cost": partial(
-        Gauge,
+    "installation_cost": _gauge(
         "docgen_installation_cost_usd",
         "LLM cost in US dollars this UTC month per installation",
-        ["installation"],
-        multiprocess_mode="mostrecent",
+        "installation",
     ),
 }
 
