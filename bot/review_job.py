@@ -6,6 +6,7 @@ check run it started in the job's data, so a job resumed after a crash finishes 
 check run instead of opening a second one (invariant 6); it never posts a suggestion
 that is already on the PR (invariant 4); and whatever goes wrong ends as a line in the
 check run, or as a retry later — never as a silently dropped PR (invariant 7).
+What the check run concludes and says is decided by the pure :mod:`bot.conclusion`.
 """
 
 from __future__ import annotations
