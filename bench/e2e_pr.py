@@ -50,9 +50,10 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from bot import github, server  # noqa: E402
+from bot import server  # noqa: E402
 from bot.config import Settings  # noqa: E402
 from bot.generate import make_provider  # noqa: E402
+from bot.github import sansio  # noqa: E402
 from tests import fake_openai  # noqa: E402
 from tests.fake_github import APP_ID, FakeGitHub, signed_delivery  # noqa: E402
 
@@ -69,7 +70,7 @@ def is_write(call: Any) -> bool:
     (classified as docgen's write pacer does), REST by route."""
     if call.route == "graphql":
         request = httpx.Request(call.method, f"https://api.github.com{call.path}", json=call.json)
-        return github.is_write(request)
+        return sansio.is_write(request)
     return call.route in WRITE_ROUTES
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from bot import logs, render
 from bot.budget import CapReached, InstallationQuota, TokenBudget
 from bot.config import LoadedRepoConfig, RepoConfig, Settings
-from bot.github import GENERATE_ACTION, Conclusion
+from bot.github.payloads import GENERATE_ACTION, Conclusion
 from bot.jobs import Job
 from bot.models import Action, Decision, FileChange, Report
 from bot.quota import fork_runs_automatically

@@ -65,7 +65,7 @@ from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
 from bot import logs, quota
-from bot.github import InstallationClients
+from bot.github.client import InstallationClients
 from bot.jobs import (
     BACKOFF_BASE,
     BACKOFF_CAP,
@@ -896,7 +896,7 @@ class RedisJournal:
 
 
 class RedisInstallationClients(InstallationClients):
-    """:class:`~bot.github.InstallationClients` whose :meth:`forget` reaches every worker.
+    """:class:`~bot.github.client.InstallationClients` whose :meth:`forget` reaches every worker.
 
     The web process receives the ``installation`` deleted/suspend event, but the
     installation tokens are cached in the workers: it records a forget mark in Redis

@@ -36,16 +36,11 @@ from bot.deadline import check as check_deadline
 from bot.events import HELP
 from bot.extract import collect_docstrings
 from bot.generate import Provider
-from bot.github import (
-    FetchLimits,
-    GitHubError,
-    GitHubUnavailable,
-    InstallationClients,
-    NotFound,
-    PullInfo,
-    PullRequestAPI,
-    ReviewComment,
-)
+from bot.github.client import InstallationClients, PullRequestAPI
+from bot.github.errors import GitHubError, GitHubUnavailable, NotFound
+from bot.github.heads import FetchLimits
+from bot.github.parsing import PullInfo
+from bot.github.payloads import ReviewComment
 from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
 from bot.metrics import Metrics
 from bot.models import Action, FileChange, Outcome, Report, Style

@@ -36,7 +36,8 @@ from bot.budget import TokenCounter, encoding_for_model, load_encoding
 from bot.cache import DocstringCache, RedisCache, SqliteCache
 from bot.config import Settings
 from bot.generate import ConfigError, Provider, make_provider
-from bot.github import InstallationClients, make_app_github
+from bot.github.client import InstallationClients
+from bot.github.connection import make_app_github
 from bot.intake import BodyLimits
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
 from bot.metrics import Metrics, MetricsServer, usage_gauges

@@ -47,7 +47,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from bot.config import Settings
-from bot.github import API_VERSION, USER_AGENT
+from bot.github.sansio import API_VERSION, USER_AGENT
 
 __all__ = [
     "MANIFEST",

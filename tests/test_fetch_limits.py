@@ -20,7 +20,8 @@ from bot.cache import MemoryCache
 from bot.config import RepoConfig
 from bot.deadline import Deadline, DeadlineExceeded
 from bot.generate import OfflineProvider
-from bot.github import FetchLimits, InstallationClients, PullRequestAPI
+from bot.github.client import InstallationClients, PullRequestAPI
+from bot.github.heads import FetchLimits
 from bot.models import FileChange
 from bot.pipeline import Context
 from bot.pipeline import run as run_pipeline

@@ -20,26 +20,20 @@ from githubkit.exception import RequestFailed
 from bot import events, render
 from bot.config import Settings
 from bot.diff import parse_patch
-from bot.github import (
-    API_VERSION,
+from bot.github.client import InstallationClients, PullRequestAPI
+from bot.github.connection import make_app_github, shared_ssl_context
+from bot.github.errors import Forbidden, GitHubError, GitHubUnavailable, NotFound, Unauthorized
+from bot.github.parsing import is_own_comment
+from bot.github.payloads import (
     GENERATE_ACTION,
     CheckRunAction,
-    Forbidden,
-    GitHubError,
-    GitHubUnavailable,
-    InstallationClients,
-    NotFound,
-    PullRequestAPI,
     ReviewComment,
-    Unauthorized,
     check_run_create_payload,
     check_run_output,
     check_run_update_payloads,
-    is_own_comment,
-    make_app_github,
     review_payload,
-    shared_ssl_context,
 )
+from bot.github.sansio import API_VERSION
 from bot.models import Suggestion
 from tests.conftest import OWNER, REPO, FakeClock
 from tests.fake_github import APP_ID, FakeGitHub, Fault

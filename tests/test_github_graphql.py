@@ -18,18 +18,12 @@ from bot.budget import TokenBudget, TokenCounter, load_encoding
 from bot.cache import MemoryCache
 from bot.config import RepoConfig, Settings
 from bot.generate import OfflineProvider
-from bot.github import (
-    GRAPHQL_BATCH,
-    FileEntry,
-    GitHubUnavailable,
-    InstallationClients,
-    NotFound,
-    PullRequestAPI,
-    graphql_url,
-    head_blobs_query,
-    is_write,
-    make_app_github,
-)
+from bot.github.client import InstallationClients, PullRequestAPI
+from bot.github.connection import make_app_github
+from bot.github.errors import GitHubUnavailable, NotFound
+from bot.github.graphql import GRAPHQL_BATCH, graphql_url, head_blobs_query
+from bot.github.parsing import FileEntry
+from bot.github.sansio import is_write
 from bot.models import FileChange
 from bot.pipeline import Context
 from bot.pipeline import run as run_pipeline

@@ -17,7 +17,7 @@ from arq.worker import Retry
 from redis.exceptions import RedisError
 
 from bot.cache import RedisCache
-from bot.github import make_app_github
+from bot.github.connection import make_app_github
 from bot.jobs import JobLost, JobState, PermanentJobError, RetryLater
 from bot.models import DocParts
 from bot.redisq import (

@@ -29,7 +29,8 @@ from starlette.testclient import TestClient
 from bot.cli.sample import BASE, HEAD
 from bot.cli.setup import run_setup
 from bot.config import Settings
-from bot.github import InstallationClients, make_app_github
+from bot.github.client import InstallationClients
+from bot.github.connection import make_app_github
 from bot.setup_app import (
     MANIFEST,
     RegisteredApp,
