@@ -60,7 +60,9 @@ RATE_LIMITS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "graphql", "earliest"), RATE_LIMITS, ids=[r[0] for r in RATE_LIMITS])
+@pytest.mark.parametrize(
+    ("name", "graphql", "earliest"), RATE_LIMITS, ids=[r[0] for r in RATE_LIMITS]
+)
 def test_a_rate_limit_stops_the_installation_until_github_allows_the_next_request(
     name: str, graphql: bool, earliest: float
 ) -> None:
@@ -164,7 +166,9 @@ def test_giving_up_after_the_policys_retries():
 
 def test_giving_up_when_the_wait_would_pass_the_policys_budget():
     policy = sansio.RetryPolicy(max_wait=10.0, backoff=4.0)
-    step = decide(recorded("server_error_502"), tries=sansio.Tries(attempt=1, waited=4.0), policy=policy)
+    step = decide(
+        recorded("server_error_502"), tries=sansio.Tries(attempt=1, waited=4.0), policy=policy
+    )
     assert isinstance(step, sansio.Fail) and isinstance(step.error, GitHubUnavailable)
 
 
@@ -182,8 +186,10 @@ def test_blocked_wait():
 def test_header_names_are_matched_whatever_their_case():
     upper = sansio.Answer(403, {"Retry-After": "7"}, b'{"message": "x"}')
     lower = sansio.Answer(403, httpx.Headers({"retry-after": "7"}), b'{"message": "x"}')
-    assert decide(upper) == decide(lower) == sansio.Retry(
-        delay=7.0, problem="403 x", block_until=NOW + 7
+    assert (
+        decide(upper)
+        == decide(lower)
+        == sansio.Retry(delay=7.0, problem="403 x", block_until=NOW + 7)
     )
 
 

@@ -523,4 +523,6 @@ class PullRequestAPI(Session):
             ),
         )
         assert response is not None
-        return parsed(object_id, response, "POST /repos/{owner}/{repo}/issues/{issue_number}/comments")
+        return parsed(
+            object_id, response, "POST /repos/{owner}/{repo}/issues/{issue_number}/comments"
+        )

@@ -128,9 +128,7 @@ def blob_content(node: Any, entry: FileEntry) -> bytes | ViaRest | None:
     return data if len(data) == node.get("byteSize") else VIA_REST
 
 
-def repository_nodes(
-    data: dict[str, Any], errors: Sequence[GraphQLError]
-) -> dict[str, Any] | None:
+def repository_nodes(data: dict[str, Any], errors: Sequence[GraphQLError]) -> dict[str, Any] | None:
     """``{alias: node}`` of an answer over ``repository`` (alias null or errored → None).
 
     None when GraphQL could not answer for the repository at all for a reason other

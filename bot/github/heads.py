@@ -82,6 +82,7 @@ def worth_reading(entry: FileEntry, wanted: Callable[[str], bool] | None) -> boo
         return False
     return wanted is None or wanted(entry.filename)
 
+
 class HeadReader:
     """Reads the head contents of one PR's files through ``api`` (one run's worth)."""
 
@@ -139,7 +140,9 @@ class HeadReader:
         graphql_ok = True
         for start in range(0, len(with_sha), GRAPHQL_BATCH):
             batch = with_sha[start : start + GRAPHQL_BATCH]
-            query, variables = blob_sizes_query(self.api.owner, self.api.repo, [str(f.sha) for f in batch])
+            query, variables = blob_sizes_query(
+                self.api.owner, self.api.repo, [str(f.sha) for f in batch]
+            )
             nodes = await self.api.objects(query, variables)
             if nodes is None:
                 graphql_ok = False

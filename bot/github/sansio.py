@@ -16,7 +16,7 @@ import http
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import httpx
@@ -255,6 +255,15 @@ class Tries:
     waited: float = 0.0
     refreshed: bool = False
 
+    def retried(self) -> Tries:
+        return replace(self, attempt=self.attempt + 1)
+
+    def waiting(self, seconds: float) -> Tries:
+        return replace(self, waited=self.waited + seconds)
+
+    def after_refresh(self) -> Tries:
+        return replace(self, refreshed=True)
+
 
 @dataclass(frozen=True, kw_only=True)
 class Step:
@@ -330,7 +339,9 @@ def decide(
     if rate is not None:
         return _again(label, problem, status, rate, tries, policy, now, limited=True)
     if status >= 500:  # GitHub failing, perhaps for a moment: back off exponentially
-        return _again(label, problem, status, policy.backoff_delay(tries.attempt), tries, policy, now)
+        return _again(
+            label, problem, status, policy.backoff_delay(tries.attempt), tries, policy, now
+        )
     if status == 401 and can_refresh and not tries.refreshed:
         # A cached token GitHub no longer accepts (revoked, or our clock is off):
         # githubkit would keep sending it until it expires.

@@ -11,7 +11,6 @@ https://docs.github.com/en/rest/using-the-rest-api/rate-limits-for-the-rest-api#
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -103,9 +102,14 @@ class Session:
             self.calls[label] += 1
             response, answer = await self._call(label, call)
             step = sansio.decide(
-                label, answer, tries=tries, policy=self.retry, now=self.clock.time(),
-                graphql=graphql, can_refresh=self._can_refresh(),
-            )  # fmt: skip
+                label,
+                answer,
+                tries=tries,
+                policy=self.retry,
+                now=self.clock.time(),
+                graphql=graphql,
+                can_refresh=self._can_refresh(),
+            )
             if step.block_until is not None:  # every request of the installation waits
                 self.pacer.block_until(step.block_until)
             if isinstance(step, sansio.Done):
@@ -114,14 +118,14 @@ class Session:
                 raise step.error from None
             if isinstance(step, sansio.Refresh):
                 self._forget_credentials()
-                tries = dataclasses.replace(tries, refreshed=True)
+                tries = tries.after_refresh()
                 continue
             assert isinstance(step, sansio.Retry)
             log.warning("GitHub %s: %s; retrying in %.1f s", label, step.problem, step.delay)
-            tries = dataclasses.replace(tries, attempt=tries.attempt + 1)
+            tries = tries.retried()
             if step.block_until is None:  # a rate limit waits at the top of the loop
                 await self._wait(step.delay)
-                tries = dataclasses.replace(tries, waited=tries.waited + step.delay)
+                tries = tries.waiting(step.delay)
                 if method == "POST" and already_done is not None and await already_done():
                     log.info("GitHub %s had succeeded before failing; not re-sent", label)
                     return None
@@ -134,7 +138,7 @@ class Session:
         if block <= 0:
             return tries
         await self._wait(block)
-        return dataclasses.replace(tries, waited=tries.waited + block)
+        return tries.waiting(block)
 
     async def _call(
         self, label: str, call: _Call
