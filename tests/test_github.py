@@ -447,7 +447,9 @@ def test_fetch_changes(github_clients, fake_github, make_pr):
         "graphql",
         "graphql",
     ]
-    assert fake_github.graphql_objects == [f"{pr.head_sha}:{path}" for path in ("keep.py", "new.py")]
+    assert fake_github.graphql_objects == [
+        f"{pr.head_sha}:{path}" for path in ("keep.py", "new.py")
+    ]
     assert fake_github.bytes_served == len(head["keep.py"]) + len(head["new.py"])
 
 
@@ -983,6 +985,40 @@ def test_persistent_server_errors_give_up(github_clients, fake_github, fake_cloc
         "GET /repos/{owner}/{repo}/pulls/{pull_number}: 500 Server Error;"
         " giving up after 4 attempt(s)"
     )
+
+
+class DroppingTransport(StampTransport):
+    """Drops the first ``drops`` connections to one path, as a flaky network does."""
+
+    def __init__(self, app: Any, clock: FakeClock, path: str, drops: int) -> None:
+        super().__init__(app, clock)
+        self.path, self.drops = path, drops
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == self.path and self.drops > 0:
+            self.drops -= 1
+            raise httpx.ConnectError("connection refused", request=request)
+        return await super().handle_async_request(request)
+
+
+@pytest.mark.parametrize(("drops", "answered"), [(2, True), (4, False)])
+def test_network_errors_are_retried_with_backoff_then_handed_back(
+    fake_github, github_settings, fake_clock, make_pr, drops, answered
+):
+    make_pr({"a.py": ""}, {"a.py": "x = 1\n"})
+    transport = DroppingTransport(
+        fake_github.app, fake_clock, f"/repos/{OWNER}/{REPO}/pulls/1", drops
+    )
+    app = make_app_github(github_settings, async_transport=transport, clock=fake_clock)
+    api = InstallationClients(app, clock=fake_clock).api(1, OWNER, REPO)
+    if answered:
+        assert run(api.get_pull(1)).number == 1
+        assert fake_clock.sleeps == [1.0, 2.0]
+        return
+    with pytest.raises(GitHubUnavailable) as caught:
+        run(api.get_pull(1))
+    assert "network error (ConnectError)" in str(caught.value) and caught.value.status is None
+    assert fake_clock.sleeps == [1.0, 2.0, 4.0]
 
 
 def test_token_request_failures_are_retried(github_clients, fake_github, fake_clock, make_pr):
