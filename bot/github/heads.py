@@ -83,6 +83,33 @@ def worth_reading(entry: FileEntry, wanted: Callable[[str], bool] | None) -> boo
     return wanted is None or wanted(entry.filename)
 
 
+def choose(
+    files: Sequence[FileEntry], sizes: dict[str, _Size | str | None], limits: FetchLimits
+) -> tuple[list[tuple[FileEntry, _Size]], dict[str, str]]:
+    """The files to download (in the list's order) and, for those not, why: a reason
+    found while measuring, over ``max_file_bytes``, or past ``max_run_bytes``.
+
+    A file with no size at all (None: GitHub has no such file at head) is neither.
+    """
+    chosen: list[tuple[FileEntry, _Size]] = []
+    skipped: dict[str, str] = {}
+    planned = 0
+    for entry in files:
+        size = sizes.get(entry.filename)
+        if isinstance(size, str):
+            skipped[entry.filename] = size
+        elif size is None:
+            continue  # GitHub has no such file at head: "file content unavailable"
+        elif limits.max_file_bytes is not None and size.bytes > limits.max_file_bytes:
+            skipped[entry.filename] = too_large(size.bytes, limits.max_file_bytes)
+        elif limits.max_run_bytes is not None and planned + size.bytes > limits.max_run_bytes:
+            skipped[entry.filename] = over_run_cap(size.bytes, limits.max_run_bytes)
+        else:
+            planned += size.bytes
+            chosen.append((entry, size))
+    return chosen, skipped
+
+
 class HeadReader:
     """Reads the head contents of one PR's files through ``api`` (one run's worth)."""
 
@@ -105,26 +132,9 @@ class HeadReader:
            query; REST blobs for what GraphQL cannot give exactly.
         https://docs.github.com/en/graphql/reference/objects#blob
         """
-        limits = limits or FetchLimits()
         sizes, graphql_ok = await self._sizes(head_sha, files)
-        contents: dict[str, bytes | None] = {}
-        skipped: dict[str, str] = {}
-        chosen: list[tuple[FileEntry, _Size]] = []
-        planned = 0
-        for entry in files:
-            size = sizes.get(entry.filename)
-            contents[entry.filename] = None
-            if isinstance(size, str):
-                skipped[entry.filename] = size
-            elif size is None:
-                continue  # GitHub has no such file at head: "file content unavailable"
-            elif limits.max_file_bytes is not None and size.bytes > limits.max_file_bytes:
-                skipped[entry.filename] = too_large(size.bytes, limits.max_file_bytes)
-            elif limits.max_run_bytes is not None and planned + size.bytes > limits.max_run_bytes:
-                skipped[entry.filename] = over_run_cap(size.bytes, limits.max_run_bytes)
-            else:
-                planned += size.bytes
-                chosen.append((entry, size))
+        chosen, skipped = choose(files, sizes, limits or FetchLimits())
+        contents: dict[str, bytes | None] = dict.fromkeys((f.filename for f in files), None)
         read = await self._read_heads(head_sha, chosen, graphql=graphql_ok)
         contents.update(read)
         return HeadContents(contents, skipped, sum(len(v) for v in read.values() if v))
