@@ -39,8 +39,8 @@ from bot.generate import Provider
 from bot.github.client import InstallationClients, PullRequestAPI
 from bot.github.errors import GitHubError, GitHubUnavailable, NotFound
 from bot.github.heads import FetchLimits
-from bot.github.parsing import PullInfo
 from bot.github.payloads import ReviewComment
+from bot.github.pulls import PullInfo
 from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
 from bot.metrics import Metrics
 from bot.models import Action, FileChange, Outcome, Report, Style

@@ -23,7 +23,6 @@ from bot.diff import parse_patch
 from bot.github.client import InstallationClients, PullRequestAPI
 from bot.github.connection import make_app_github, shared_ssl_context
 from bot.github.errors import Forbidden, GitHubError, GitHubUnavailable, NotFound, Unauthorized
-from bot.github.parsing import is_own_comment
 from bot.github.payloads import (
     GENERATE_ACTION,
     CheckRunAction,
@@ -33,6 +32,7 @@ from bot.github.payloads import (
     check_run_update_payloads,
     review_payload,
 )
+from bot.github.pulls import is_own_comment
 from bot.github.sansio import API_VERSION
 from bot.models import Suggestion
 from tests.conftest import OWNER, REPO, FakeClock

@@ -22,7 +22,7 @@ from bot.github.client import InstallationClients, PullRequestAPI
 from bot.github.connection import make_app_github
 from bot.github.errors import GitHubUnavailable, NotFound
 from bot.github.graphql import GRAPHQL_BATCH, graphql_url, head_blobs_query
-from bot.github.parsing import FileEntry
+from bot.github.pulls import FileEntry
 from bot.github.sansio import is_write
 from bot.models import FileChange
 from bot.pipeline import Context

@@ -7,7 +7,7 @@ Built on githubkit (async); import each name from the module that owns it:
   error), :class:`~bot.github.sansio.RetryPolicy`.
 * :mod:`~bot.github.errors` — the one exception tree (:class:`GitHubError` and kin).
 * :mod:`~bot.github.payloads` — review and check-run bodies (pure, tested with ``==``).
-* :mod:`~bot.github.parsing` — GitHub's answers about a PR read into values (pure).
+* :mod:`~bot.github.pulls` — GitHub's answers about a PR read into values (pure).
 * :mod:`~bot.github.graphql` — the blob queries and reading their answers (pure).
 * :mod:`~bot.github.pacing` — :class:`~bot.github.pacing.WritePacer`: writes one at a
   time, a second apart; reads through.

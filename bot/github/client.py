@@ -2,7 +2,7 @@
 
 :class:`PullRequestAPI` sends through :class:`bot.github.session.Session` (a short loop
 over :func:`bot.github.sansio.decide`).  Payloads come from :mod:`bot.github.payloads`,
-answers are read by :mod:`bot.github.parsing`, and head contents by
+answers are read by :mod:`bot.github.pulls`, and head contents by
 :mod:`bot.github.heads`.
 """
 
@@ -23,7 +23,17 @@ from bot.github.connection import PooledGitHub
 from bot.github.errors import GitHubError, NotFound, Unprocessable
 from bot.github.heads import FetchLimits, HeadContents, HeadReader, worth_reading
 from bot.github.pacing import Clock, WritePacer
-from bot.github.parsing import (
+from bot.github.payloads import (
+    CheckRunAction,
+    Conclusion,
+    ReviewComment,
+    ReviewResult,
+    check_run_create_payload,
+    check_run_output,
+    check_run_update_payloads,
+    review_payload,
+)
+from bot.github.pulls import (
     FileEntry,
     PullChanges,
     PullInfo,
@@ -34,16 +44,6 @@ from bot.github.parsing import (
     object_id,
     parsed,
     pull_info,
-)
-from bot.github.payloads import (
-    CheckRunAction,
-    Conclusion,
-    ReviewComment,
-    ReviewResult,
-    check_run_create_payload,
-    check_run_output,
-    check_run_update_payloads,
-    review_payload,
 )
 from bot.github.sansio import RetryPolicy, iso_time
 from bot.github.session import Session

@@ -16,7 +16,7 @@ import httpx
 from githubkit.graphql import GraphQLError
 
 from bot.github.errors import Forbidden, GitHubError, NotFound
-from bot.github.parsing import FileEntry
+from bot.github.pulls import FileEntry
 from bot.github.sansio import GRAPHQL_ROUTE
 
 log = logging.getLogger(__name__)

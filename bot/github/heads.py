@@ -19,7 +19,7 @@ from bot.github.graphql import (
     blob_sizes_query,
     head_blobs_query,
 )
-from bot.github.parsing import FileEntry, as_object
+from bot.github.pulls import FileEntry, as_object
 
 if TYPE_CHECKING:
     from bot.github.client import PullRequestAPI
