@@ -170,8 +170,8 @@ def prepared(client: GitHub[Any], clock: Clock | None) -> PooledGitHub:
     """``client`` as PullRequestAPI needs it: our pacer, no githubkit retries or HTTP
     cache, a pool for ``async with api:``.
 
-    Clients from :class:`~bot.github.client.InstallationClients` already are; any other gets an equivalent
-    client sharing its auth and token cache.
+    Clients from :class:`~bot.github.client.InstallationClients` already are; any
+    other gets an equivalent client sharing its auth and token cache.
     """
     config = client.config
     if (
