@@ -216,3 +216,14 @@ def test_next_page_follows_rel_next_on_the_same_host_only():
     assert sansio.next_page("", base) is None
     with pytest.raises(GitHubError, match="points away"):
         sansio.next_page(DOCS_LINK.replace("api.github.com", "evil.example"), base)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"<html>502</html>", b"[]", b'{"data": {"viewer": null}}', b'{"errors": [{"type": 1}]}'],
+    ids=["not-json", "not-an-object", "no-errors", "errors-without-message"],
+)
+def test_an_answer_that_is_not_graphqls_error_shape_is_not_a_rate_limit(body: bytes) -> None:
+    # The caller reports it as an unexpected answer; it is not waited for.
+    assert sansio.graphql_rate_limit(body) is None
+    assert isinstance(decide(sansio.Answer(200, {}, body), graphql=True), sansio.Done)
