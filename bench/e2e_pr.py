@@ -52,8 +52,8 @@ from starlette.testclient import TestClient  # noqa: E402
 
 from bot import server  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.generate import make_provider  # noqa: E402
 from bot.github import sansio  # noqa: E402
+from bot.llm.factory import make_provider  # noqa: E402
 from tests import fake_openai  # noqa: E402
 from tests.fake_github import APP_ID, FakeGitHub, signed_delivery  # noqa: E402
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.corpus import read_text
 from bot.config import RepoConfig
 from bot.extract import extract
-from bot.generate import offline_parts
+from bot.llm.offline import offline_parts
 from bot.models import Decision, Style
 from bot.style import compose
 from bot.validate import Accepted, edit_region, make_edit, prove_module, split_lines

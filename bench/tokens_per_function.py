@@ -32,19 +32,14 @@ from pathlib import Path
 
 import docstring_parser
 
-from bot.budget import (
-    PlanItem,
-    TokenBudget,
-    TokenCounter,
-    completion_reserve,
-    encoding_for_model,
-    load_encoding,
-    plan,
-)
+from bot.budget import TokenBudget
 from bot.config import DEFAULT_TOKEN_BUDGET, RepoConfig
 from bot.extract import extract
-from bot.generate import GenerationItem, GenerationRequest, estimate_prompt_tokens
+from bot.llm.prompt import estimate_prompt_tokens
+from bot.llm.provider import GenerationItem, GenerationRequest
 from bot.models import Decision, Style, Target
+from bot.plan import PlanItem, completion_reserve, plan
+from bot.tokens import TokenCounter, encoding_for_model, load_encoding
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
 

@@ -53,18 +53,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import PullRequest, change_blocks, make_pr, new_file_pr
 
-from bot.budget import TokenBudget, TokenCounter, encoding_for_model, load_encoding
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.generate import (
-    GenerationRequest,
-    GenerationResult,
-    estimate_prompt_tokens,
-    offline_parts,
-    prompt_source,
-)
+from bot.llm.offline import offline_parts
+from bot.llm.prompt import estimate_prompt_tokens, prompt_source
+from bot.llm.provider import GenerationRequest, GenerationResult
 from bot.models import Action, DocParts, FileChange, Usage
-from bot.pipeline import Context, run
+from bot.pipeline import run
+from bot.run_state import Context
+from bot.tokens import TokenCounter, encoding_for_model, load_encoding
 
 # Real modules of various sizes and shapes (classes, functions, async, big and small).
 MODULES = (

@@ -20,16 +20,18 @@ import textwrap
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import closing
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from bot.budget import ModelProfile
-from bot.generate import PROMPT_VERSION
+from bot.llm.prompt import PROMPT_VERSION
+from bot.model_profile import ModelProfile
 from bot.models import DocParts, Style, Target
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -237,13 +239,7 @@ class SqliteCache:
                 rows += conn.execute(
                     f"SELECT key, value FROM docstrings WHERE key IN ({marks})", chunk
                 ).fetchall()
-        found = {}
-        for key, value in rows:
-            try:
-                found[key] = parts_from_json(value)
-            except (ValueError, TypeError):
-                log.warning("ignoring an unreadable cache entry %s", key[:12])
-        return found
+        return _decoded_entries(rows)
 
     def put_many(self, entries: Iterable[tuple[str, DocParts]]) -> None:
         now = time.time()
@@ -285,13 +281,33 @@ class SqliteCache:
 
 def _read_profile(conn: sqlite3.Connection, model: str) -> ModelProfile | None:
     row = conn.execute("SELECT value FROM model_profiles WHERE model = ?", (model,)).fetchone()
-    if row is None:
+    return _decoded_profile(row[0] if row else None, model)
+
+
+def _decoded(raw: Any, parse: Callable[[Any], T], what: str) -> T | None:
+    """``parse(raw)``; None for nothing stored, and for a value that does not decode
+    (logged): an unreadable entry is a miss, never an error."""
+    if raw is None:
         return None
     try:
-        return ModelProfile.from_json(row[0])
+        return parse(raw)
     except (ValueError, TypeError):
-        log.warning("ignoring an unreadable model profile for %r", model)
+        log.warning("ignoring an unreadable %s", what)
         return None
+
+
+def _decoded_profile(raw: Any, model: str) -> ModelProfile | None:
+    return _decoded(raw, ModelProfile.from_json, f"model profile for {model!r}")
+
+
+def _decoded_entries(rows: Iterable[tuple[str, Any]]) -> dict[str, DocParts]:
+    """The cache entries among ``(key, stored value)`` rows that decode."""
+    found = {}
+    for key, raw in rows:
+        parts = _decoded(raw, parts_from_json, f"cache entry {key[:12]}")
+        if parts is not None:
+            found[key] = parts
+    return found
 
 
 def _redis_error() -> type[Exception]:
@@ -318,19 +334,17 @@ class RedisCache:
     def _key(self, key: str) -> str:
         return f"{self.prefix}:cache:{key}"
 
-    def get(self, key: str) -> DocParts | None:
+    def _fetch(self, key: str, trouble: str) -> Any:
+        """The stored value at ``key``; None when there is none or Redis fails (logged)."""
         try:
-            raw = self.client.get(self._key(key))
+            return self.client.get(key)
         except _redis_error() as exc:
-            log.warning("docstring cache unavailable (a miss): %s", exc)
+            log.warning("%s: %s", trouble, exc)
             return None
-        if raw is None:
-            return None
-        try:
-            return parts_from_json(raw)
-        except (ValueError, TypeError):
-            log.warning("ignoring an unreadable cache entry %s", key[:12])
-            return None
+
+    def get(self, key: str) -> DocParts | None:
+        raw = self._fetch(self._key(key), "docstring cache unavailable (a miss)")
+        return _decoded(raw, parts_from_json, f"cache entry {key[:12]}")
 
     def put(self, key: str, parts: DocParts) -> None:
         try:
@@ -347,15 +361,7 @@ class RedisCache:
         except _redis_error() as exc:
             log.warning("docstring cache unavailable (misses): %s", exc)
             return {}
-        found = {}
-        for key, raw in zip(wanted, raws, strict=True):
-            if raw is None:
-                continue
-            try:
-                found[key] = parts_from_json(raw)
-            except (ValueError, TypeError):
-                log.warning("ignoring an unreadable cache entry %s", key[:12])
-        return found
+        return _decoded_entries(zip(wanted, raws, strict=True))
 
     def put_many(self, entries: Iterable[tuple[str, DocParts]]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -375,18 +381,8 @@ class RedisCache:
         return f"{self.prefix}:profile:{digest}"
 
     def get_profile(self, model: str) -> ModelProfile | None:
-        try:
-            raw = self.client.get(self._profile_key(model))
-        except _redis_error() as exc:
-            log.warning("model profile unavailable: %s", exc)
-            return None
-        if raw is None:
-            return None
-        try:
-            return ModelProfile.from_json(raw)
-        except (ValueError, TypeError):
-            log.warning("ignoring an unreadable model profile for %r", model)
-            return None
+        raw = self._fetch(self._profile_key(model), "model profile unavailable")
+        return _decoded_profile(raw, model)
 
     def put_profile(self, model: str, profile: ModelProfile) -> None:
         # Read, merge, write: a race between two workers can only lose one run's

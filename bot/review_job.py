@@ -20,7 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from bot import logs, render, sentry
-from bot.budget import InstallationQuota, TokenBudget, TokenCounter
+from bot.budget import InstallationQuota, TokenBudget
 from bot.cache import DocstringCache
 from bot.conclusion import (
     budget_notes,
@@ -35,17 +35,19 @@ from bot.deadline import Deadline, DeadlineExceeded
 from bot.deadline import check as check_deadline
 from bot.events import HELP
 from bot.extract import collect_docstrings
-from bot.generate import Provider
 from bot.github.client import InstallationClients, PullRequestAPI
 from bot.github.errors import GitHubError, GitHubUnavailable, NotFound
 from bot.github.heads import FetchLimits
 from bot.github.payloads import ReviewComment
 from bot.github.pulls import PullInfo
 from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
+from bot.llm.provider import Provider
 from bot.metrics import Metrics
 from bot.models import Action, FileChange, Outcome, Report, Style
-from bot.pipeline import Context, RunResult, run
+from bot.pipeline import RunResult, run
 from bot.quota import Caps, pr_token_budget
+from bot.run_state import Context
+from bot.tokens import TokenCounter
 
 log = logging.getLogger(__name__)
 

@@ -32,18 +32,19 @@ from starlette.applications import Starlette
 
 from bot import logs, sentry
 from bot.app import Deps, create_app
-from bot.budget import TokenCounter, encoding_for_model, load_encoding
 from bot.cache import DocstringCache, RedisCache, SqliteCache
 from bot.config import Settings
-from bot.generate import ConfigError, Provider, make_provider
 from bot.github.client import InstallationClients
 from bot.github.connection import make_app_github
 from bot.intake import BodyLimits
 from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
+from bot.llm.factory import make_provider
+from bot.llm.provider import ConfigError, Provider
 from bot.metrics import Metrics, MetricsServer, usage_gauges
 from bot.redisq import RedisInstallationClients, RedisJournal, make_worker
 from bot.review_job import TimedProvider, WorkerDeps, make_handler
 from bot.secrets import secret_values
+from bot.tokens import TokenCounter, encoding_for_model, load_encoding
 
 if TYPE_CHECKING:
     from arq.worker import Worker

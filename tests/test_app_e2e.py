@@ -22,7 +22,8 @@ from starlette.testclient import TestClient
 from bot import quota, render, server
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
-from bot.generate import OfflineProvider, OpenAIProvider
+from bot.llm.offline import OfflineProvider
+from bot.llm.openai_provider import OpenAIProvider
 from bot.quota import Caps, Used
 from tests.code_oracle import code_dump
 from tests.conftest import OWNER, REPO

@@ -13,24 +13,20 @@ import tiktoken.load
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import budget
-from bot.budget import (
-    Batch,
-    BudgetExceeded,
-    CallCharge,
+from bot.budget import BudgetExceeded, CallCharge, TokenBudget
+from bot.ledger import Ledger
+from bot.model_profile import ModelProfile
+from bot.models import Param, Target, Usage
+from bot.plan import BATCH_ANSWER_OVERHEAD, Batch, PlanItem, completion_reserve, plan
+from bot.tokens import (
+    DATA_DIR,
     EncodingIntegrityError,
-    Ledger,
-    ModelProfile,
-    PlanItem,
-    TokenBudget,
     TokenCounter,
-    completion_reserve,
     encoding_for_model,
     load_encoding,
-    plan,
     with_margin,
 )
-from bot.models import Param, Target, Usage
+from tests import factories
 
 
 def target(
@@ -43,18 +39,15 @@ def target(
     returns_value: bool = False,
     raises: tuple[str, ...] = (),
 ) -> Target:
-    return Target(
+    return factories.make_target(
         path="pkg/mod.py",
         qualname=qualname,
         kind=kind,
-        is_async=False,
         start=start,
         def_line=start,
         header_end=start,
         body_start=start + 1,
         end=end,
-        indent="",
-        body_indent="    ",
         params=tuple(Param(f"p{i}", "positional") for i in range(params)),
         returns_value=returns_value,
         raises=raises,
@@ -101,7 +94,7 @@ def test_counts_match_tiktokens_own_constructor(
 
     url = f"https://openaipublic.blob.core.windows.net/encodings/{name}.tiktoken"
     cached = tmp_path / hashlib.sha1(url.encode()).hexdigest()
-    shutil.copy(budget.DATA_DIR / f"{name}.tiktoken", cached)
+    shutil.copy(DATA_DIR / f"{name}.tiktoken", cached)
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path))
 
     def no_download(path: str) -> bytes:
@@ -146,7 +139,7 @@ def test_loaded_once_per_process() -> None:
 
 def test_tampered_file_is_refused(tmp_path: Path) -> None:
     copy = tmp_path / "o200k_base.tiktoken"
-    data = bytearray((budget.DATA_DIR / "o200k_base.tiktoken").read_bytes())
+    data = bytearray((DATA_DIR / "o200k_base.tiktoken").read_bytes())
     data[100] ^= 0x01
     copy.write_bytes(bytes(data))
     with pytest.raises(EncodingIntegrityError, match=r"o200k_base\.tiktoken failed verification"):
@@ -447,7 +440,7 @@ def test_plan_packs_batches_within_limits() -> None:
     assert [len(b.items) for b in p.batches] == [3] * 6 + [2]
     for b in p.batches:
         assert b.prompt_tokens == with_margin(400 + 1000 * len(b.items))
-        assert b.max_tokens == budget.BATCH_ANSWER_OVERHEAD + 200 * len(b.items)
+        assert b.max_tokens == BATCH_ANSWER_OVERHEAD + 200 * len(b.items)
         assert b.tokens == b.prompt_tokens + b.max_tokens
     assert p.deferred == ()
 

@@ -16,7 +16,6 @@ import pytest
 import redis
 
 from bot import cache as cache_mod
-from bot.budget import ModelProfile
 from bot.cache import (
     DocstringCache,
     MemoryCache,
@@ -26,7 +25,9 @@ from bot.cache import (
     parts_from_json,
     parts_to_json,
 )
-from bot.generate import GenerationItem, GenerationRequest, OpenAIProvider
+from bot.llm.openai_provider import OpenAIProvider
+from bot.llm.provider import GenerationItem, GenerationRequest
+from bot.model_profile import ModelProfile
 from bot.models import DocParts, Param, Style, Target
 from tests import factories, redis_helpers
 from tests.fake_openai import API_KEY, recorded

@@ -26,12 +26,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import render
-from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.generate import OfflineProvider
+from bot.llm.offline import OfflineProvider
 from bot.models import Action, FileChange, Outcome, Suggestion
-from bot.pipeline import Context, RunResult, run
+from bot.pipeline import RunResult, run
+from bot.run_state import Context
+from bot.tokens import TokenCounter, load_encoding
 from tests.code_oracle import code_dump
 from tests.realgit import git_patches
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from bot import localgit
-from bot.budget import TokenCounter, load_encoding
 from bot.cli.sample import make_sample_repo
+from bot.tokens import TokenCounter, load_encoding
 
 ROOT = Path(__file__).resolve().parents[1]
 _GIT_ENV = {

@@ -15,17 +15,18 @@ from typing import Any
 import pytest
 
 from bot import extract as extract_mod
-from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
 from bot.deadline import Deadline, DeadlineExceeded
-from bot.generate import OfflineProvider
 from bot.github.client import InstallationClients, PullRequestAPI
 from bot.github.heads import FetchLimits
+from bot.llm.offline import OfflineProvider
 from bot.models import FileChange
-from bot.pipeline import Context
 from bot.pipeline import run as run_pipeline
 from bot.review_job import style_sample
+from bot.run_state import Context
+from bot.tokens import TokenCounter, load_encoding
 from tests.conftest import OWNER, REPO
 from tests.fake_github import FakeGitHub, Fault
 

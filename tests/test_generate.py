@@ -21,33 +21,44 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import generate
 from bot.config import Settings
-from bot.generate import (
-    NO_ENTRY,
-    RESPONSE_MODES,
+from bot.llm.answer import MAX_FIELD_CHARS, NO_ENTRY, parse_response
+from bot.llm.context import context_for
+from bot.llm.factory import make_provider
+from bot.llm.failures import RetryPolicy, redact, retry_after
+from bot.llm.limit import AdaptiveLimit
+from bot.llm.offline import OfflineProvider, offline_parts
+from bot.llm.openai_provider import OpenAIProvider
+from bot.llm.prompt import (
+    CLASS_NOTE,
+    FIX_NOTE,
+    MAX_SOURCE_LINES,
+    PROMPT_VERSION,
+    build_messages,
+    estimate_prompt_tokens,
+    fence,
+    prompt_source,
+)
+from bot.llm.provider import (
     ConfigError,
     GenerationItem,
     GenerationRequest,
     GenerationResult,
-    OfflineProvider,
-    OpenAIProvider,
     Provider,
     ProviderError,
-    RetryPolicy,
-    build_messages,
-    context_for,
-    format_args,
     item_ids,
-    make_provider,
-    offline_parts,
-    parse_response,
-    prompt_source,
+)
+from bot.llm.schema import (
+    GRAMMAR_MODES,
+    MAX_LENGTHS,
+    RESPONSE_MODES,
+    TOOL_NAME,
+    format_args,
+    item_facts,
     response_schema,
-    retry_after,
 )
 from bot.models import DocParts, Param, Style, Target, Usage
-from tests import fake_openai
+from tests import factories, fake_openai
 from tests.fake_openai import (
     API_KEY,
     AZURE_KEY,
@@ -88,37 +99,20 @@ def top(x, *args, **kwargs):
 
 
 def make_target(
-    qualname: str,
-    source: str,
-    *,
-    kind: str = "function",
-    def_line: int = 1,
-    params: tuple[Param, ...] = (),
-    returns: str | None = None,
-    returns_value: bool = False,
-    yields: bool = False,
-    raises: tuple[str, ...] = (),
-    path: str = "pkg/store.py",
+    qualname: str, source: str, *, def_line: int = 1, path: str = "pkg/store.py", **fields: Any
 ) -> Target:
+    """A definition of ``source`` at ``def_line``; ``fields`` override any other field."""
     n = source.count("\n") or 1
-    return Target(
+    return factories.make_target(
         path=path,
         qualname=qualname,
-        kind=kind,
-        is_async=False,
         start=def_line,
         def_line=def_line,
         header_end=def_line,
         body_start=def_line + 1,
         end=def_line + n - 1,
-        indent="",
-        body_indent="    ",
-        params=params,
-        returns=returns,
-        returns_value=returns_value,
-        yields=yields,
-        raises=raises,
         source=source,
+        **fields,
     )
 
 
@@ -208,15 +202,15 @@ def test_item_header_states_exactly_the_facts() -> None:
         "## 4; params: a",  # a class: __init__'s params, never returns or raises
         "## 5; params: path, strict",  # a property's value is its summary, not a Returns
     ]
-    assert generate.item_facts(LOAD) == (["path", "strict"], True, False, ["FileNotFoundError"])
+    assert item_facts(LOAD) == (["path", "strict"], True, False, ["FileNotFoundError"])
     assert [i["id"] for i in parse_items(user)] == ["1", "2", "3", "4", "5"]
 
 
 def test_system_prompt_says_only_what_the_request_needs() -> None:
     plain = build_messages(request_for(TOP))[0]["content"]
-    assert generate.CLASS_NOTE not in plain and generate.FIX_NOTE not in plain
+    assert CLASS_NOTE not in plain and FIX_NOTE not in plain
     cls = make_target("Store", "class Store:\n    x = 1\n", kind="class")
-    assert generate.CLASS_NOTE in build_messages(request_for(TOP, cls))[0]["content"]
+    assert CLASS_NOTE in build_messages(request_for(TOP, cls))[0]["content"]
     german = replace(request_for(TOP), style=Style.NUMPY, language="German")
     system = build_messages(german)[0]["content"]
     assert "Plain German prose" in system
@@ -247,9 +241,9 @@ def test_hostile_source_cannot_close_its_fence(evil: str) -> None:
 
 
 def test_fence_is_longer_than_any_backtick_run() -> None:
-    assert generate.fence("x = 1\n", "source") == "```source\nx = 1\n```"
-    assert generate.fence("a ```` b") == "`````\na ```` b\n`````"
-    assert generate.fence("") == "```\n\n```"
+    assert fence("x = 1\n", "source") == "```source\nx = 1\n```"
+    assert fence("a ```` b") == "`````\na ```` b\n`````"
+    assert fence("") == "```\n\n```"
 
 
 def test_fix_lines_stay_on_one_line() -> None:
@@ -260,28 +254,28 @@ def test_fix_lines_stay_on_one_line() -> None:
 
 
 def test_estimate_counts_exactly_what_is_sent() -> None:
-    from bot.budget import TokenCounter, load_encoding
+    from bot.tokens import TokenCounter, load_encoding
 
     counter = TokenCounter(load_encoding("o200k_base"))
     req = request_for(LOAD, ITEMS, TOP, feedback={TOP.id: ["DG202 x"]})
     sent = {}
     for mode in RESPONSE_MODES:
         # What each mode sends besides the messages: its format fields (the schema).
-        extra = format_args(mode, response_schema(req, lengths=mode in generate.GRAMMAR_MODES))
+        extra = format_args(mode, response_schema(req, lengths=mode in GRAMMAR_MODES))
         sent[mode] = counter.count_messages(build_messages(req, mode)) + counter.count(
             json.dumps(extra, separators=(",", ":")) if extra else ""
         )
-        assert generate.estimate_prompt_tokens(req, counter, mode) == sent[mode], mode
+        assert estimate_prompt_tokens(req, counter, mode) == sent[mode], mode
     # Before the server has said which mode it takes: the dearest.
-    assert generate.estimate_prompt_tokens(req, counter) == max(sent.values())
-    empty = generate.estimate_prompt_tokens(request_for(), counter)
+    assert estimate_prompt_tokens(req, counter) == max(sent.values())
+    empty = estimate_prompt_tokens(request_for(), counter)
     assert 250 < empty < 400  # system prompt + schema wrapper, paid once per call
 
 
 def test_prompt_version_is_in_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
     from bot import cache
 
-    assert cache.PROMPT_VERSION == generate.PROMPT_VERSION == "5"
+    assert cache.PROMPT_VERSION == PROMPT_VERSION == "5"
     key = cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     assert key == cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
     monkeypatch.setattr(cache, "PROMPT_VERSION", "2")  # parts written for the JSON prompt
@@ -402,7 +396,7 @@ def test_prompt_source_outlines_long_classes() -> None:
     assert out.startswith("class Big:\n    x: int = 0\n    def __init__(self, x):\n")
     assert "    def m0(self, a: int) -> int:\n        ..." in out
     assert "a += 1" not in out
-    assert len(out.splitlines()) <= generate.MAX_SOURCE_LINES + 1
+    assert len(out.splitlines()) <= MAX_SOURCE_LINES + 1
     long_function = make_target("f", "def f():\n" + "    x = 1\n" * 500)
     assert prompt_source(long_function).endswith("# ... (cut)")
 
@@ -484,7 +478,7 @@ def test_parse_response_cleans_strings() -> None:
     p = parts[LOAD.id]
     assert p.summary == "Read a[31m doc."
     assert p.description.startswith("Line one.\nLine\ttwo.x")
-    assert len(p.description) == generate.MAX_FIELD_CHARS
+    assert len(p.description) == MAX_FIELD_CHARS
 
 
 def test_parse_response_accepts_a_fenced_answer() -> None:
@@ -769,10 +763,10 @@ def test_normal_answer_and_usage() -> None:
     assert sent["messages"] == build_messages(req)
     assert run.sent[0].url.path == "/v1/chat/completions"
     # Usage is the API's; the fake counts like the API, schema included.
-    from bot.budget import TokenCounter, load_encoding
+    from bot.tokens import TokenCounter, load_encoding
 
     counter = TokenCounter(load_encoding("o200k_base"))
-    estimate = generate.estimate_prompt_tokens(req, counter, "json_schema")
+    estimate = estimate_prompt_tokens(req, counter, "json_schema")
     assert 0 <= estimate - result.usage.prompt_tokens <= 5  # the fake counts no outer key
     assert result.usage.completion_tokens > 50
 
@@ -1325,7 +1319,7 @@ def test_a_server_refusing_json_schema_costs_one_call_for_all() -> None:
     # The grammar modes bound every string, so a small model cannot ramble in one.
     schema = fake.requests[1]["body"]["response_format"]["schema"]
     entry = schema["properties"]["docs"]["properties"]["1"]["properties"]
-    assert entry["summary"]["maxLength"] == generate.MAX_LENGTHS["summary"]
+    assert entry["summary"]["maxLength"] == MAX_LENGTHS["summary"]
 
 
 def test_a_forced_mode_refused_fails_every_call_after_one_request() -> None:
@@ -1351,7 +1345,7 @@ def test_each_mode_can_be_forced_and_is_parsed(mode: str) -> None:
     assert isinstance(result, GenerationResult) and result.mode == mode
     assert set(result.parts) == {LOAD.id}
     if mode == "tools":
-        assert sent["tool_choice"]["function"]["name"] == generate.TOOL_NAME
+        assert sent["tool_choice"]["function"]["name"] == TOOL_NAME
     if mode == "text":
         assert "response_format" not in sent and "tools" not in sent
 
@@ -1420,7 +1414,7 @@ def test_timeouts_lower_the_calls_in_flight() -> None:
 
 
 def test_adaptive_limit_holds_calls_to_the_limit() -> None:
-    limit = generate.AdaptiveLimit(4, recover=2)
+    limit = AdaptiveLimit(4, recover=2)
     peak = 0
 
     async def call() -> None:
@@ -1456,11 +1450,11 @@ def test_adaptive_limit_holds_calls_to_the_limit() -> None:
     ],
 )
 def test_redact_removes_keys_and_tokens(text: str) -> None:
-    out = generate.redact(text, (API_KEY,))
+    out = redact(text, (API_KEY,))
     for secret in (API_KEY, "abcdefabcdef", "hunter2hunter2", "ghs_16C7e42F"):
         assert secret not in out
 
 
 def test_redact_keeps_one_short_line() -> None:
-    out = generate.redact("line one\nline two\t" + "word " * 200, limit=50)
+    out = redact("line one\nline two\t" + "word " * 200, limit=50)
     assert "\n" not in out and len(out) == 50

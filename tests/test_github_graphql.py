@@ -14,19 +14,20 @@ import httpx
 import pytest
 from githubkit.graphql import GraphQLResponse
 
-from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig, Settings
-from bot.generate import OfflineProvider
 from bot.github.client import InstallationClients, PullRequestAPI
 from bot.github.connection import make_app_github
 from bot.github.errors import GitHubUnavailable, NotFound
 from bot.github.graphql import GRAPHQL_BATCH, graphql_url, head_blobs_query
 from bot.github.pulls import FileEntry
 from bot.github.sansio import is_write
+from bot.llm.offline import OfflineProvider
 from bot.models import FileChange
-from bot.pipeline import Context
 from bot.pipeline import run as run_pipeline
+from bot.run_state import Context
+from bot.tokens import TokenCounter, load_encoding
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, FakeGitHub, Fault, git_blob_sha
 

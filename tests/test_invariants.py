@@ -54,7 +54,7 @@ from hypothesis import strategies as st
 
 from bot.config import RepoConfig
 from bot.extract import extract
-from bot.generate import offline_parts
+from bot.llm.offline import offline_parts
 from bot.models import Decision, DocParts, Edit, Style, Target
 from bot.style import compose
 from bot.validate import (
@@ -1004,11 +1004,13 @@ def test_pipeline_lines_with_form_feed_are_numbered_as_python_does():
     # does not parse" / "definition not found").
     import asyncio
 
-    from bot.budget import TokenBudget, TokenCounter, load_encoding
+    from bot.budget import TokenBudget
     from bot.cache import MemoryCache
-    from bot.generate import OfflineProvider
+    from bot.llm.offline import OfflineProvider
     from bot.models import Action, FileChange
-    from bot.pipeline import Context, run
+    from bot.pipeline import run
+    from bot.run_state import Context
+    from bot.tokens import TokenCounter, load_encoding
 
     head = "import os\n\f\ndef f(a):\n    b = a\n    return b\n# \x85 \u2028\ndef g(c):\n    d = c\n    return d\n"
     patch = f"@@ -0,0 +1,{len(split_lines(head))} @@\n" + "".join(

@@ -30,15 +30,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot import render
-from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
 from bot.extract import extract
-from bot.generate import OfflineProvider
+from bot.llm.offline import OfflineProvider
 from bot.localgit import read_changes
 from bot.models import Action
-from bot.pipeline import Context, run
+from bot.pipeline import run
 from bot.pysyntax import explain_syntax_error, newer_constructs
+from bot.run_state import Context
+from bot.tokens import TokenCounter, load_encoding
 from tests.code_oracle import code_dump
 
 FIXTURES = Path(__file__).parent / "fixtures" / "newer_syntax"

@@ -17,22 +17,20 @@ import openai
 import pytest
 
 from bot import diff, render
-from bot.budget import (
-    BATCH_ANSWER_OVERHEAD,
-    Batch,
-    ModelProfile,
-    TokenBudget,
-    TokenCounter,
-    load_encoding,
-    with_margin,
-)
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache, SqliteCache
 from bot.cli.sample import make_sample_repo
 from bot.config import RepoConfig
-from bot.generate import OfflineProvider, OpenAIProvider, RetryPolicy
+from bot.llm.failures import RetryPolicy
+from bot.llm.offline import OfflineProvider
+from bot.llm.openai_provider import OpenAIProvider
 from bot.localgit import read_changes
+from bot.model_profile import ModelProfile
 from bot.models import Action, FileChange, Report, Style
-from bot.pipeline import Context, RunResult, run
+from bot.pipeline import RunResult, run
+from bot.plan import BATCH_ANSWER_OVERHEAD, Batch
+from bot.run_state import Context
+from bot.tokens import TokenCounter, load_encoding, with_margin
 from bot.validate import apply_edits, same_code
 from tests.fake_openai import API_KEY, recorded
 
@@ -538,7 +536,7 @@ class TestUnansweredCalls:
 
 def test_a_calls_charge_follows_the_learned_ratio():
     """A retry of a call re-reserves with the tokenizer ratio learned since it was sent."""
-    from bot.pipeline import _charge
+    from bot.model_calls import _charge
 
     ctx = context()
     batch = Batch((), prompt_tokens=with_margin(2_000), max_tokens=500, estimate=2_000)

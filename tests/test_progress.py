@@ -18,15 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.budget import TokenBudget, TokenCounter
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.cli.sample import make_sample_repo
 from bot.config import RepoConfig
-from bot.generate import GenerationResult, OfflineProvider, ProviderError, offline_parts
+from bot.llm.offline import OfflineProvider, offline_parts
+from bot.llm.provider import GenerationResult, ProviderError
 from bot.localgit import read_changes
 from bot.models import Usage
-from bot.pipeline import Context, run
+from bot.pipeline import run
 from bot.progress import Progress, TerminalProgress, for_stream
+from bot.run_state import Context
+from bot.tokens import TokenCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 _OFFLINE = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "DOCGEN_PROVIDER")

@@ -322,7 +322,7 @@ def test_an_app_job_against_the_real_server(
 
     from bot import server
     from bot.config import Settings
-    from bot.generate import make_provider
+    from bot.llm.factory import make_provider
     from tests.conftest import OWNER, REPO
     from tests.fake_github import APP_ID, signed_delivery
 

@@ -21,8 +21,8 @@ from sentry_sdk.transport import Transport
 from bot import logs, sentry, server
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
-from bot.generate import OfflineProvider
 from bot.jobs import RetryLater
+from bot.llm.offline import OfflineProvider
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, Fault
 from tests.test_app_e2e import payload_for

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from bot import server
 from bot.config import Settings
-from bot.generate import OfflineProvider
+from bot.llm.offline import OfflineProvider
 from bot.metrics import Metrics
 from tests import redis_helpers
 from tests.fake_github import APP_ID

@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 
 from bot import update
-from bot.budget import TokenBudget, TokenCounter, load_encoding
+from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.generate import OfflineProvider
+from bot.llm.offline import OfflineProvider
 from bot.models import Action, DocParts, FileChange, Style
-from bot.pipeline import Context, run
+from bot.pipeline import run
+from bot.run_state import Context
+from bot.tokens import TokenCounter, load_encoding
 from bot.validate import same_code
 from tests.realgit import git_patches
 
@@ -347,21 +349,23 @@ def test_a_returns_the_code_no_longer_has_is_removed_and_the_rest_kept():
 
 
 def test_the_model_sees_the_docstring_and_is_asked_only_for_what_it_lacks():
-    from bot import generate
+    from bot.llm.prompt import UPDATE_NOTE, build_messages
+    from bot.llm.provider import GenerationItem, GenerationRequest
+    from bot.llm.schema import response_schema
 
     base = _fixture("numpy_as_pairs.py")
     head = base.replace("as_index=False):", "as_index=False, copy=False):", 1)
     target = _stale_target(head, "_as_pairs")
     ask = update.needed(target, head.splitlines(), Style.NUMPY)
     assert ask == update.Ask(target.docstring, ("copy",), ())
-    request = generate.GenerationRequest(
-        (generate.GenerationItem(target, "", update=ask),), Style.NUMPY
+    request = GenerationRequest(
+        (GenerationItem(target, "", update=ask),), Style.NUMPY
     )
-    system, user = (m["content"] for m in generate.build_messages(request))
-    assert generate.UPDATE_NOTE in system
+    system, user = (m["content"] for m in build_messages(request))
+    assert UPDATE_NOTE in system
     assert user.splitlines()[0] == "## 1; update; params: copy"
     assert "```docstring\n" + target.docstring + "\n```" in user
-    schema = generate.response_schema(request)["properties"]["docs"]["properties"]["1"]
+    schema = response_schema(request)["properties"]["docs"]["properties"]["1"]
     assert schema["properties"]["params"]["required"] == ["copy"]
     assert "returns" not in schema["properties"] and "raises" not in schema["properties"]
 

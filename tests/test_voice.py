@@ -15,22 +15,15 @@ from pathlib import Path
 import pytest
 
 from bot import validate, voice
-from bot.budget import TokenCounter, load_encoding
 from bot.cli.sample import HEAD
 from bot.config import RepoConfig
 from bot.extract import collect_docstrings, extract
-from bot.generate import (
-    EXAMPLES_INTRO,
-    MOOD_NOTE,
-    GenerationItem,
-    GenerationRequest,
-    OfflineProvider,
-    build_messages,
-    estimate_prompt_tokens,
-    offline_parts,
-)
+from bot.llm.offline import OfflineProvider, offline_parts
+from bot.llm.prompt import EXAMPLES_INTRO, MOOD_NOTE, build_messages, estimate_prompt_tokens
+from bot.llm.provider import GenerationItem, GenerationRequest
 from bot.localgit import read_changes
 from bot.models import Decision, DocParts, Param, Style
+from bot.tokens import TokenCounter, load_encoding
 from tests.factories import make_target
 from tests.realgit import _ENV
 
@@ -267,8 +260,9 @@ class TestPrompt:
 def test_a_call_reserves_its_request_own_count_never_more_than_planned():
     """The plan counts shared examples per item (an upper bound); the reservation is the
     request's own count, which can only be lower."""
-    from bot.budget import Batch, with_margin
-    from bot.pipeline import _as_sent
+    from bot.model_calls import _as_sent
+    from bot.plan import Batch
+    from bot.tokens import with_margin
     from tests.test_pipeline import context
 
     items = TestPrompt().items()
