@@ -10,7 +10,7 @@ skipped is measured:
 
 * **prompt** — the definition's share of a request: the tokens of a one-item request
   minus those of an empty one (system prompt, schema, framing);
-* **reserve** — :func:`bot.budget.completion_reserve`, the ``max_tokens`` we hold back;
+* **reserve** — :func:`bot.plan.completion_reserve`, the ``max_tokens`` we hold back;
 * **answer** — for definitions that already have a docstring, the tokens of the JSON
   answer that would carry it (summary, description, params, returns, yields, raises as
   ``docstring_parser`` reads them): a stand-in for what a model writes.

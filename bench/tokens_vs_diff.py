@@ -14,9 +14,9 @@ older version of one line in each of three documented functions, and a small hel
 the PR deletes.  Patches are ``difflib.unified_diff(n=3)`` hunks, as GitHub's ``patch``.
 
 **Ours**: the real pipeline (:func:`bot.pipeline.run`: diff → extract → triage →
-``budget.plan`` → batched requests → validate) with a provider that records each
-:class:`~bot.generate.GenerationRequest` it is sent and answers with valid parts.
-Our tokens are :func:`bot.generate.estimate_prompt_tokens` of those requests: system
+``plan.plan`` → batched requests → validate) with a provider that records each
+:class:`~bot.llm.provider.GenerationRequest` it is sent and answers with valid parts.
+Our tokens are :func:`bot.llm.prompt.estimate_prompt_tokens` of those requests: system
 prompt, plain-text items (a facts header, trimmed context and source in fences) and the
 response schema (sent as ``json_schema``, as to OpenAI), o200k_base.
 The budget is large enough that nothing is deferred (``--budget``).

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     docgen_timeout: float = Field(default=60.0, gt=0)  # seconds per LLM call
     docgen_max_retries: int = Field(default=3, ge=0, le=10)
     docgen_provider: Literal["auto", "openai", "azure", "offline"] = "auto"
-    # How the answer's JSON shape is asked for (bot.generate.RESPONSE_MODES); auto
+    # How the answer's JSON shape is asked for (bot.llm.schema.RESPONSE_MODES); auto
     # probes the server on the first call and falls back, best first.
     docgen_response_format: Literal["auto", "json_schema", "json_object", "tools", "text"] = "auto"
     # Model calls in flight at once, per process; halved on timeouts down to 1.  A

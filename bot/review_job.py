@@ -75,7 +75,7 @@ class TimedProvider:
         self.name = inner.name
         self.model = inner.model
         self.offline = inner.offline
-        # The pipeline sizes its calls in flight by this (see bot.pipeline._generate_all).
+        # The pipeline sizes its calls in flight by this (see bot.model_calls.generate_all).
         self.concurrency = getattr(inner, "concurrency", 4)
 
     async def generate(self, request: Any) -> Any:

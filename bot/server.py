@@ -176,7 +176,7 @@ def _handler(deps: WorkerDeps) -> Handler:
 async def close_provider(provider: object) -> None:
     """Close the LLM provider's HTTP client (connection pool); never raises.
 
-    :class:`~bot.generate.OpenAIProvider` keeps the ``openai`` SDK client in ``client``
+    :class:`~bot.llm.openai_provider.OpenAIProvider` keeps the ``openai`` SDK client in ``client``
     (``AsyncOpenAI.close()``); a provider with an ``aclose()`` of its own is asked first.
     """
     close = getattr(provider, "aclose", None)

@@ -243,17 +243,23 @@ def llm_provider(
     return provider, client
 
 
+def run_then_close(client, changes, ctx: Context) -> RunResult:
+    """Run the pipeline, then close the provider's client (on the same event loop)."""
+
+    async def main() -> RunResult:
+        try:
+            return await run(changes, ctx)
+        finally:
+            await client.close()
+
+    return asyncio.run(main())
+
+
 def run_llm(changes, scenario: str, cassette: str, **ctx_kw) -> tuple[RunResult, int]:
     with recorded(cassette) as rec:
         provider, client = llm_provider(rec.origin, scenario)
 
-        async def main():
-            try:
-                return await run(changes, context(provider, **ctx_kw))
-            finally:
-                await client.close()
-
-        result = asyncio.run(main())
+        result = run_then_close(client, changes, context(provider, **ctx_kw))
         calls = len(rec.fake.requests) if rec.live else rec.cassette.play_count
     return result, calls
 
@@ -279,13 +285,7 @@ def foreign_run(changes, cassette: str, cache, response_format: str = "auto") ->
 
         ctx.budget.reserve = recording_reserve  # type: ignore[method-assign]
 
-        async def main():
-            try:
-                return await run(changes, ctx)
-            finally:
-                await client.close()
-
-        report = asyncio.run(main()).report
+        report = run_then_close(client, changes, ctx).report
         bodies = [json.loads(r.body) for r in rec.cassette.requests]
         answers = [json.loads(r["body"]["string"]) for r in rec.cassette.responses]
     calls = [
@@ -339,13 +339,7 @@ class TestThroughTheModel:
         with recorded("pipeline_repair") as rec:
             provider, client = llm_provider(rec.origin, "wrong_then_ok")
 
-            async def main():
-                try:
-                    return await run(sample_changes, context(provider))
-                finally:
-                    await client.close()
-
-            asyncio.run(main())
+            run_then_close(client, sample_changes, context(provider))
             bodies = [json.loads(r.body) for r in rec.cassette.requests]
         repair = bodies[1]["messages"][1]["content"]
         fixes = [line for line in repair.splitlines() if line.startswith("fix: ")]
@@ -367,13 +361,7 @@ class TestThroughTheModel:
             provider, client = llm_provider(rec.origin, "length_then_ok")
             ctx = context(provider)
 
-            async def main():
-                try:
-                    return await run(sample_changes, ctx)
-                finally:
-                    await client.close()
-
-            result = asyncio.run(main())
+            result = run_then_close(client, sample_changes, ctx)
             bodies = [json.loads(r.body) for r in rec.cassette.requests]
         first, retries = bodies[0], bodies[1:]
         assert len(retries) == 6  # the six definitions of the batch, one call each
@@ -507,13 +495,7 @@ class TestUnansweredCalls:
             )
             ctx = context(provider, budget=budget)
 
-            async def main():
-                try:
-                    return await run(changes, ctx)
-                finally:
-                    await client.close()
-
-            result = asyncio.run(main())
+            result = run_then_close(client, changes, ctx)
             return result, ctx, len(fake.requests)
 
     def test_each_attempt_is_charged_and_retries_stop_at_the_budget(self, sample_changes):
