@@ -42,7 +42,8 @@ class ModelProfile:
         truncated: bool = False,
     ) -> ModelProfile:
         """The profile after one answer: ``estimate`` is docgen's prompt count (before
-        margin), ``reserve`` the answer room :func:`completion_reserve` gave the call."""
+        margin), ``reserve`` the answer room :func:`bot.plan.completion_reserve` gave the
+        call."""
         prompt_ratio = self.prompt_ratio
         if estimate >= MIN_LEARNING_ESTIMATE and prompt_tokens > 0:
             seen = min(MAX_PROMPT_RATIO, prompt_tokens / estimate)
@@ -68,7 +69,8 @@ class ModelProfile:
         return with_margin(math.ceil(estimate * max(1.0, self.prompt_ratio)))
 
     def answer_room(self, reserve: int) -> int:
-        """``max_tokens`` share for an item whose :func:`completion_reserve` is ``reserve``."""
+        """``max_tokens`` share for an item whose :func:`bot.plan.completion_reserve` is
+        ``reserve``."""
         scale = max(1.0, self.answer_ratio * ANSWER_HEADROOM)
         return min(MAX_ANSWER_ROOM, math.ceil(reserve * scale))
 

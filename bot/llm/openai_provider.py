@@ -45,15 +45,16 @@ def _is_reasoning_model(model: str) -> bool:
 class OpenAIProvider:
     """Chat Completions with structured output, for OpenAI, Azure and compatible servers.
 
-    The client must be built with ``max_retries=0`` (see :func:`make_provider`): this
-    class retries itself so that waits go through the injected ``sleep``, and so that
-    each attempt is charged to the budget (``GenerationRequest.spend``).
+    The client must be built with ``max_retries=0`` (see
+    :func:`bot.llm.factory.make_provider`): this class retries itself so that waits go
+    through the injected ``sleep``, and so that each attempt is charged to the budget
+    (``GenerationRequest.spend``).
 
-    ``response_format`` is ``auto`` or one of :data:`RESPONSE_MODES`.  In ``auto`` the
-    first call probes: a server refusing a mode's shape moves this provider (one base
-    URL and model) to the next mode at the cost of that one refused call, and calls
-    wait for the probe instead of all failing at once.  A forced mode the server
-    refuses is a configuration error, and so is every mode refused.
+    ``response_format`` is ``auto`` or one of :data:`~bot.llm.schema.RESPONSE_MODES`.
+    In ``auto`` the first call probes: a server refusing a mode's shape moves this
+    provider (one base URL and model) to the next mode at the cost of that one refused
+    call, and calls wait for the probe instead of all failing at once.  A forced mode
+    the server refuses is a configuration error, and so is every mode refused.
     """
 
     name = "openai"

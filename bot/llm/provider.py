@@ -37,9 +37,10 @@ class ProviderError(Exception):
 
 @dataclass(frozen=True)
 class GenerationItem:
-    """One definition to document, with its trimmed context (see :func:`context_for`),
-    short docstrings of its repository to match (``bot.voice.examples_for``) and the
-    mood its summary is written in (``bot.voice.detect_mood``)."""
+    """One definition to document, with its trimmed context
+    (:func:`bot.llm.context.context_for`), short docstrings of its repository to match
+    (``bot.voice.examples_for``) and the mood its summary is written in
+    (``bot.voice.detect_mood``)."""
 
     target: Target
     context: str = ""
@@ -86,7 +87,7 @@ class GenerationRequest:
 class GenerationResult:
     """Parts per ``target.id``; ``errors`` for the ids without a usable answer.
 
-    ``mode`` is how the answer's shape was asked for (one of :data:`RESPONSE_MODES`,
+    ``mode`` is how the answer's shape was asked for (one of :data:`~bot.llm.schema.RESPONSE_MODES`,
     "" for the offline provider); ``seconds`` the successful attempt's time on the
     wire, without the wait for a free slot.
     """
