@@ -16,7 +16,6 @@ import hashlib
 import json
 import logging
 import sqlite3
-import textwrap
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +24,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from bot.llm.prompt import PROMPT_VERSION
+from bot.llm.prompt import PROMPT_VERSION, normalise_source
 from bot.model_profile import ModelProfile
 from bot.models import DocParts, Style, Target
 
@@ -57,11 +56,6 @@ class DocstringCache(Protocol):
     def put_profile(self, model: str, profile: ModelProfile) -> None:
         """Keep ``profile``, merged with the stored one (:meth:`ModelProfile.merge`)."""
         ...
-
-
-def normalise_source(source: str) -> str:
-    """The source as the key sees it: LF line endings, common indentation removed."""
-    return textwrap.dedent(source.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def cache_key(target: Target, style: Style, model: str, language: str) -> str:

@@ -63,7 +63,9 @@ UPDATE_NOTE = (
 TEXT_FORMAT_NOTE = "Reply with that JSON object alone, valid against this JSON Schema:\n"
 
 
-def _dedent(source: str) -> str:
+def normalise_source(source: str) -> str:
+    """The source as the model sees it (and the cache key, :func:`bot.cache.cache_key`):
+    LF line endings, common indentation removed."""
     return textwrap.dedent(source.replace("\r\n", "\n").replace("\r", "\n"))
 
 
@@ -103,7 +105,7 @@ def _outline_class(source: str, max_lines: int) -> str | None:
 
 def prompt_source(target: Target, max_lines: int = MAX_SOURCE_LINES) -> str:
     """The definition's source as sent to the model: dedented, long classes outlined."""
-    source = _dedent(target.source)
+    source = normalise_source(target.source)
     lines = source.splitlines()
     if len(lines) <= max_lines:
         return source
