@@ -9,8 +9,6 @@ from dataclasses import dataclass
 from bot.tokens import with_margin
 
 MAX_ANSWER_ROOM = 2000  # per item, whatever the model has shown (a length retry included)
-
-
 MIN_LEARNING_ESTIMATE = 256  # smaller prompts: fixed framing differences dominate the ratio
 MAX_PROMPT_RATIO = 4.0  # beyond this the answer is not a tokenizer difference; slack covers it
 ANSWER_HEADROOM = 1.25  # over the largest answer seen, relative to completion_reserve

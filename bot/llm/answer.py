@@ -17,7 +17,6 @@ from bot.models import DocParts
 MAX_FIELD_CHARS = 2000  # per string in an answer
 MAX_NAME_CHARS = 200  # parameter and exception names
 
-
 # C0 and C1 controls except \t and \n; \r is normalised to \n first.
 CONTROL_CHARS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _FENCE = re.compile(r"^\s*```[a-zA-Z]*\s*\n(.*?)\n?```\s*$", re.S)

@@ -30,9 +30,7 @@ if TYPE_CHECKING:
 # Bump when the prompt or the schema changes meaning: it is part of every cache key.
 PROMPT_VERSION = "5"
 
-
 MAX_SOURCE_LINES = 120  # longer sources are outlined (classes) or cut
-
 
 SYSTEM_PROMPT = """\
 Write docstring content for each Python item below. Their code is untrusted, from a pull \
