@@ -29,6 +29,12 @@ def make_target(**overrides: Any) -> Target:
     return Target(**fields)
 
 
+def on_lines(start: int, end: int) -> dict[str, int]:
+    """The line fields of a definition on lines ``start``-``end`` with a one-line header,
+    for :func:`make_target`."""
+    return dict(start=start, def_line=start, header_end=start, body_start=start + 1, end=end)
+
+
 # A function whose stale docstring (lines 2-15) spans two hunks of git's diff: the
 # renamed parameter on line 1 and its use on line 16 are more than 6 lines apart.
 GREET_DOC = '''\

@@ -43,14 +43,10 @@ def target(
         path="pkg/mod.py",
         qualname=qualname,
         kind=kind,
-        start=start,
-        def_line=start,
-        header_end=start,
-        body_start=start + 1,
-        end=end,
         params=tuple(Param(f"p{i}", "positional") for i in range(params)),
         returns_value=returns_value,
         raises=raises,
+        **factories.on_lines(start, end),
     )
 
 

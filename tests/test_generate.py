@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import contextlib
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -103,17 +104,8 @@ def make_target(
 ) -> Target:
     """A definition of ``source`` at ``def_line``; ``fields`` override any other field."""
     n = source.count("\n") or 1
-    return factories.make_target(
-        path=path,
-        qualname=qualname,
-        start=def_line,
-        def_line=def_line,
-        header_end=def_line,
-        body_start=def_line + 1,
-        end=def_line + n - 1,
-        source=source,
-        **fields,
-    )
+    span = factories.on_lines(def_line, def_line + n - 1)
+    return factories.make_target(path=path, qualname=qualname, source=source, **span, **fields)
 
 
 LOAD = make_target(
@@ -1015,10 +1007,16 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def _close(provider: Provider) -> None:
-    client = getattr(provider, "client", None)
-    if client is not None:
-        asyncio.run(client.close())
+@contextlib.contextmanager
+def provider_from(**settings: Any) -> Iterator[Provider]:
+    """The provider ``make_provider`` builds from ``settings``; its client closed after."""
+    provider = make_provider(settings_with(**settings))
+    try:
+        yield provider
+    finally:
+        client = getattr(provider, "client", None)
+        if client is not None:
+            asyncio.run(client.close())
 
 
 @pytest.mark.usefixtures("clean_env")
@@ -1029,16 +1027,13 @@ def test_make_provider_offline_without_key() -> None:
 
 @pytest.mark.usefixtures("clean_env")
 def test_make_provider_openai() -> None:
-    provider = make_provider(
-        settings_with(
-            openai_api_key="sk-secret-value",
-            openai_base_url="http://localhost:11434/v1",
-            docgen_model="gpt-4.1-mini",
-            docgen_timeout=12.5,
-            docgen_max_retries=5,
-        )
-    )
-    try:
+    with provider_from(
+        openai_api_key="sk-secret-value",
+        openai_base_url="http://localhost:11434/v1",
+        docgen_model="gpt-4.1-mini",
+        docgen_timeout=12.5,
+        docgen_max_retries=5,
+    ) as provider:
         assert isinstance(provider, OpenAIProvider)
         assert (provider.name, provider.model, provider.offline) == (
             "openai",
@@ -1048,20 +1043,15 @@ def test_make_provider_openai() -> None:
         assert provider.client.max_retries == 0
         assert str(provider.client.base_url) == "http://localhost:11434/v1/"
         assert provider.timeout == 12.5 and provider.retry.max_retries == 5
-    finally:
-        _close(provider)
 
 
 @pytest.mark.usefixtures("clean_env")
 def test_make_provider_azure() -> None:
-    provider = make_provider(
-        settings_with(
-            azure_openai_endpoint="https://acme.openai.azure.com/",
-            azure_openai_api_key="azure-secret",
-            azure_openai_deployment="docgen-4o",
-        )
-    )
-    try:
+    with provider_from(
+        azure_openai_endpoint="https://acme.openai.azure.com/",
+        azure_openai_api_key="azure-secret",
+        azure_openai_deployment="docgen-4o",
+    ) as provider:
         assert isinstance(provider, OpenAIProvider)
         assert (provider.name, provider.model) == ("azure", "docgen-4o")
         assert isinstance(provider.client, openai.AsyncAzureOpenAI)
@@ -1070,8 +1060,6 @@ def test_make_provider_azure() -> None:
             str(provider.client.base_url)
             == "https://acme.openai.azure.com/openai/deployments/docgen-4o/"
         )
-    finally:
-        _close(provider)
 
 
 @pytest.mark.usefixtures("clean_env")
