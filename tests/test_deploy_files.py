@@ -176,6 +176,19 @@ def test_dependencies_are_installed_before_the_sources_are_copied():
     assert "python -P -c" in build[package].args and "load_encoding" in build[package].args
 
 
+def test_the_image_builds_encoding_check_runs_against_this_tree():
+    """The package step's ``python -P -c`` check, run here: a name it imports that has
+    moved (``load_encoding`` went from bot.budget to bot.tokens) would break the build."""
+    step = next(i.args for i in dockerfile() if i.name == "RUN" and "python -P -c" in i.args)
+    code = shlex.split(step.split("python -P -c", 1)[1])[0]
+    assert "load_encoding" in code
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, "-P", "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+
 def _requirements_script() -> list[str]:
     run = next(i.args for i in dockerfile() if i.name == "RUN" and "tomllib" in i.args)
     command = run.split(" > ", 1)[0]
