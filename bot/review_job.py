@@ -75,8 +75,18 @@ class TimedProvider:
         self.name = inner.name
         self.model = inner.model
         self.offline = inner.offline
-        # The pipeline sizes its calls in flight by this (see bot.model_calls.generate_all).
-        self.concurrency = getattr(inner, "concurrency", 4)
+
+    # The pipeline sizes its calls by these (bot.model_calls): read through to the inner
+    # provider each time, since it learns its response mode on the first answer.
+    @property
+    def concurrency(self) -> int:
+        """Calls the pipeline may have in flight (the inner provider's limit, else 4)."""
+        return getattr(self.inner, "concurrency", 4)
+
+    @property
+    def known_mode(self) -> str | None:
+        """The inner provider's confirmed response mode (None until a server answered)."""
+        return getattr(self.inner, "known_mode", None)
 
     async def generate(self, request: Any) -> Any:
         started = time.perf_counter()
