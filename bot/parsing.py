@@ -1,4 +1,4 @@
-"""``ast.parse`` for code under review, without its warnings, from any thread.
+"""``ast.parse`` for code under review, without its warnings, from any thread; its docstrings.
 
 Code in a pull request may hold invalid escape sequences and the like: parsing it
 raises ``SyntaxWarning``/``DeprecationWarning`` that are not ours (and under
@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import threading
 import warnings
+from collections.abc import Iterator
 
 _LOCK = threading.Lock()
 
@@ -29,3 +30,26 @@ def parse_quietly(source: str | bytes, filename: str = "<unknown>") -> ast.Modul
     with _LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return ast.parse(source, filename=filename)
+
+
+_SCOPES = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+
+
+def documented(
+    tree: ast.AST,
+) -> Iterator[tuple[ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, ast.Expr]]:
+    """``(scope, docstring expression)`` for every module, class and function with one.
+
+    A docstring is the leading string-constant expression statement of the body.  The
+    walk yields a scope before its children are visited, so a caller may drop the
+    docstring from ``scope.body`` as it goes.
+    """
+    for node in ast.walk(tree):
+        if isinstance(node, _SCOPES):
+            first = node.body[0] if node.body else None
+            if (
+                isinstance(first, ast.Expr)
+                and isinstance(first.value, ast.Constant)
+                and isinstance(first.value.value, str)
+            ):
+                yield node, first

@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 
 from bot import deadline as deadline_mod
 from bot import diff as diff_mod
+from bot import edits, proof, validate, voice
 from bot import extract as extract_mod
 from bot import style as style_mod
 from bot import update as update_mod
-from bot import validate, voice
 from bot.cache import cache_key
 from bot.ledger import Ledger
 from bot.lines import LineMap
@@ -222,7 +222,7 @@ def _prepared(
     types = style_mod.detect_types_for_file(result.docstrings, ctx.repo_docstrings, style)
     # Python's own line splitting (\n, \r\n, \r): str.splitlines also splits at \f,
     # \x85, U+2028 ..., which would shift every line number after one of them.
-    lines = [line.rstrip("\r\n") for line in validate.split_lines(text)]
+    lines = [line.rstrip("\r\n") for line in edits.split_lines(text)]
     mood = voice.detect_mood(result.docstrings, ctx.repo_docstrings)
     # Measured (a second parse of the file) only where a stale docstring is updated.
     stale = any(t.decision == Decision.STALE for t in result.targets)
@@ -244,7 +244,7 @@ def _triage(target: Target, f: PreparedFile, ctx: Context) -> Outcome | None:
         return Outcome(target, Action.UNCHANGED, "documented")
     if target.decision == Decision.STALE and not config.update_stale:
         return _skip(target, f"stale docstring ({target.reason}); update_stale is off")
-    region = validate.edit_region(target)
+    region = edits.edit_region(target)
     if isinstance(region, str):
         return _skip(target, region)
     # GitHub counts git's lines (a lone \r is no line break there): bot.lines.
@@ -271,7 +271,7 @@ def _offer_only(target: Target, f: PreparedFile, ctx: Context) -> str:
     A multi-line suggestion must lie inside one hunk of the diff (context lines
     included): https://docs.github.com/en/rest/pulls/comments#create-a-review-comment-for-a-pull-request
     """
-    region = validate.edit_region(target)
+    region = edits.edit_region(target)
     if not ctx.within_hunks or isinstance(region, str):
         return ""
     start, end = f.line_map.git(region[0]), f.line_map.git(region[1])  # GitHub's lines
@@ -328,14 +328,14 @@ def _validate_all(candidates: Sequence[Candidate], ctx: Context) -> None:
             c.reason = "rejected: " + "; ".join(v.message for v in violations)
             continue
         try:
-            edit = validate.make_edit(
-                c.target, text, c.file.lines, validate.file_quote(c.file.text)
+            edit = edits.make_edit(
+                c.target, text, c.file.lines, edits.file_quote(c.file.text)
             )
         except ValueError as exc:
             c.reason = str(exc)
             continue
         c.text = text
-        c.accepted = validate.Accepted(c.target, edit)
+        c.accepted = proof.Accepted(c.target, edit)
 
 
 def _update(c: Candidate) -> bool:
@@ -363,7 +363,7 @@ def _update(c: Candidate) -> bool:
         c.reason = "rejected: " + "; ".join(c.violations)
         return True
     c.text, c.update_note = up.text, up.summary
-    c.accepted = validate.Accepted(c.target, Edit(up.start, up.end, tuple(up.lines)))
+    c.accepted = proof.Accepted(c.target, Edit(up.start, up.end, tuple(up.lines)))
     return True
 
 
@@ -399,7 +399,7 @@ def _finish(
         deadline_mod.check(ctx.deadline, f"proving the suggestions for {path}")
         group = by_file.get(path, [])
         accepted = [c.accepted for c in group if c.accepted is not None]
-        new_text, rejected = validate.prove_module(f.text, accepted)
+        new_text, rejected = proof.prove_module(f.text, accepted)
         bad = {id(a): why for a, why in rejected}
         for c in group:
             if c.accepted is not None and id(c.accepted) in bad:

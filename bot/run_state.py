@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 from bot import deadline as deadline_mod
+from bot import proof, voice
 from bot import update as update_mod
-from bot import validate, voice
 from bot.budget import TokenBudget
 from bot.cache import DocstringCache
 from bot.config import RepoConfig
@@ -74,7 +74,7 @@ class Candidate:
     truncated: bool = False  # the last answer stopped at max_tokens
     length_retried: bool = False
     room: int = 0  # the max_tokens share of its last call
-    accepted: validate.Accepted | None = None
+    accepted: proof.Accepted | None = None
     text: str = ""
     reason: str = ""
     offer: str = ""  # why GitHub cannot take it as a suggestion: offered instead

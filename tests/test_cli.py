@@ -14,7 +14,7 @@ import pytest
 
 from bot import quota
 from bot.cli.sample import HEAD, make_sample_repo
-from bot.validate import same_code
+from bot.proof import same_code
 from tests import redis_helpers
 from tests.factories import GREET_BASE, GREET_HEAD
 from tests.factories import call_cli as call

@@ -23,9 +23,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import RepoConfig
+from bot.edits import file_quote, make_edit
 from bot.extract import extract
 from bot.models import Edit
-from bot.validate import Accepted, file_quote, make_edit, prove_module
+from bot.proof import Accepted, prove_module
 from tests.code_oracle import without_docstrings
 from tests.realgit import _ENV
 

@@ -53,23 +53,13 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from bot.config import RepoConfig
+from bot.edits import edit_region, literal_lines, make_edit, newline_of, split_lines
 from bot.extract import extract
 from bot.llm.offline import offline_parts
 from bot.models import Decision, DocParts, Edit, Style, Target
+from bot.proof import Accepted, prove_module, same_code
 from bot.style import compose
-from bot.validate import (
-    UNSAFE_TEXT,
-    Accepted,
-    check_parts,
-    check_text,
-    edit_region,
-    literal_lines,
-    make_edit,
-    newline_of,
-    prove_module,
-    same_code,
-    split_lines,
-)
+from bot.validate import UNSAFE_TEXT, check_parts, check_text
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 FULL_CORPUS = os.environ.get("DOCGEN_FULL_CORPUS") == "1"

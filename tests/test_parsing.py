@@ -7,7 +7,7 @@ import warnings
 
 import pytest
 
-from bot import extract, validate
+from bot import extract, proof
 from bot.parsing import parse_quietly
 
 # An invalid escape sequence: a SyntaxWarning (DeprecationWarning before 3.12) on parse.
@@ -39,7 +39,7 @@ def test_parsing_in_threads_leaves_the_warning_filters_as_they_were() -> None:
             start.wait()
             for _ in range(40):
                 parse_quietly(source)
-                validate.parse(source)
+                proof.parse(source)
                 extract.collect_docstrings(source.encode())
         except BaseException as exc:  # reported below
             errors.append(exc)

@@ -21,6 +21,7 @@ from bot.budget import TokenBudget
 from bot.cache import MemoryCache, SqliteCache
 from bot.cli.sample import make_sample_repo
 from bot.config import RepoConfig
+from bot.edits import apply_edits
 from bot.llm.failures import RetryPolicy
 from bot.llm.offline import OfflineProvider
 from bot.llm.openai_provider import OpenAIProvider
@@ -29,9 +30,9 @@ from bot.model_profile import ModelProfile
 from bot.models import Action, FileChange, Report, Style
 from bot.pipeline import RunResult, run
 from bot.plan import BATCH_ANSWER_OVERHEAD, Batch
+from bot.proof import same_code
 from bot.run_state import Context
 from bot.tokens import TokenCounter, load_encoding, with_margin
-from bot.validate import apply_edits, same_code
 from tests.fake_openai import API_KEY, recorded
 
 

@@ -25,9 +25,9 @@ from bot.config import RepoConfig
 from bot.llm.offline import OfflineProvider
 from bot.models import Action, DocParts, FileChange, Style
 from bot.pipeline import run
+from bot.proof import same_code
 from bot.run_state import Context
 from bot.tokens import TokenCounter, load_encoding
-from bot.validate import same_code
 from tests.realgit import git_patches
 
 FIXTURES = Path(__file__).parent / "fixtures" / "update"

@@ -6,9 +6,10 @@ import ast
 
 import pytest
 
-from bot import validate
+from bot import edits, proof, validate
+from bot.edits import apply_edits, literal_lines, make_edit
 from bot.models import Decision, DocParts, Edit, Param, Target
-from bot.validate import Accepted, apply_edits, literal_lines, make_edit, prove_module, same_code
+from bot.proof import Accepted, prove_module, same_code
 from tests.factories import make_target
 
 
@@ -338,17 +339,15 @@ class TestGitHubView:
 
     def test_comments_kept_compares_tokens_outside_docstrings(self):
         head = "def f():\n    # c\n    return 1  # d\n"
-        assert validate.comments_kept(
-            head, 'def f():\n    """Doc."""\n    # c\n    return 1  # d\n'
-        )
-        assert not validate.comments_kept(head, 'def f():\n    """Doc."""\n    return 1  # d\n')
-        assert not validate.comments_kept(head, "def f():\n    # c\n    return 1  # e\n")
+        assert proof.comments_kept(head, 'def f():\n    """Doc."""\n    # c\n    return 1  # d\n')
+        assert not proof.comments_kept(head, 'def f():\n    """Doc."""\n    return 1  # d\n')
+        assert not proof.comments_kept(head, "def f():\n    # c\n    return 1  # e\n")
 
     def test_an_edit_on_a_line_with_a_lone_cr_is_rejected(self):
         src = "def f(a):  # x\r    # y\n    return a\n"
         t = make_target(qualname="f", def_line=1, header_end=1, body_start=3, end=3)
         edit = make_edit(
-            t, "Give a back.", [line.rstrip("\r\n") for line in validate.split_lines(src)]
+            t, "Give a back.", [line.rstrip("\r\n") for line in edits.split_lines(src)]
         )
         new, rejected = prove_module(src, [Accepted(t, edit)])
         assert new == src and "lone carriage return" in rejected[0][1]
@@ -358,9 +357,9 @@ class TestGitHubView:
         src = "x = 1  # a\rb = 2\ndef f(a):\n    return a\n"
         t = make_target(qualname="f", def_line=3, header_end=3, body_start=4, end=4, start=3)
         edit = make_edit(
-            t, "Give a back.", [line.rstrip("\r\n") for line in validate.split_lines(src)]
+            t, "Give a back.", [line.rstrip("\r\n") for line in edits.split_lines(src)]
         )
         new, rejected = prove_module(src, [Accepted(t, edit)])
         assert rejected == []
-        github = validate.apply_suggestions(src, [(2, 2, edit.lines)])
+        github = edits.apply_suggestions(src, [(2, 2, edit.lines)])
         assert github == new and ast.get_docstring(ast.parse(github).body[2]) == "Give a back."
