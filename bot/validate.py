@@ -290,7 +290,7 @@ def check_updated_text(
     maintainer's code fence is already in the file, and the suggestion's fence is
     longer than any backtick run in it).
     As :func:`check_text` and :func:`check_parts`, with the leniency the staleness
-    rule has (``extract._stale_reason``) for what the maintainer chose: ``*args`` and
+    rule has (``stale.stale_reason``) for what the maintainer chose: ``*args`` and
     ``**kwargs`` may stay undocumented, with ``**kwargs`` other documented names may
     be keywords it takes, a Returns/Yields they never wrote is not required, and a
     Raises entry they kept is theirs.

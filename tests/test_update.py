@@ -475,7 +475,7 @@ def test_an_update_is_validated_with_the_staleness_rule_s_leniency(signature, do
 
 
 def _documented_functions(path: Path):
-    from bot import extract
+    from bot import extract, stale
 
     src = path.read_text(encoding="utf-8")
     n = src.count("\n")
@@ -485,7 +485,7 @@ def _documented_functions(path: Path):
     config = RepoConfig(skip_private=False)
     found = extract.extract("m.py", src.encode(), file_diff("m.py", "added", patch), config)
     for t in found.targets:
-        if t.kind != "class" and t.docstring and extract._documented_params(t.docstring):
+        if t.kind != "class" and t.docstring and stale.documented_params(t.docstring):
             yield src, t
 
 
