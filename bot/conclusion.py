@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from bot import logs, render
+from bot import checkrun, logs, markdown
 from bot.budget import CapReached, InstallationQuota, TokenBudget
 from bot.config import LoadedRepoConfig, RepoConfig, Settings
 from bot.github.payloads import GENERATE_ACTION, Conclusion
@@ -30,7 +30,7 @@ def conclusion_for(
     parts were skipped or only offered (to apply by hand); success: every definition
     that needed a docstring got a suggestion.
     """
-    title = render.check_title(report)
+    title = checkrun.check_title(report)
     left = [
         o
         for o in report.outcomes
@@ -78,7 +78,7 @@ def failure_summary(reason: str) -> str:
     The reason quotes errors that may carry PR text (paths, GitHub's messages): it is
     shown inert, so it pings and links no one.
     """
-    return render.inline_text(logs.REDACTOR(reason), 2_000)
+    return markdown.inline_text(logs.REDACTOR(reason), 2_000)
 
 
 def why_not_run(

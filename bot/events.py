@@ -12,7 +12,7 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-from bot import render
+from bot import markdown
 from bot.models import Style
 
 PR_ACTIONS = frozenset({"opened", "reopened", "ready_for_review", "synchronize"})
@@ -239,7 +239,7 @@ def _issue_comment(payload: dict[str, Any], *, reply_to_strangers: bool) -> Hand
         return Reply(inst, repo[0], repo[1], number, HELP, comment_id)
     if isinstance(command, str):
         # The error quotes the comment's words: shown inert, they ping and link no one.
-        body = f"docgen: {render.inline_text(command)}.\n\n{HELP}"
+        body = f"docgen: {markdown.inline_text(command)}.\n\n{HELP}"
         return Reply(inst, repo[0], repo[1], number, body, comment_id)
     return Run(inst, repo[0], repo[1], number, None, "command", command, comment_id)
 

@@ -322,7 +322,7 @@ class Outcome:
 
 @dataclass
 class Report:
-    """Everything ``render`` needs for the summary."""
+    """Everything the check run and the reports need (:mod:`bot.checkrun`, :mod:`bot.reports`)."""
 
     outcomes: list[Outcome] = field(default_factory=list)
     skips: list[Skip] = field(default_factory=list)

@@ -433,7 +433,7 @@ def _accepted(c: Candidate, edit: Edit, offline: bool) -> Outcome:
 
 def _reason(target: Target, action: Action, note: str = "") -> str:
     if action == Action.UPDATED:
-        # The report shows the stale reason beside it (render._note).
+        # The report shows the stale reason beside it (tally.outcome_note).
         return note or target.reason
     return REMOVED_DOCSTRING if target.docstring_removed else ""
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
-from bot import logs, render, sentry
+from bot import checkrun, logs, review_comment, sentry
 from bot.budget import InstallationQuota, TokenBudget
 from bot.cache import DocstringCache
 from bot.conclusion import (
@@ -391,9 +391,9 @@ async def _publish(
         check_run_id,
         conclusion=conclusion,
         title=title,
-        summary=render.markdown_report(report),
-        annotations=render.annotations(report),
-        text=render.offered_text(report),
+        summary=checkrun.markdown_report(report),
+        annotations=checkrun.annotations(report),
+        text=checkrun.offered_text(report),
     )
     log.info(
         "reviewed: %s",
@@ -507,7 +507,7 @@ async def _publish_review(
         assert s is not None
         if (s.target_id, s.docstring_hash) in existing:
             continue  # already on the PR (same function, same text): post nothing new
-        body = render.comment_for(o)
+        body = review_comment.comment_for(o)
         if body is None:
             continue
         fresh.append((o, ReviewComment.from_suggestion(s, body)))

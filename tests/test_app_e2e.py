@@ -19,7 +19,7 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from bot import quota, render, server
+from bot import quota, review_comment, server
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
 from bot.llm.offline import OfflineProvider
@@ -114,7 +114,7 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     comments = pull.comments
     assert len(comments) == 6
     for c in comments:
-        assert "```suggestion" in c["body"] and render.parse_marker(c["body"]) is not None
+        assert "```suggestion" in c["body"] and review_comment.parse_marker(c["body"]) is not None
         assert c["side"] == "RIGHT"
 
     # The same head again (a redundant synchronize): nothing new is posted.
@@ -150,8 +150,8 @@ def test_markers_pasted_by_someone_else_do_not_stop_the_suggestions(app_env, mak
     settle(runtime)
     own = [c for c in second.comments if c["user"]["login"] == fake.bot_login]
     assert len(own) == 6
-    assert sorted(render.parse_marker(c["body"]) for c in own) == sorted(
-        render.parse_marker(b) for b in bodies
+    assert sorted(review_comment.parse_marker(c["body"]) for c in own) == sorted(
+        review_comment.parse_marker(b) for b in bodies
     )
 
 

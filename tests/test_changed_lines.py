@@ -25,7 +25,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import render
+from bot import checkrun, reports
 from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
@@ -146,11 +146,11 @@ def test_stripping_eight_docstrings_and_adding_four_functions_gives_twelve_sugge
     assert_github_proof(result, patches, raw)
     # The reason is shown in every report format.
     report = result.report
-    assert "docstring removed in this PR" in render.markdown_report(report)
-    assert "docstring removed in this PR" in render.text_report(report)
-    reasons = {o["qualname"]: o["reason"] for o in render.json_report(report)["outcomes"]}
+    assert "docstring removed in this PR" in checkrun.markdown_report(report)
+    assert "docstring removed in this PR" in reports.text_report(report)
+    reasons = {o["qualname"]: o["reason"] for o in reports.json_report(report)["outcomes"]}
     assert reasons["public_3"] == "docstring removed in this PR"
-    json.dumps(render.json_report(report))
+    json.dumps(reports.json_report(report))
 
 
 def test_removed_docstrings_follow_the_skip_rules():
@@ -283,7 +283,7 @@ def test_suggestions_land_on_git_lines_after_any_line_separator(sep: str) -> Non
     s = outcome.suggestion
     assert (s.start, s.end) == (git_line, git_line)
     assert outcome.target.def_line == git_line  # the summary's line column
-    assert render.json_report(result.report)["outcomes"][0]["line"] == git_line
+    assert reports.json_report(result.report)["outcomes"][0]["line"] == git_line
     assert_github_proof(result, patches, raw)
     after = github_commit(raw["m.py"], s).decode()
     assert "require_admin(user)\n" in after.replace("\r\n", "\n")
@@ -313,8 +313,8 @@ def test_annotations_for_a_header_outside_the_diff_use_git_lines():
     head = base.replace("    return a\n", "    x99 = 99\n    return a\n")
     result, _, _ = pr({"m.py": base}, {"m.py": head})
     [outcome] = result.report.outcomes
-    assert outcome.reason.startswith(render.OUTSIDE_DIFF)
-    [annotation] = render.annotations(result.report)
+    assert outcome.reason.startswith(checkrun.OUTSIDE_DIFF)
+    [annotation] = checkrun.annotations(result.report)
     assert annotation["start_line"] == 4 == head.split("\n").index("def far(a):") + 1
 
 

@@ -17,7 +17,7 @@ from githubkit import GitHub
 from githubkit.cache import AsyncBaseCache, BaseCache, MemCacheStrategy
 from githubkit.exception import RequestFailed
 
-from bot import events, render
+from bot import events, review_comment
 from bot.config import Settings
 from bot.diff import parse_patch
 from bot.github.client import InstallationClients, PullRequestAPI
@@ -34,7 +34,7 @@ from bot.github.payloads import (
 )
 from bot.github.pulls import is_own_comment
 from bot.github.sansio import API_VERSION
-from bot.models import Suggestion
+from bot.models import Action, Suggestion
 from tests.conftest import OWNER, REPO, FakeClock
 from tests.fake_github import APP_ID, FakeGitHub, Fault
 
@@ -697,7 +697,7 @@ def test_review_comment_from_suggestion():
 
 def suggestion_body(target_id: str, line: int) -> str:
     s = Suggestion("mod.py", line, line, (f"def f{line}(x):",), target_id, f"h{line}")
-    return render.suggestion_comment(s, offline=True, action=render.Action.ADDED)
+    return review_comment.suggestion_comment(s, offline=True, action=Action.ADDED)
 
 
 def two_hunk_pr(make_pr: Callable[..., Any]) -> Any:
@@ -772,10 +772,10 @@ def test_existing_markers_round_trip(github_clients, fake_github, make_pr):
     comments = [
         ReviewComment(
             "mod.py",
-            render.suggestion_comment(
+            review_comment.suggestion_comment(
                 Suggestion("mod.py", 2 * i + 1, 2 * i + 1, ("x",), target, digest),
                 offline=False,
-                action=render.Action.ADDED,
+                action=Action.ADDED,
             ),
             2 * i + 1,
         )
@@ -789,10 +789,10 @@ def test_existing_markers_round_trip(github_clients, fake_github, make_pr):
 
 
 def _marker_comment(path: str, line: int, target: str, digest: str) -> ReviewComment:
-    body = render.suggestion_comment(
+    body = review_comment.suggestion_comment(
         Suggestion(path, line, line, ("x",), target, digest),
         offline=False,
-        action=render.Action.ADDED,
+        action=Action.ADDED,
     )
     return ReviewComment(path, body, line)
 

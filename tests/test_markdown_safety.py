@@ -14,7 +14,7 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import conclusion, events, render
+from bot import checkrun, conclusion, events, review_comment
 from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion, Target
 from tests.markdown_oracle import assert_inert, inspect
 from tests.webhook_payloads import issue_comment_event
@@ -141,7 +141,7 @@ def one_line(text: str) -> str:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(report=reports())
 def test_summary_is_inert(report: Report) -> None:
-    seen = assert_inert(render.markdown_report(report))
+    seen = assert_inert(checkrun.markdown_report(report))
     # Names are still shown, as code (each a span of its own, table pipes and all).
     for o in report.outcomes:
         name = one_line(o.target.qualname)
@@ -157,7 +157,7 @@ def fenced(lines: tuple[str, ...]) -> str:
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(report=reports())
 def test_offered_text_is_inert_and_holds_the_exact_replacements(report: Report) -> None:
-    text = render.offered_text(report)
+    text = checkrun.offered_text(report)
     offered = [o for o in report.outcomes if o.action == Action.OFFERED]
     if not offered:
         assert text is None
@@ -173,7 +173,7 @@ def test_offered_text_is_inert_and_holds_the_exact_replacements(report: Report) 
 @settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 @given(outcome=outcomes())
 def test_review_comments_are_inert_and_suggest_exactly_the_lines(outcome: Outcome) -> None:
-    body = render.comment_for(outcome)
+    body = review_comment.comment_for(outcome)
     if body is None:
         return
     seen = assert_inert(body)
@@ -208,7 +208,7 @@ def test_the_reported_attacks_render_as_text() -> None:
         "documents `@octocat` but the signature has `user` (not in the signature: `@octocat`)",
         suggestion=Suggestion("a.py", 4, 4, ('    """Do."""',), "a.py::f@3", "ab"),
     )
-    body = render.comment_for(stale)
+    body = review_comment.comment_for(stale)
     assert body is not None
     assert "@octocat" in assert_inert(body).code  # shown, as code
     rejected = Outcome(
@@ -216,7 +216,7 @@ def test_the_reported_attacks_render_as_text() -> None:
         Action.SKIPPED,
         "rejected: see https://evil.example/login or mail @octocat about #12",
     )
-    summary = render.markdown_report(Report(outcomes=[rejected], model="https://evil.example"))
+    summary = checkrun.markdown_report(Report(outcomes=[rejected], model="https://evil.example"))
     seen = assert_inert(summary)
     # Still readable: the words are there, only broken where GitHub would act.
     text = re.sub("\u2060", "", "".join(seen.text))

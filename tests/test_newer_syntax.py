@@ -29,7 +29,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import render
+from bot import checkrun
 from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
@@ -375,7 +375,7 @@ def test_review_on_this_python(review, name):
         assert f"uses Python {_name(needs)} syntax; this docgen runs on {RUNNING_NAME}" in (
             skip.reason
         )
-        assert skip.reason in render.markdown_report(result.report)
+        assert skip.reason in checkrun.markdown_report(result.report)
         return
     assert skips == []
     added = {q for q, o in outcomes.items() if o.action == Action.ADDED}

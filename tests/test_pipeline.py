@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import openai
 import pytest
 
-from bot import diff, render
+from bot import checkrun, diff
 from bot.budget import TokenBudget
 from bot.cache import MemoryCache, SqliteCache
 from bot.cli.sample import make_sample_repo
@@ -138,9 +138,9 @@ class TestOffline:
         result = go([change], context())
         [outcome] = result.report.outcomes
         assert outcome.action == Action.SKIPPED
-        assert outcome.reason.startswith(render.OUTSIDE_DIFF)
+        assert outcome.reason.startswith(checkrun.OUTSIDE_DIFF)
         assert outcome.suggestion is None
-        assert render.annotations(result.report)[0]["start_line"] == 1
+        assert checkrun.annotations(result.report)[0]["start_line"] == 1
 
     def test_exclusions_and_private_definitions(self, sample_changes):
         result = go(sample_changes, context(config=RepoConfig(exclude=("shop/*",))))
@@ -181,7 +181,7 @@ class TestBadInputNeverCrashes:
         assert [s.path for s in result.report.skips] == [path]
         assert why.lower() in result.report.skips[0].reason.lower()
         assert actions(result) == {"fine": "added"}  # the good file is not lost
-        assert render.markdown_report(result.report)
+        assert checkrun.markdown_report(result.report)
 
     def test_binary_or_missing_patch(self):
         change = FileChange("blob.py", "modified", None, b"def f():\n    return 1\n")
@@ -203,7 +203,7 @@ class TestBadInputNeverCrashes:
             result = go(batch, context())
             assert result.report.outcomes == []
             assert result.report.skips == []  # nothing to review is not a skip
-            assert render.markdown_report(result.report)
+            assert checkrun.markdown_report(result.report)
 
     def test_content_that_could_not_be_read(self):
         change = FileChange("m.py", "modified", "@@ -1 +1,2 @@\n x = 1\n+y = 2\n", None)
@@ -328,7 +328,7 @@ class TestThroughTheModel:
             assert o.suggestion is None
         rejected = [o for o in result.report.outcomes if "triple quote" in o.reason]
         assert len(rejected) == 5
-        assert "os.system" not in render.markdown_report(result.report)
+        assert "os.system" not in checkrun.markdown_report(result.report)
 
     def test_wrong_parameter_names_are_repaired_once(self, sample_changes):
         result, calls = run_llm(sample_changes, "wrong_then_ok", "pipeline_repair")
@@ -437,7 +437,7 @@ class TestThroughTheModel:
             if o.action == Action.SKIPPED and o.target.decision.value != "skip"
         }
         assert reasons == {"model call failed: authentication failed (401)"}
-        summary = render.markdown_report(result.report)
+        summary = checkrun.markdown_report(result.report)
         assert API_KEY not in summary and API_KEY[-8:] not in summary
         assert API_KEY not in caplog.text and API_KEY[-8:] not in caplog.text
 

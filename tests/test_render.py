@@ -1,4 +1,5 @@
-"""Tests for bot.render: review comments, check-run summary, JSON, annotations, diffs."""
+"""Tests for what docgen shows people: review comments (bot.comments), the check run
+(bot.checkrun), the local reports and diffs (bot.reports), safe Markdown (bot.markdown)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bot.checkrun import SUMMARY_LIMIT, annotations, check_title, markdown_report
+from bot.checkrun import offered_text as render_offered
+from bot.markdown import cap_bytes, cut_to_bytes
 from bot.models import (
     Action,
     Coverage,
@@ -23,22 +27,8 @@ from bot.models import (
     Target,
     Usage,
 )
-from bot.render import (
-    SUMMARY_LIMIT,
-    annotations,
-    cap_bytes,
-    check_title,
-    comment_for,
-    cut_to_bytes,
-    json_report,
-    markdown_report,
-    marker,
-    parse_marker,
-    suggestion_comment,
-    text_report,
-    unified_diff,
-)
-from bot.render import offered_text as render_offered
+from bot.reports import json_report, text_report, unified_diff
+from bot.review_comment import comment_for, marker, parse_marker, suggestion_comment
 from tests.markdown_oracle import assert_inert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "render"

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import render
+from bot import checkrun, reports
 from bot.pipeline import RunResult
 
 
@@ -43,23 +43,23 @@ def print_all(
 def _print(result: RunResult, args: argparse.Namespace, out: TextIO) -> None:
     report = result.report
     if args.format == "json":
-        data = render.json_report(report)
+        data = reports.json_report(report)
         json.dump(data, out, indent=2, sort_keys=False)
         out.write("\n")
         return
     if args.format == "markdown":
-        out.write(render.markdown_report(report))
+        out.write(checkrun.markdown_report(report))
         out.write("\n")
     else:
-        out.write(render.text_report(report))
+        out.write(reports.text_report(report))
         out.write("\n")
     if args.no_diff:
         return
     for path in sorted(result.new_texts):
-        diff = render.unified_diff(path, result.head_texts[path], result.new_texts[path])
+        diff = reports.unified_diff(path, result.head_texts[path], result.new_texts[path])
         out.write("\n")
         # Markdown: fenced, so that the diff's lines are not read as Markdown.
-        out.write(render.fenced_diff(diff) if args.format == "markdown" else diff)
+        out.write(reports.fenced_diff(diff) if args.format == "markdown" else diff)
 
 
 def apply(root: Path, head_sha: str | None, result: RunResult) -> tuple[list[str], list[str]]:

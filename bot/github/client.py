@@ -18,7 +18,7 @@ from urllib.parse import quote
 from githubkit import AppAuthStrategy, GitHub
 from githubkit.cache import BaseCacheStrategy, MemCacheStrategy
 
-from bot import render
+from bot import review_comment
 from bot.github.connection import PooledGitHub
 from bot.github.errors import GitHubError, NotFound, Unprocessable
 from bot.github.heads import FetchLimits, HeadContents, HeadReader, worth_reading
@@ -314,7 +314,7 @@ class PullRequestAPI(Session):
         for comment in map(as_object, comments):
             if not is_own_comment(comment, login):
                 continue
-            parsed = render.parse_marker(str(comment.get("body") or ""))
+            parsed = review_comment.parse_marker(str(comment.get("body") or ""))
             if parsed is not None:
                 found.add(parsed)
         return found
@@ -498,7 +498,7 @@ class PullRequestAPI(Session):
 
     async def _batch_posted(self, number: int, batch: Sequence[ReviewComment]) -> bool:
         """Whether a review whose POST failed with a 5xx was stored anyway (reviews are atomic)."""
-        markers = [m for m in (render.parse_marker(c.body) for c in batch) if m is not None]
+        markers = [m for m in (review_comment.parse_marker(c.body) for c in batch) if m is not None]
         if not markers:
             return False
         return markers[0] in await self.existing_markers(number)

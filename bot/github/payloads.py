@@ -9,14 +9,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from bot import render
+from bot import checkrun, markdown
 from bot.models import Suggestion
 
 CHECK_NAME = "docgen"
 # https://docs.github.com/en/rest/checks/runs#update-a-check-run
 MAX_ANNOTATIONS_PER_REQUEST = 50
-# output.summary and output.text: 65,535 bytes of UTF-8 each (render.SUMMARY_LIMIT says why)
-OUTPUT_TEXT_LIMIT = render.SUMMARY_LIMIT
+# output.summary and output.text: 65,535 bytes of UTF-8 each (checkrun.SUMMARY_LIMIT says why)
+OUTPUT_TEXT_LIMIT = checkrun.SUMMARY_LIMIT
 MAX_ACTIONS = 3
 _TRUNCATED = "\n\n*… truncated (GitHub's size limit)*"
 
@@ -99,7 +99,7 @@ GENERATE_ACTION = CheckRunAction(
 
 
 def _cap(text: str, limit: int = OUTPUT_TEXT_LIMIT) -> str:
-    return render.cap_bytes(text, limit, _TRUNCATED)
+    return markdown.cap_bytes(text, limit, _TRUNCATED)
 
 
 def review_body(count: int) -> str:
