@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from bot import deadline as deadline_mod
 from bot import diff as diff_mod
-from bot import edits, proof, validate, voice
+from bot import doclayout, edits, proof, validate, voice
 from bot import extract as extract_mod
 from bot import style as style_mod
 from bot import update as update_mod
@@ -350,11 +350,11 @@ def _update(c: Candidate) -> bool:
         up = update_mod.update_docstring(
             target, c.file.lines, c.file.style, c.parts, c.file.width, _gone_raises(c)
         )
-    except update_mod.MissingText as exc:
+    except doclayout.MissingText as exc:
         c.violations = [str(exc)]
         c.reason = f"rejected: {exc}"
         return True
-    except update_mod.Unlocatable as exc:
+    except doclayout.Unlocatable as exc:
         c.update_note = f"regenerated: {exc}"
         return False
     violations = validate.check_updated_text(up.text, target, c.file.style, up.written)

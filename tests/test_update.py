@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from bot import update
+from bot import doclayout, update
 from bot.budget import TokenBudget
 from bot.cache import MemoryCache
 from bot.config import RepoConfig
@@ -428,7 +428,7 @@ def test_a_class_without_its_init_in_the_pr_is_regenerated_with_a_reason():
     source = 'class Box:\n    """A box.\n\n    Args:\n        size: How big.\n    """\n'
     target = _stale_target(source, "Box")
     parts = DocParts("A box.")
-    with pytest.raises(update.Unlocatable, match="__init__"):
+    with pytest.raises(doclayout.Unlocatable, match="__init__"):
         update.update_docstring(target, source.splitlines(), Style.GOOGLE, parts, 88)
     assert update.needed(target, source.splitlines(), Style.GOOGLE) is None
 
@@ -518,7 +518,7 @@ def test_over_pydantic_s_own_docstrings_a_new_parameter_adds_only_its_entry():
             )
             try:
                 up = update.update_docstring(stale, lines, Style.GOOGLE, parts, 88)
-            except update.Unlocatable:
+            except doclayout.Unlocatable:
                 outcomes["regenerated"] += 1
                 continue
             raw = lines[t.docstring_span[0] - 1 : t.docstring_span[1]]
