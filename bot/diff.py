@@ -90,80 +90,100 @@ def parse_patch(patch: str | None) -> tuple[Hunk, ...]:
     """
     if not patch:
         return ()
-    hunks: list[Hunk] = []
-    header_at = 0  # 1-based patch line of the current hunk header (0: none yet)
-    right_start = right_count = 0
-    left_left = right_left = 0  # lines still expected on each side
-    right_line = 0
-    lines: set[int] = set()
-    added: set[int] = set()
-    removed: list[tuple[int, str]] = []
-
-    def close() -> None:
-        if left_left or right_left:
-            raise PatchError(
-                f"hunk at patch line {header_at} ends early: "
-                f"{left_left} left-side and {right_left} right-side lines missing"
-            )
-        hunks.append(
-            Hunk(right_start, right_count, frozenset(lines), frozenset(added), tuple(removed))
-        )
-
+    reader = _HunkReader()
     for number, line in enumerate(_split_lines(patch), start=1):
         if line.startswith("@@"):
-            match = _HUNK_HEADER.match(line)
-            if match is None:
-                raise PatchError(f"malformed hunk header at patch line {number}: {_preview(line)}")
-            if header_at:
-                close()
-            left_count = 1 if match[2] is None else int(match[2])
-            right_start = int(match[3])
-            right_count = 1 if match[4] is None else int(match[4])
-            if right_count and not right_start:
-                raise PatchError(
-                    f"hunk header at patch line {number} has lines starting at line 0: "
-                    f"{_preview(line)}"
-                )
-            header_at = number
-            left_left, right_left = left_count, right_count
-            # With no RIGHT-side lines, the header names the line the hunk follows.
-            right_line = right_start if right_count else right_start + 1
-            lines, added, removed = set(), set(), []
+            reader.header(number, line)
+        elif reader.header_at:
+            reader.line(number, line)
+        elif not line.strip() or line.startswith(_GIT_FILE_HEADERS):
             continue
-        if not header_at:
-            if not line.strip() or line.startswith(_GIT_FILE_HEADERS):
-                continue
+        else:
             raise PatchError(f"expected a hunk header at patch line {number}, got {_preview(line)}")
+    reader.close()
+    return tuple(reader.hunks)
+
+
+class _HunkReader:
+    """The hunks read so far and the one being read, line by line."""
+
+    def __init__(self) -> None:
+        self.hunks: list[Hunk] = []
+        self.header_at = 0  # 1-based patch line of the current hunk header (0: none yet)
+        self.right_start = self.right_count = 0
+        self.left_left = self.right_left = 0  # lines still expected on each side
+        self.right_line = 0
+        self.lines: set[int] = set()
+        self.added: set[int] = set()
+        self.removed: list[tuple[int, str]] = []
+
+    def close(self) -> None:
+        """Finish the current hunk, if any; it must have every line its header announced."""
+        if not self.header_at:
+            return
+        if self.left_left or self.right_left:
+            raise PatchError(
+                f"hunk at patch line {self.header_at} ends early: "
+                f"{self.left_left} left-side and {self.right_left} right-side lines missing"
+            )
+        self.hunks.append(
+            Hunk(
+                self.right_start,
+                self.right_count,
+                frozenset(self.lines),
+                frozenset(self.added),
+                tuple(self.removed),
+            )
+        )
+
+    def header(self, number: int, line: str) -> None:
+        """Start a hunk at its ``@@`` header (closing the one before)."""
+        match = _HUNK_HEADER.match(line)
+        if match is None:
+            raise PatchError(f"malformed hunk header at patch line {number}: {_preview(line)}")
+        self.close()
+        left_count = 1 if match[2] is None else int(match[2])
+        right_start = int(match[3])
+        right_count = 1 if match[4] is None else int(match[4])
+        if right_count and not right_start:
+            raise PatchError(
+                f"hunk header at patch line {number} has lines starting at line 0: {_preview(line)}"
+            )
+        self.header_at = number
+        self.right_start, self.right_count = right_start, right_count
+        self.left_left, self.right_left = left_count, right_count
+        # With no RIGHT-side lines, the header names the line the hunk follows.
+        self.right_line = right_start if right_count else right_start + 1
+        self.lines, self.added, self.removed = set(), set(), []
+
+    def line(self, number: int, line: str) -> None:
+        """One line inside a hunk: removed, context, added or a no-newline marker."""
         tag = line[:1]
         if tag == _NO_NEWLINE:
-            continue
+            return
         if tag == "-":
-            if not left_left:
-                raise PatchError(f"hunk at patch line {header_at} has too many removed lines")
-            left_left -= 1
+            if not self.left_left:
+                raise PatchError(f"hunk at patch line {self.header_at} has too many removed lines")
+            self.left_left -= 1
             # A removed line sits just before the next RIGHT-side line of the hunk.
-            removed.append((right_line, line[1:]))
-            continue
+            self.removed.append((self.right_line, line[1:]))
+            return
         if tag not in (" ", "+", ""):
             raise PatchError(f"unexpected line in hunk at patch line {number}: {_preview(line)}")
-        if not right_left or (tag != "+" and not left_left):
-            if tag == "" and not right_left and not left_left:
-                continue  # blank line after a complete hunk: harmless trailing whitespace
+        if not self.right_left or (tag != "+" and not self.left_left):
+            if tag == "" and not self.right_left and not self.left_left:
+                return  # blank line after a complete hunk: harmless trailing whitespace
             raise PatchError(
-                f"hunk at patch line {header_at} has more lines than its header announces "
-                f"(patch line {number})"
+                f"hunk at patch line {self.header_at} has more lines than its header "
+                f"announces (patch line {number})"
             )
-        lines.add(right_line)
+        self.lines.add(self.right_line)
         if tag == "+":
-            added.add(right_line)
+            self.added.add(self.right_line)
         else:
-            left_left -= 1
-        right_left -= 1
-        right_line += 1
-
-    if header_at:
-        close()
-    return tuple(hunks)
+            self.left_left -= 1
+        self.right_left -= 1
+        self.right_line += 1
 
 
 def file_diff(
