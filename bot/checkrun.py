@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from bot import tally
 from bot.markdown import (
     cap_bytes,
     code_span,
@@ -25,20 +26,6 @@ from bot.models import (
     Outcome,
     Report,
     Suggestion,
-)
-from bot.tally import (
-    SkippedItem,
-    all_excluded,
-    cost_text,
-    coverage_text,
-    is_offline,
-    model_text,
-    outcome_key,
-    outcome_note,
-    skipped_items,
-    style_used,
-    tally_line,
-    tokens_text,
 )
 
 # GitHub caps a check run's output.summary and output.text at 65,535 *bytes* of UTF-8
@@ -59,7 +46,7 @@ OUTSIDE_DIFF = "outside the diff"
 
 def check_title(report: Report) -> str:
     """A one-line title for the check run's ``output.title``."""
-    return f"docgen: {tally_line(report)}"
+    return f"docgen: {tally.counts_text(report)}"
 
 
 # ---------------------------------------------------------------- markdown
@@ -79,21 +66,21 @@ _TABLE_HEAD = ("| function | line | action | note |", "| --- | ---: | --- | --- 
 
 def _table_groups(report: Report) -> list[_Group]:
     by_path: dict[str, list[Outcome]] = {}
-    for outcome in sorted(report.outcomes, key=outcome_key):
+    for outcome in sorted(report.outcomes, key=tally.outcome_key):
         if outcome.action in (Action.ADDED, Action.UPDATED, Action.OFFERED):
             by_path.setdefault(outcome.target.path, []).append(outcome)
     groups = []
     for path, outcomes in by_path.items():
         rows = tuple(
             f"| {code_span(o.target.qualname, in_table=True)} | {o.target.def_line} "
-            f"| {o.action.value} | {inline(outcome_note(o), in_table=True)} |"
+            f"| {o.action.value} | {inline(tally.outcome_note(o), in_table=True)} |"
             for o in outcomes
         )
         groups.append(_Group("table", ("", f"#### {code_span(path)}", "", *_TABLE_HEAD), rows))
     return groups
 
 
-def _skipped_line(item: SkippedItem) -> str:
+def _skipped_line(item: tally.SkippedItem) -> str:
     where = f"{item.path}:{item.line}" if item.line is not None else item.path
     name = f" {code_span(item.qualname)}" if item.qualname else ""
     return f"- {code_span(where)}{name} — {inline(item.reason) or 'skipped'}"
@@ -157,31 +144,34 @@ def markdown_report(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str:
     with a visible note of how many were omitted.
     """
     head = [
-        f"### 📝 docgen — {tally_line(report)}",
+        f"### 📝 docgen — {tally.counts_text(report)}",
         "",
-        coverage_text(report.coverage_before, report.coverage_after, excluded=all_excluded(report)),
+        tally.coverage_text(
+            report.coverage_before, report.coverage_after, excluded=tally.all_excluded(report)
+        ),
     ]
     groups = _table_groups(report)
     if not groups:
         head += ["", "No docstrings to suggest."]
-    elif is_offline(report):
+    elif tally.is_offline(report):
         head += [
             "",
             "> Offline run: these docstrings are skeletons derived from the signatures,"
             " written without an LLM; edit them before committing.",
         ]
-    skipped = skipped_items(report)
+    skipped = tally.skipped_items(report)
     if skipped:
         groups.append(
             _Group("skipped", ("", "#### Skipped", ""), tuple(_skipped_line(i) for i in skipped))
         )
 
     tail = ["", "#### Run", ""]
-    tail.append(f"- Tokens: {tokens_text(report)}")
-    tail.append(f"- Cost: {cost_text(report)}")
-    style = style_used(report)
+    tail.append(f"- Tokens: {tally.tokens_text(report)}")
+    tail.append(f"- Cost: {tally.cost_text(report)}")
+    style = tally.style_used(report)
     tail.append(
-        f"- Model: {model_text(report, code_span, inline)}" + (f"; style: {style}" if style else "")
+        f"- Model: {tally.model_text(report, code_span, inline)}"
+        + (f"; style: {style}" if style else "")
     )
     tail.append(f"- Cache hits: {report.cache_hits:,}")
     tail.append(f"- Elapsed: {report.elapsed_s:.1f} s")
@@ -224,7 +214,7 @@ def annotations(report: Report) -> list[dict[str, object]]:
     https://docs.github.com/en/rest/checks/runs#create-a-check-run
     """
     out: list[dict[str, object]] = []
-    for o in sorted(report.outcomes, key=outcome_key):
+    for o in sorted(report.outcomes, key=tally.outcome_key):
         if o.action == Action.OFFERED and o.replacement is not None:
             out.append(_offered_annotation(o, o.replacement))
             continue
@@ -302,7 +292,7 @@ def _offered_block(o: Outcome, r: Suggestion) -> str:
             "",
             f"#### {code_span(r.path)} {_span(r.start, r.end)}: {code_span(o.target.qualname)}",
             "",
-            inline(outcome_note(o), 2_000),
+            inline(tally.outcome_note(o), 2_000),
             "",
             f"Replace {_span(r.start, r.end)} of {code_span(r.path)} with:",
             "",
@@ -322,7 +312,7 @@ def offered_text(report: Report, *, max_bytes: int = SUMMARY_LIMIT) -> str | Non
     """
     offered = [
         (o, o.replacement)
-        for o in sorted(report.outcomes, key=outcome_key)
+        for o in sorted(report.outcomes, key=tally.outcome_key)
         if o.action == Action.OFFERED and o.replacement is not None
     ]
     if not offered:

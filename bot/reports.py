@@ -9,6 +9,7 @@ from __future__ import annotations
 import difflib
 import re
 
+from bot import tally
 from bot.markdown import fence_for, one_line
 from bot.models import (
     Action,
@@ -16,22 +17,6 @@ from bot.models import (
     Outcome,
     Report,
     Suggestion,
-)
-from bot.tally import (
-    action_counts,
-    all_excluded,
-    budget_percent,
-    cost_text,
-    coverage_text,
-    is_offline,
-    model_text,
-    outcome_key,
-    outcome_note,
-    skip_key,
-    skipped_items,
-    style_used,
-    tally_line,
-    tokens_text,
 )
 
 # ---------------------------------------------------------------------- json
@@ -70,11 +55,11 @@ def _outcome_json(o: Outcome) -> dict[str, object]:
 
 def json_report(report: Report) -> dict[str, object]:
     """The summary as JSON-ready data (``docgen review --format json``)."""
-    outcomes = sorted(report.outcomes, key=outcome_key)
-    percent = budget_percent(report)
+    outcomes = sorted(report.outcomes, key=tally.outcome_key)
+    percent = tally.budget_percent(report)
     return {
         "version": 1,
-        "counts": action_counts(report),
+        "counts": tally.counts(report),
         "coverage": {
             "before": _coverage_json(report.coverage_before),
             "after": _coverage_json(report.coverage_after),
@@ -87,11 +72,11 @@ def json_report(report: Report) -> dict[str, object]:
             "budget_used_percent": None if percent is None else round(percent, 2),
         },
         "cost_usd": round(report.cost_usd, 6),
-        "offline": is_offline(report),
+        "offline": tally.is_offline(report),
         "model": report.model,
         "provider": report.provider,
         "response_mode": report.response_mode,
-        "style": style_used(report),
+        "style": tally.style_used(report),
         "cache_hits": report.cache_hits,
         "elapsed_s": round(report.elapsed_s, 3),
         "outcomes": [_outcome_json(o) for o in outcomes],
@@ -102,7 +87,7 @@ def json_report(report: Report) -> dict[str, object]:
         # definitions (outcomes skipped), so that len(skips) == counts["skipped"].
         "skips": [
             {"path": i.path, "reason": i.reason, "qualname": i.qualname, "line": i.line}
-            for i in skipped_items(report)
+            for i in tally.skipped_items(report)
         ],
         "notes": list(report.notes),
     }
@@ -126,28 +111,28 @@ def text_report(report: Report) -> str:
     keyed: list[tuple[tuple[str, int, str], tuple[str, ...]]] = []
     for o in report.outcomes:
         where = f"{o.target.path}:{o.target.def_line}"
-        row = (where, one_line(o.target.qualname), o.action.value, one_line(outcome_note(o)))
-        keyed.append((outcome_key(o), row))
+        row = (where, one_line(o.target.qualname), o.action.value, one_line(tally.outcome_note(o)))
+        keyed.append((tally.outcome_key(o), row))
     for s in report.skips:
         where = f"{s.path}:{s.line}" if s.line is not None else s.path
         row = (where, one_line(s.qualname or "-"), Action.SKIPPED.value, one_line(s.reason))
-        keyed.append((skip_key(s), row))
+        keyed.append((tally.skip_key(s), row))
     rows = [row for _, row in sorted(keyed)]
     lines = _columns(rows) if rows else ["nothing to document"]
-    lines += ["", tally_line(report)]
+    lines += ["", tally.counts_text(report)]
     lines.append(
-        coverage_text(
+        tally.coverage_text(
             report.coverage_before,
             report.coverage_after,
             arrow="->",
-            excluded=all_excluded(report),
+            excluded=tally.all_excluded(report),
         )
     )
-    lines.append(f"tokens {tokens_text(report)}")
-    model = model_text(report, one_line, one_line)
-    style = style_used(report)
+    lines.append(f"tokens {tally.tokens_text(report)}")
+    model = tally.model_text(report, one_line, one_line)
+    style = tally.style_used(report)
     lines.append(
-        f"cost {cost_text(report)}; model {model}; "
+        f"cost {tally.cost_text(report)}; model {model}; "
         + (f"style {style}; " if style else "")
         + f"cache hits {report.cache_hits:,}; {report.elapsed_s:.1f} s"
     )

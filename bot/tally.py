@@ -45,7 +45,7 @@ def skipped_items(report: Report) -> list[SkippedItem]:
     return sorted(items, key=lambda i: (i.path, i.line or 0, i.qualname or "", i.reason))
 
 
-def action_counts(report: Report) -> dict[str, int]:
+def counts(report: Report) -> dict[str, int]:
     counts = {action.value: 0 for action in Action}
     for outcome in report.outcomes:
         counts[outcome.action.value] += 1
@@ -95,15 +95,12 @@ def coverage_text(
     )
 
 
-def tally_line(report: Report) -> str:
-    counts = action_counts(report)
-    offered = f"{counts['offered']:,} offered, " if counts["offered"] else ""
-    text = (
-        f"{counts['added']:,} added, {counts['updated']:,} updated, {offered}"
-        f"{counts['skipped']:,} skipped"
-    )
-    if counts["unchanged"]:
-        text += f", {counts['unchanged']:,} unchanged"
+def counts_text(report: Report) -> str:
+    n = counts(report)
+    offered = f"{n['offered']:,} offered, " if n["offered"] else ""
+    text = f"{n['added']:,} added, {n['updated']:,} updated, {offered}{n['skipped']:,} skipped"
+    if n["unchanged"]:
+        text += f", {n['unchanged']:,} unchanged"
     return text
 
 
