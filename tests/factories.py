@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from bot import cli
-from bot.models import Target
+from bot.models import Param, Target
 
 
 def make_target(**overrides: Any) -> Target:
@@ -55,6 +55,62 @@ GREET_DOC = '''\
 '''
 GREET_BASE = f'def greet(name, greeting):\n{GREET_DOC}    return f"{{greeting}}, {{name}}"\n'
 GREET_HEAD = GREET_BASE.replace("greeting)", "salutation)").replace("{greeting}", "{salutation}")
+
+
+def scale_target(**kw: Any) -> Target:
+    """``scale(values, factor=2.0) -> list[float]``, which returns a value."""
+    base = dict(
+        qualname="scale",
+        params=(
+            Param("values", "positional", "list[float]"),
+            Param("factor", "positional", "float", "2.0"),
+        ),
+        returns="list[float]",
+        returns_value=True,
+    )
+    base.update(kw)
+    return make_target(**base)
+
+
+# A module with a function and a method, for edits and their proof.
+BOX_SOURCE = '''\
+import os
+
+
+def scale(values, factor=2.0):
+    return [v * factor for v in values]
+
+
+class Box:
+    """A box."""
+
+    def open(self, force=False):  # noqa: D102
+        if force:
+            os.remove("lid")
+        return True
+'''
+
+
+def t_scale() -> Target:
+    """``scale`` in :data:`BOX_SOURCE`."""
+    return scale_target(def_line=4, start=4, header_end=4, body_start=5, end=5)
+
+
+def t_open() -> Target:
+    """``Box.open`` in :data:`BOX_SOURCE`."""
+    return scale_target(
+        qualname="Box.open",
+        kind="method",
+        def_line=11,
+        start=11,
+        header_end=11,
+        body_start=12,
+        end=14,
+        indent="    ",
+        body_indent="        ",
+        params=(Param("self", "positional"), Param("force", "positional", None, "False")),
+        returns=None,
+    )
 
 
 def call_cli(*argv: str) -> tuple[int, str, str]:
