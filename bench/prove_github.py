@@ -25,8 +25,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.corpus import read_text
 from bot.config import RepoConfig
-from bot.edits import edit_region, make_edit, split_lines
+from bot.edits import edit_region, make_edit
 from bot.extract import extract
+from bot.lines import python_lines
 from bot.llm.offline import offline_parts
 from bot.models import Decision, Style
 from bot.proof import Accepted, prove_module
@@ -38,7 +39,7 @@ ALL = RepoConfig(skip_private=False, skip_dunder=False, skip_tests=False, skip_t
 
 def _stripped(text: str) -> str:
     """``text`` without docstrings (``ast.unparse`` would lose comments: cut lines)."""
-    lines = split_lines(text)
+    lines = python_lines(text)
     for node in sorted(
         (n for n in ast.walk(ast.parse(text)) if isinstance(n, ast.FunctionDef | ast.ClassDef)),
         key=lambda n: -n.lineno,
@@ -56,7 +57,7 @@ def _stripped(text: str) -> str:
 
 
 def edits(path: str, text: str) -> list[Accepted]:
-    lines = [line.rstrip("\r\n") for line in split_lines(text)]
+    lines = [line.rstrip("\r\n") for line in python_lines(text)]
     out = []
     for target in extract(path, text.encode(), None, ALL).targets:
         if target.decision != Decision.MISSING or isinstance(edit_region(target), str):

@@ -15,7 +15,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from bot.lines import LineMap
+from bot.lines import LineMap, python_lines
 from bot.models import Decision, Edit, Target
 from bot.parsing import documented, parse_quietly
 from bot.validate import unsafe_reason
@@ -132,11 +132,6 @@ def make_edit(
 # --------------------------------------------------------------- applying edits
 
 
-def split_lines(text: str) -> list[str]:
-    """Lines with their endings kept, split only on \\n, \\r\\n and \\r (as Python does)."""
-    return re.findall(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$", text)
-
-
 def newline_of(text: str) -> str:
     """The file's line ending: that of its first line (CRLF stays CRLF).
 
@@ -172,7 +167,7 @@ def apply_edits(text: str, edits: Iterable[Edit]) -> str:
     New lines take the ending of the last line they replace (or the file's), so a CRLF
     file stays CRLF and a file without a final newline keeps that.
     """
-    lines = split_lines(text)
+    lines = python_lines(text)
     nl = newline_of(text)
     ordered = sorted(edits, key=lambda e: e.start, reverse=True)
     last_start = None

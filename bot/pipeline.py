@@ -24,7 +24,7 @@ from bot import style as style_mod
 from bot import update as update_mod
 from bot.cache import cache_key
 from bot.ledger import Ledger
-from bot.lines import LineMap
+from bot.lines import LineMap, python_lines
 from bot.model_calls import generate_all
 from bot.models import (
     EXCLUDED_BY_CONFIG,
@@ -222,7 +222,7 @@ def _prepared(
     types = style_mod.detect_types_for_file(result.docstrings, ctx.repo_docstrings, style)
     # Python's own line splitting (\n, \r\n, \r): str.splitlines also splits at \f,
     # \x85, U+2028 ..., which would shift every line number after one of them.
-    lines = [line.rstrip("\r\n") for line in edits.split_lines(text)]
+    lines = [line.rstrip("\r\n") for line in python_lines(text)]
     mood = voice.detect_mood(result.docstrings, ctx.repo_docstrings)
     # Measured (a second parse of the file) only where a stale docstring is updated.
     stale = any(t.decision == Decision.STALE for t in result.targets)

@@ -53,8 +53,9 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from bot.config import RepoConfig
-from bot.edits import edit_region, literal_lines, make_edit, newline_of, split_lines
+from bot.edits import edit_region, literal_lines, make_edit, newline_of
 from bot.extract import extract
+from bot.lines import python_lines
 from bot.llm.offline import offline_parts
 from bot.models import Decision, DocParts, Edit, Style, Target
 from bot.proof import Accepted, prove_module, same_code
@@ -214,7 +215,7 @@ def comments(text: str) -> list[str]:
 
 def head_lines(text: str) -> list[str]:
     """The file's lines as Python numbers them (\\n, \\r\\n, \\r only), without endings."""
-    return [line.rstrip("\r\n") for line in split_lines(text)]
+    return [line.rstrip("\r\n") for line in python_lines(text)]
 
 
 def _char_col(line: str, byte_col: int) -> int:
@@ -239,7 +240,7 @@ def strip_docstring_statements(text: str) -> str:
 
 def _strip_once(text: str) -> str:
     tree = _parse(text)
-    lines = split_lines(text)
+    lines = python_lines(text)
     found: list[tuple[ast.Expr, bool]] = []
     for node in ast.walk(tree):
         if isinstance(node, _SCOPES) and node.body and _is_docstring(node.body[0]):
@@ -355,7 +356,7 @@ def assert_bytes_kept(
     header line first, unchanged.
     """
     inserts = set(inserts)
-    old, out = split_lines(head), split_lines(new)
+    old, out = python_lines(head), python_lines(new)
     nl = newline_of(head)
     pos, line = 0, 1
     for edit in sorted(edits, key=lambda e: e.start):
@@ -1003,8 +1004,8 @@ def test_pipeline_lines_with_form_feed_are_numbered_as_python_does():
     from bot.tokens import TokenCounter, load_encoding
 
     head = "import os\n\f\ndef f(a):\n    b = a\n    return b\n# \x85 \u2028\ndef g(c):\n    d = c\n    return d\n"
-    patch = f"@@ -0,0 +1,{len(split_lines(head))} @@\n" + "".join(
-        "+" + line.rstrip("\n") + "\n" for line in split_lines(head)
+    patch = f"@@ -0,0 +1,{len(python_lines(head))} @@\n" + "".join(
+        "+" + line.rstrip("\n") + "\n" for line in python_lines(head)
     )
     ctx = Context(
         config=RepoConfig(),

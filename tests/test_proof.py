@@ -6,6 +6,7 @@ import ast
 
 from bot import edits, proof
 from bot.edits import apply_edits, make_edit
+from bot.lines import python_lines
 from bot.models import Decision, Edit, Target
 from bot.proof import Accepted, prove_module, same_code
 from tests.factories import BOX_SOURCE, make_target, t_open, t_scale
@@ -93,7 +94,7 @@ class TestGitHubView:
         src = "def f(a):  # x\r    # y\n    return a\n"
         t = make_target(qualname="f", def_line=1, header_end=1, body_start=3, end=3)
         edit = make_edit(
-            t, "Give a back.", [line.rstrip("\r\n") for line in edits.split_lines(src)]
+            t, "Give a back.", [line.rstrip("\r\n") for line in python_lines(src)]
         )
         new, rejected = prove_module(src, [Accepted(t, edit)])
         assert new == src and "lone carriage return" in rejected[0][1]
@@ -103,7 +104,7 @@ class TestGitHubView:
         src = "x = 1  # a\rb = 2\ndef f(a):\n    return a\n"
         t = make_target(qualname="f", def_line=3, header_end=3, body_start=4, end=4, start=3)
         edit = make_edit(
-            t, "Give a back.", [line.rstrip("\r\n") for line in edits.split_lines(src)]
+            t, "Give a back.", [line.rstrip("\r\n") for line in python_lines(src)]
         )
         new, rejected = prove_module(src, [Accepted(t, edit)])
         assert rejected == []
