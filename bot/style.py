@@ -220,7 +220,7 @@ _ITERATOR_TYPES = {
 _LIST_ITEM = re.compile(r"^(?:[-*+]|\d+[.)]|>>>|\.\.)(?:\s|$)")
 
 
-def _clean_annotation(text: str | None) -> str | None:
+def clean_annotation(text: str | None) -> str | None:
     """Annotation source as one line, without the quotes of a forward reference."""
     if not text or not text.strip():
         return None
@@ -255,18 +255,18 @@ def _generator_args(annotation: str | None) -> list[str] | None:
 
 
 def _yield_type(target: Target) -> str | None:
-    args = _generator_args(_clean_annotation(target.returns))
-    return _clean_annotation(args[0]) if args else None
+    args = _generator_args(clean_annotation(target.returns))
+    return clean_annotation(args[0]) if args else None
 
 
 def _return_type(target: Target) -> str | None:
-    annotation = _clean_annotation(target.returns)
+    annotation = clean_annotation(target.returns)
     if not target.yields:
         return annotation
     # A generator's own return value is Generator's third argument, if spelled out.
     args = _generator_args(annotation)
     if args and len(args) == 3:
-        return _clean_annotation(args[2])
+        return clean_annotation(args[2])
     return None
 
 
@@ -325,7 +325,7 @@ def _no_markup_starts(lines: list[str], indent: str) -> list[str]:
     return out
 
 
-def _fill(text: str, width: int, first: str, indent: str) -> list[str]:
+def fill(text: str, width: int, first: str, indent: str) -> list[str]:
     """Wrap ``text`` to ``width`` columns: first line after ``first``, the rest at ``indent``.
 
     Prose paragraphs are re-wrapped; paragraphs whose line breaks matter are kept
@@ -370,14 +370,14 @@ def _described_params(parts: DocParts, target: Target) -> list[tuple[Param, str]
     return [(p, given[p.name]) for p in target.documentable_params if p.name in given]
 
 
-def _google_type(annotation: str | None) -> str | None:
+def google_type(annotation: str | None) -> str | None:
     """The annotation for a Google entry, or None when a ':' in it would split the entry.
 
     Google parsers (Napoleon, docstring_parser) cut ``name (type): desc`` at the first
     colon, so ``Literal['a:b']`` or a ``lambda`` default in a type cannot be written
     there; the signature still carries it.
     """
-    cleaned = _clean_annotation(annotation)
+    cleaned = clean_annotation(annotation)
     return None if cleaned is None or ":" in cleaned else cleaned
 
 
@@ -387,22 +387,22 @@ def _compose_google(parts: DocParts, target: Target, width: int, types: bool) ->
     if params:
         lines += ["", "Args:"]
         for param, desc in params:
-            annotation = _google_type(param.annotation) if types else None
+            annotation = google_type(param.annotation) if types else None
             head = f"{param.display_name} ({annotation})" if annotation else param.display_name
-            lines += _fill(desc, width, f"    {head}: ", " " * 8)
+            lines += fill(desc, width, f"    {head}: ", " " * 8)
     for title, desc, annotation in (
-        ("Returns", parts.returns, _google_type(_return_type(target)) if types else None),
-        ("Yields", parts.yields, _google_type(_yield_type(target)) if types else None),
+        ("Returns", parts.returns, google_type(_return_type(target)) if types else None),
+        ("Yields", parts.yields, google_type(_yield_type(target)) if types else None),
     ):
         if desc.strip():
             # One block, not a list of entries: continuation lines align with the
             # first (Napoleon would read deeper-indented lines as a nested block).
             first = f"    {annotation}: " if annotation else "    "
-            lines += ["", f"{title}:", *_fill(desc, width, first, "    ")]
+            lines += ["", f"{title}:", *fill(desc, width, first, "    ")]
     if parts.raises:
         lines += ["", "Raises:"]
         for exc, desc in parts.raises:
-            lines += _fill(desc, width, f"    {exc.strip()}: ", " " * 8)
+            lines += fill(desc, width, f"    {exc.strip()}: ", " " * 8)
     return lines
 
 
@@ -413,7 +413,7 @@ def _numpy_section(title: str) -> list[str]:
 def _numpy_entry(head: str, desc: str, width: int) -> list[str]:
     lines = [head]
     if desc.strip():
-        lines += _fill(desc, width, "    ", "    ")
+        lines += fill(desc, width, "    ", "    ")
     return lines
 
 
@@ -423,7 +423,7 @@ def _compose_numpy(parts: DocParts, target: Target, width: int, types: bool) -> 
     if params:
         lines += _numpy_section("Parameters")
         for param, desc in params:
-            annotation = _clean_annotation(param.annotation) if types else None
+            annotation = clean_annotation(param.annotation) if types else None
             head = f"{param.display_name} : {annotation}" if annotation else param.display_name
             lines += _numpy_entry(head, desc, width)
     for title, desc, annotation in (
@@ -443,19 +443,19 @@ def _compose_numpy(parts: DocParts, target: Target, width: int, types: bool) -> 
 def _compose_sphinx(parts: DocParts, target: Target, width: int, types: bool) -> list[str]:
     fields: list[str] = []
     for param, desc in _described_params(parts, target):
-        fields += _fill(desc, width, f":param {param.display_name}: ", "    ")
-        annotation = _clean_annotation(param.annotation) if types else None
+        fields += fill(desc, width, f":param {param.display_name}: ", "    ")
+        annotation = clean_annotation(param.annotation) if types else None
         if annotation:
             fields.append(f":type {param.display_name}: {annotation}")
     if parts.returns.strip():
-        fields += _fill(parts.returns, width, ":returns: ", "    ")
+        fields += fill(parts.returns, width, ":returns: ", "    ")
         annotation = _return_type(target) if types else None
         if annotation:
             fields.append(f":rtype: {annotation}")
     if parts.yields.strip():
-        fields += _fill(parts.yields, width, ":yields: ", "    ")
+        fields += fill(parts.yields, width, ":yields: ", "    ")
     for exc, desc in parts.raises:
-        fields += _fill(desc, width, f":raises {exc.strip()}: ", "    ")
+        fields += fill(desc, width, f":raises {exc.strip()}: ", "    ")
     return ["", *fields] if fields else []
 
 
@@ -463,14 +463,14 @@ def _compose_plain(parts: DocParts, target: Target, width: int, types: bool) -> 
     lines: list[str] = []
     for param, desc in _described_params(parts, target):
         if desc.strip():
-            lines += ["", *_fill(desc, width, f"``{param.display_name}``: ", "")]
+            lines += ["", *fill(desc, width, f"``{param.display_name}``: ", "")]
     if parts.returns.strip():
-        lines += ["", *_fill(parts.returns, width, "Returns: ", "")]
+        lines += ["", *fill(parts.returns, width, "Returns: ", "")]
     if parts.yields.strip():
-        lines += ["", *_fill(parts.yields, width, "Yields: ", "")]
+        lines += ["", *fill(parts.yields, width, "Yields: ", "")]
     for exc, desc in parts.raises:
         if desc.strip():
-            lines += ["", *_fill(desc, width, f"Raises ``{exc.strip()}``: ", "")]
+            lines += ["", *fill(desc, width, f"Raises ``{exc.strip()}``: ", "")]
         else:
             lines += ["", f"Raises ``{exc.strip()}``."]
     return lines
@@ -510,13 +510,6 @@ def compose(
     columns = text_width(target, width)
     lines = [_summary(parts.summary)]
     if parts.description.strip():
-        lines += ["", *_fill(parts.description, columns, "", "")]
+        lines += ["", *fill(parts.description, columns, "", "")]
     lines += _COMPOSERS[style](parts, target, columns, types)
     return "\n".join(lines)
-
-
-# Public names for bot.update, which writes single entries into an existing docstring
-# in the same layout compose uses.
-fill = _fill
-google_type = _google_type
-clean_annotation = _clean_annotation
