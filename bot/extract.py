@@ -359,7 +359,7 @@ def extract(
 
     ``source`` is the file's bytes at the head commit (None: the PR deletes it).  With
     ``diff`` None every definition is returned (``docgen review --all``, benchmarks);
-    otherwise those with a line added or removed (see :func:`_touched`).  ``coverage``
+    otherwise those with a line added or removed (see :func:`bot.touched.touched`).  ``coverage``
     counts every definition of the file that is not skipped, touched or not.
 
     ``diff`` counts lines as git does; targets carry Python's (``ast``'s) line numbers,

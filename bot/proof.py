@@ -45,7 +45,7 @@ def prove_edit(
     ``shift`` is how many lines edits above this one added.  The definition must be
     found at its shifted line, and its first statement must be a string constant that
     spans exactly the inserted docstring lines.  Together with :func:`prove_module`
-    (or the unchanged-bytes construction of :func:`apply_edits`) this proves
+    (or the unchanged-bytes construction of :func:`bot.edits.apply_edits`) this proves
     invariant 1 for the edit.  Raises :class:`NotEquivalent`.  ``defs`` is the tree's
     line → definition map; pass it when proving many edits of one tree (one walk).
     """
@@ -78,7 +78,7 @@ def prove_edit(
 
 def _trailing_blank(target: Target, edit: Edit) -> int:
     """How many empty lines a new docstring's edit ends with: one at most, exactly
-    empty (:func:`blank_after`); anything else stays part of the literal's span, where
+    empty (:func:`bot.edits.blank_after`); anything else stays part of the literal's span, where
     the span check rejects it."""
     if target.decision != Decision.STALE and len(edit.lines) > 2 and edit.lines[-1] == "":
         return 1
@@ -226,12 +226,12 @@ def prove_module(
     """Apply the accepted edits of one file and prove each is only a docstring.
 
     The proof runs on the file as GitHub will commit the suggestions (git's lines,
-    :func:`apply_suggestions`): one parse of all of them together checks every edit
+    :func:`bot.edits.apply_suggestions`): one parse of all of them together checks every edit
     (:func:`prove_edit`), then the whole module — its AST without docstrings and its
     tokens outside them — is compared with the head's; each edit is also proven
     applied alone (:func:`_prove_alone`, on its definition's lines).  Rejected edits
     are dropped and the rest re-proved.  Returns the file with the edits applied the
-    local way (:func:`apply_edits`, line endings kept; proven too when it differs) and
+    local way (:func:`bot.edits.apply_edits`, line endings kept; proven too when it differs) and
     the rejected edits with a reason.
     """
     lines = LineMap(head_text)

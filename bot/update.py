@@ -141,7 +141,7 @@ class Ask:
 
 
 def needed(target: Target, head_lines: Sequence[str], style: Style) -> Ask | None:
-    """The entries :func:`merge` will need text for, or None when the docstring
+    """The entries :func:`bot.merge.merge` will need text for, or None when the docstring
     cannot be located (it is regenerated whole, and the model asked for all of it)."""
     if target.kind == "class" and not target.params:
         return None
