@@ -17,6 +17,7 @@ import ast
 from dataclasses import dataclass, field
 
 from bot.config import RepoConfig
+from bot.parsing import docstring_of
 from bot.source import Source
 
 DefNode = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
@@ -287,9 +288,4 @@ def skip_reason(record: Definition, config: RepoConfig) -> str | None:
 
 
 def has_docstring(node: DefNode) -> bool:
-    first = node.body[0]
-    return (
-        isinstance(first, ast.Expr)
-        and isinstance(first.value, ast.Constant)
-        and isinstance(first.value.value, str)
-    )
+    return docstring_of(node) is not None

@@ -38,7 +38,7 @@ from bot.definitions import (
 )
 from bot.lines import LineMap
 from bot.models import Coverage, Decision, ExtractResult, FileDiff, Param, Skip, Target
-from bot.parsing import parse_quietly
+from bot.parsing import documented, parse_quietly
 from bot.pysyntax import RUNNING, explain_syntax_error
 from bot.source import Source, check_source
 from bot.stale import documented_params, stale_reason
@@ -446,10 +446,4 @@ def collect_docstrings(source: bytes, *, max_bytes: int = 1_000_000) -> list[str
         tree = parse_quietly(source)
     except (SyntaxError, ValueError, RecursionError, MemoryError):
         return []
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
-            doc = ast.get_docstring(node, clean=False)
-            if doc:
-                out.append(doc)
-    return out
+    return [doc.value.value for _, doc in documented(tree) if doc.value.value]

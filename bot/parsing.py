@@ -33,23 +33,30 @@ def parse_quietly(source: str | bytes, filename: str = "<unknown>") -> ast.Modul
 
 
 _SCOPES = (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)
+Scope = ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
 
 
-def documented(
-    tree: ast.AST,
-) -> Iterator[tuple[ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef, ast.Expr]]:
-    """``(scope, docstring expression)`` for every module, class and function with one.
+def docstring_of(scope: Scope) -> ast.Expr | None:
+    """The docstring statement of a module, class or function: the leading expression
+    statement of its body when that is a string constant (None without one)."""
+    first = scope.body[0] if scope.body else None
+    if (
+        isinstance(first, ast.Expr)
+        and isinstance(first.value, ast.Constant)
+        and isinstance(first.value.value, str)
+    ):
+        return first
+    return None
 
-    A docstring is the leading string-constant expression statement of the body.  The
-    walk yields a scope before its children are visited, so a caller may drop the
-    docstring from ``scope.body`` as it goes.
+
+def documented(tree: ast.AST) -> Iterator[tuple[Scope, ast.Expr]]:
+    """``(scope, docstring statement)`` for every module, class and function with one.
+
+    ``ast.walk`` queues a scope's children before it yields the scope, so a caller may
+    drop the docstring from ``scope.body`` as it goes.
     """
     for node in ast.walk(tree):
         if isinstance(node, _SCOPES):
-            first = node.body[0] if node.body else None
-            if (
-                isinstance(first, ast.Expr)
-                and isinstance(first.value, ast.Constant)
-                and isinstance(first.value.value, str)
-            ):
-                yield node, first
+            doc = docstring_of(node)
+            if doc is not None:
+                yield node, doc

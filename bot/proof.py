@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from bot.edits import apply_edits, apply_suggestions, git_span
 from bot.lines import LineMap, python_lines
 from bot.models import Decision, Edit, Target
-from bot.parsing import documented, parse_quietly
+from bot.parsing import docstring_of, documented, parse_quietly
 
 
 class NotEquivalent(Exception):
@@ -54,12 +54,8 @@ def prove_edit(
     node = defs.get(target.def_line + shift)
     if node is None:
         raise NotEquivalent(f"{target.qualname}: definition not found after the edit")
-    first = node.body[0] if node.body else None
-    if not (
-        isinstance(first, ast.Expr)
-        and isinstance(first.value, ast.Constant)
-        and isinstance(first.value.value, str)
-    ):
+    first = docstring_of(node)
+    if first is None:
         raise NotEquivalent(f"{target.qualname}: the docstring is not the first statement")
     if target.decision == Decision.STALE:
         doc_start = edit.start + shift
