@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from bot import checkrun, conclusion, events, review_comment
 from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion, Target
+from tests.factories import make_target
 from tests.markdown_oracle import assert_inert, inspect
 from tests.webhook_payloads import issue_comment_event
 
@@ -80,18 +81,14 @@ ATTACK = st.tuples(st.sampled_from(HOSTILE[:24]), HOSTILE_TEXT).map(lambda p: p[
 
 
 def target(path: str, qualname: str, line: int, decision: Decision) -> Target:
-    return Target(
+    return make_target(
         path=path,
         qualname=qualname,
-        kind="function",
-        is_async=False,
         start=line,
         def_line=line,
         header_end=line,
         body_start=line + 1,
         end=line + 3,
-        indent="",
-        body_indent="    ",
         decision=decision,
     )
 

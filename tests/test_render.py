@@ -29,6 +29,7 @@ from bot.models import (
 )
 from bot.reports import json_report, text_report, unified_diff
 from bot.review_comment import comment_for, marker, parse_marker, suggestion_comment
+from tests.factories import make_target
 from tests.markdown_oracle import assert_inert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "render"
@@ -52,18 +53,16 @@ def target(
     header_end: int | None = None,
     decision: Decision = Decision.MISSING,
 ) -> Target:
-    return Target(
+    header_end = header_end or line
+    return make_target(
         path=path,
         qualname=qualname,
         kind="method" if "." in qualname else "function",
-        is_async=False,
         start=line,
         def_line=line,
-        header_end=header_end or line,
-        body_start=(header_end or line) + 1,
-        end=(header_end or line) + 5,
-        indent="",
-        body_indent="    ",
+        header_end=header_end,
+        body_start=header_end + 1,
+        end=header_end + 5,
         decision=decision,
     )
 
