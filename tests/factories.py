@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from bot import cli
-from bot.models import Param, Target
+from bot.models import Decision, Param, Target
 
 
 def make_target(**overrides: Any) -> Target:
@@ -55,6 +55,30 @@ GREET_DOC = '''\
 '''
 GREET_BASE = f'def greet(name, greeting):\n{GREET_DOC}    return f"{{greeting}}, {{name}}"\n'
 GREET_HEAD = GREET_BASE.replace("greeting)", "salutation)").replace("{greeting}", "{salutation}")
+
+
+def target_at(
+    path: str,
+    qualname: str,
+    line: int,
+    *,
+    header_end: int | None = None,
+    body_lines: int = 5,
+    decision: Decision = Decision.MISSING,
+) -> Target:
+    """``qualname`` defined at ``line`` of ``path``: a method when the name is dotted."""
+    header_end = header_end or line
+    return make_target(
+        path=path,
+        qualname=qualname,
+        kind="method" if "." in qualname else "function",
+        start=line,
+        def_line=line,
+        header_end=header_end,
+        body_start=header_end + 1,
+        end=header_end + body_lines,
+        decision=decision,
+    )
 
 
 def scale_target(**kw: Any) -> Target:

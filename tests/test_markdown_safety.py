@@ -15,8 +15,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot import checkrun, conclusion, events, review_comment
-from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion, Target
-from tests.factories import make_target
+from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
+from tests.factories import target_at
 from tests.markdown_oracle import assert_inert, inspect
 from tests.webhook_payloads import issue_comment_event
 
@@ -80,19 +80,6 @@ HOSTILE_TEXT = st.lists(PIECE, max_size=8).map("".join)
 ATTACK = st.tuples(st.sampled_from(HOSTILE[:24]), HOSTILE_TEXT).map(lambda p: p[0] + p[1])
 
 
-def target(path: str, qualname: str, line: int, decision: Decision) -> Target:
-    return make_target(
-        path=path,
-        qualname=qualname,
-        start=line,
-        def_line=line,
-        header_end=line,
-        body_start=line + 1,
-        end=line + 3,
-        decision=decision,
-    )
-
-
 @st.composite
 def outcomes(draw: st.DrawFn) -> Outcome:
     path = draw(st.one_of(ATTACK, HOSTILE_TEXT)) + ".py"
@@ -100,7 +87,7 @@ def outcomes(draw: st.DrawFn) -> Outcome:
     line = draw(st.integers(1, 10_000))
     action = draw(st.sampled_from([Action.ADDED, Action.UPDATED, Action.OFFERED, Action.SKIPPED]))
     decision = Decision.STALE if action in (Action.UPDATED, Action.OFFERED) else Decision.MISSING
-    t = target(path, qualname, line, decision)
+    t = target_at(path, qualname, line, body_lines=3, decision=decision)
     reason = draw(ATTACK)
     docstring = draw(HOSTILE_TEXT)
     # Suggested lines are lines: no line break inside (validate splits at them).
@@ -200,7 +187,7 @@ def test_failure_summaries_are_inert(reason: str) -> None:
 def test_the_reported_attacks_render_as_text() -> None:
     """The two cases of the issue, by name."""
     stale = Outcome(
-        target("a.py", "f", 3, Decision.STALE),
+        target_at("a.py", "f", 3, body_lines=3, decision=Decision.STALE),
         Action.UPDATED,
         "documents `@octocat` but the signature has `user` (not in the signature: `@octocat`)",
         suggestion=Suggestion("a.py", 4, 4, ('    """Do."""',), "a.py::f@3", "ab"),
@@ -209,7 +196,7 @@ def test_the_reported_attacks_render_as_text() -> None:
     assert body is not None
     assert "@octocat" in assert_inert(body).code  # shown, as code
     rejected = Outcome(
-        target("a.py", "g", 9, Decision.MISSING),
+        target_at("a.py", "g", 9, body_lines=3),
         Action.SKIPPED,
         "rejected: see https://evil.example/login or mail @octocat about #12",
     )

@@ -29,7 +29,7 @@ from bot.models import (
 )
 from bot.reports import json_report, text_report, unified_diff
 from bot.review_comment import comment_for, marker, parse_marker, suggestion_comment
-from tests.factories import make_target
+from tests.factories import target_at as target
 from tests.markdown_oracle import assert_inert
 
 FIXTURES = Path(__file__).parent / "fixtures" / "render"
@@ -43,28 +43,6 @@ def assert_golden(name: str, text: str) -> None:
         path.write_bytes(text.encode("utf-8"))
     assert path.exists(), f"missing golden file {path}; run with DOCGEN_UPDATE_GOLDEN=1"
     assert text == path.read_bytes().decode("utf-8")
-
-
-def target(
-    path: str,
-    qualname: str,
-    line: int,
-    *,
-    header_end: int | None = None,
-    decision: Decision = Decision.MISSING,
-) -> Target:
-    header_end = header_end or line
-    return make_target(
-        path=path,
-        qualname=qualname,
-        kind="method" if "." in qualname else "function",
-        start=line,
-        def_line=line,
-        header_end=header_end,
-        body_start=header_end + 1,
-        end=header_end + 5,
-        decision=decision,
-    )
 
 
 def suggestion(t: Target, *body: str, h: str = "0123abcd") -> Suggestion:

@@ -170,11 +170,10 @@ def test_detect_for_file(
 
 # ------------------------------------------------------------------ compose: goldens
 
-RICH_TARGET = Target(
+RICH_TARGET = factories.make_target(
     path="pkg/store.py",
     qualname="Store.put",
     kind="method",
-    is_async=False,
     start=10,
     def_line=10,
     header_end=16,
