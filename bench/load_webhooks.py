@@ -549,16 +549,16 @@ class SqliteView:
 
 
 class RedisView:
-    """The Redis journal (``bot.redisq``'s key layout): counts and the same checks."""
+    """The Redis journal (``bot.queue.redis_store``'s key layout): counts and the same checks."""
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
-        from bot.redisq import RedisJournal
+        from bot.queue.redis_store import RedisStore
 
         self.prefix = prefix
         self.client = redis.Redis.from_url(url, decode_responses=True)
-        self.journal = RedisJournal.from_url(url, prefix=prefix)
+        self.journal = RedisStore.from_url(url, prefix=prefix)
 
     def counts(self) -> dict[str, int]:
         return {k: v for k, v in self.journal.counts().items() if v}

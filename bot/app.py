@@ -28,9 +28,8 @@ from starlette.routing import Route
 
 from bot import events, logs
 from bot.intake import BodyLimits, BodyRefused, InFlight, event_label, read_body, signature_matches
-from bot.jobs import Journal, JournalBusy
 from bot.metrics import Metrics
-from bot.redisq import BatchItem, Recorded
+from bot.queue.store import BatchItem, EnqueueResult, JournalBusy, Recorded, Store
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +44,7 @@ class Deps:
     """What the web process needs; built by ``docgen serve`` (or a test)."""
 
     webhook_secret: str
-    journal: Journal
+    journal: Store
     metrics: Metrics
     app_id: int | None = None
     run_drafts: bool = False
@@ -90,44 +89,29 @@ def _batch_item(d: _Delivery) -> BatchItem:
     return BatchItem(d.delivery_id, d.event, d.action, d.outcome, job)
 
 
-def _record_one(journal: Journal, d: _Delivery) -> Recorded:
-    """Inside a transaction: record ``d`` and enqueue its job."""
-    item = _batch_item(d)
-    if not journal.record_delivery(item.delivery_id, item.event, item.action, outcome=item.outcome):
-        return False, None
-    if item.job is None:
-        return True, None
-    return True, journal.enqueue(*item.job, delivery_id=item.delivery_id)
-
-
 class Recorder:
-    """Writes deliveries and their jobs to the journal before they are answered.
+    """Writes deliveries and their jobs to the store before they are answered.
 
     **Group commit.**  The deliveries that reach this point in the same turn of the
-    event loop are written in *one* transaction, each in its own savepoint (one
-    failing rolls back only itself).  Every delivery is still in the journal, with
-    its job, before its 202 (invariant 6); a batch costs one write lock and one
-    commit instead of one per delivery, which is what lets several web processes
-    share one SQLite journal.
+    event loop are written together (:meth:`~bot.queue.store.Store.record_batch`: one
+    SQLite transaction with a savepoint each, or two Redis pipelines; one failing fails
+    only itself).  Every delivery is still in the store, with its job, before its 202
+    (invariant 6); a batch costs one write lock and one commit instead of one per
+    delivery, which is what lets several web processes share one SQLite journal.
 
-    **Politeness.**  When another process holds the write lock, the batch waits
-    *here*, yielding the event loop (the requests in flight go on being read and
-    verified, and join the next batch), rather than in SQLite's busy handler, which
-    sleeps with the whole loop blocked.  After ``BUSY_PATIENCE`` s it waits SQLite's
-    way.  On Redis a batch is two pipelined round trips
-    (:meth:`~bot.redisq.RedisJournal.record_batch`); a journal with neither writes
-    each delivery on its own.
+    **Politeness.**  When another process holds the write lock (:class:`JournalBusy`),
+    the batch waits *here*, yielding the event loop (the requests in flight go on being
+    read and verified, and join the next batch), rather than in SQLite's busy handler,
+    which sleeps with the whole loop blocked.  After ``BUSY_PATIENCE`` s it waits
+    SQLite's way.
     """
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Store) -> None:
         self.journal = journal
-        self._sqlite = isinstance(journal, Journal)
-        # Redis: one pipeline of claims and one of enqueue scripts per batch.
-        self._grouped = self._sqlite or hasattr(journal, "record_batch")
         self._pending: list[_Delivery] = []
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
-        self.batches = 0  # transactions written (tests, curiosity)
+        self.batches = 0  # batches written (tests, curiosity)
 
     async def record(
         self, decision: events.Handling, delivery_id: str, event: str, action: str, outcome: str
@@ -135,9 +119,6 @@ class Recorder:
         """Record one delivery (and enqueue its job); returns (new?, the job)."""
         loop = asyncio.get_running_loop()
         d = _Delivery(decision, delivery_id, event, action, outcome, loop.create_future())
-        if not self._grouped:
-            with self.journal.atomic():
-                return _record_one(self.journal, d)
         self._pending.append(d)
         if not self._flushing:
             self._flushing = True
@@ -150,8 +131,8 @@ class Recorder:
             while self._pending:
                 batch, self._pending = self._pending, []
                 try:
-                    results = await self._write(batch)
-                except Exception as exc:  # the transaction failed: every one of them
+                    results = await self._write([_batch_item(d) for d in batch])
+                except Exception as exc:  # the batch failed: every one of them
                     results = [exc] * len(batch)
                 for d, result in zip(batch, results, strict=True):
                     if d.done.done():  # its request went away meanwhile
@@ -163,34 +144,20 @@ class Recorder:
         finally:
             self._flushing = False
 
-    async def _write(self, batch: list[_Delivery]) -> list[Recorded | BaseException]:
-        if not self._sqlite:
-            return self.journal.record_batch(  # type: ignore[attr-defined]
-                [_batch_item(d) for d in batch]
-            )
+    async def _write(self, items: list[BatchItem]) -> list[Recorded | Exception]:
         deadline = time.monotonic() + BUSY_PATIENCE
         delay = 0.0002
         while time.monotonic() < deadline:
             try:
-                return self._transaction(batch, wait=False)
+                return self._written(self.journal.record_batch(items, wait=False))
             except JournalBusy:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.002)
-        return self._transaction(batch, wait=True)
+        return self._written(self.journal.record_batch(items, wait=True))
 
-    def _transaction(self, batch: list[_Delivery], *, wait: bool) -> list[Recorded | BaseException]:
-        out: list[Recorded | BaseException] = []
-        with self.journal.atomic(wait=wait) as conn:
-            self.batches += 1
-            for d in batch:
-                conn.execute("SAVEPOINT delivery")
-                try:
-                    out.append(_record_one(self.journal, d))
-                except Exception as exc:  # this delivery only: a 500 for it, not the batch
-                    conn.execute("ROLLBACK TO delivery")
-                    out.append(exc)
-                conn.execute("RELEASE delivery")
-        return out
+    def _written(self, results: list[Recorded | Exception]) -> list[Recorded | Exception]:
+        self.batches += 1
+        return results
 
 
 def _answer(
@@ -199,23 +166,26 @@ def _answer(
     return JSONResponse({"message": message, **extra}, status_code=status, headers=headers)
 
 
-def create_app(deps: Deps) -> Starlette:
-    """The Starlette application over ``deps``."""
-    recorder = Recorder(deps.journal)
-    inflight = InFlight(deps.body_limits.in_flight_bytes)
+class Webhook:
+    """``POST /webhook``: verify, parse, route, record, answer — and one log line."""
 
-    async def webhook(request: Request) -> Response:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+        self.recorder = Recorder(deps.journal)
+        self.inflight = InFlight(deps.body_limits.in_flight_bytes)
+
+    async def handle(self, request: Request) -> Response:
         started = time.perf_counter()
         delivery_id = request.headers.get("x-github-delivery", "")
         event = request.headers.get("x-github-event", "")
         short = EVENT_LOG_CHARS
         with logs.bind(delivery_id=delivery_id[:short] or None, event=event[:short] or None):
             facts: dict[str, Any] = {}
-            response, outcome = await _webhook(request, delivery_id, event, facts)
+            response, outcome = await self._receive(request, delivery_id, event, facts)
             # Only a signed delivery names its event in the metrics (see bot.intake).
             label = event_label(event, verified=facts.pop("verified", False))
-            deps.metrics.deliveries.labels(label, outcome).inc()
-            deps.metrics.ack_seconds.observe(time.perf_counter() - started)
+            self.deps.metrics.deliveries.labels(label, outcome).inc()
+            self.deps.metrics.ack_seconds.observe(time.perf_counter() - started)
             # One line per delivery (the ack path's largest cost after the journal).
             log.info(
                 "webhook %s -> %s (%s)",
@@ -226,12 +196,15 @@ def create_app(deps: Deps) -> Starlette:
             )
             return response
 
-    async def _webhook(
-        request: Request, delivery_id: str, event: str, facts: dict[str, Any]
+    async def _receive(
+        self, request: Request, delivery_id: str, event: str, facts: dict[str, Any]
     ) -> tuple[Response, str]:
         try:
             body = await read_body(
-                request.stream(), request.headers.get("content-length"), deps.body_limits, inflight
+                request.stream(),
+                request.headers.get("content-length"),
+                self.deps.body_limits,
+                self.inflight,
             )
         except BodyRefused as exc:
             headers = {"Retry-After": "5"} if exc.status == 503 else None
@@ -239,22 +212,27 @@ def create_app(deps: Deps) -> Starlette:
         except ClientDisconnect:  # gone mid-body: nobody to answer, nothing to report
             return _answer(400, "client disconnected"), "disconnected"
         try:
-            return await _signed(request, body.data, delivery_id, event, facts)
+            checked = self._verified(request, body.data, delivery_id, event, facts)
+            if isinstance(checked, tuple):
+                return checked
+            return await self._record(checked, delivery_id, event, facts)
         finally:
             body.close()
 
-    async def _signed(
+    def _verified(
+        self,
         request: Request,
         body: bytearray,
         delivery_id: str,
         event: str,
         facts: dict[str, Any],
-    ) -> tuple[Response, str]:
+    ) -> dict[str, Any] | tuple[Response, str]:
+        """The payload of a signed, well-formed delivery, or the answer refusing it."""
         # Invariant 5: nothing is read from the body before the signature matches.
         signature = request.headers.get("x-hub-signature-256", "")
         if not signature.startswith("sha256="):
             return _answer(401, "missing X-Hub-Signature-256"), "unsigned"
-        if not signature_matches(deps.webhook_secret, body, signature):
+        if not signature_matches(self.deps.webhook_secret, body, signature):
             return _answer(401, "signature does not match"), "bad_signature"
         facts["verified"] = True
         if not event:
@@ -269,7 +247,12 @@ def create_app(deps: Deps) -> Starlette:
             ), "bad_json"
         if not isinstance(payload, dict):
             return _answer(400, "body is not a JSON object"), "bad_json"
+        return payload
 
+    async def _record(
+        self, payload: dict[str, Any], delivery_id: str, event: str, facts: dict[str, Any]
+    ) -> tuple[Response, str]:
+        deps = self.deps
         decision = events.decide(
             event,
             payload,
@@ -282,7 +265,9 @@ def create_app(deps: Deps) -> Starlette:
         outcome = type(decision).__name__.lower()
         # Invariant 6: the delivery and its job are in the journal, in one commit,
         # before we answer; a redelivery of the same id is acted on once (invariant 4).
-        recorded, result = await recorder.record(decision, delivery_id, event, action, outcome)
+        recorded, result = await self.recorder.record(
+            decision, delivery_id, event, action, outcome
+        )
         if not recorded:
             return _answer(200, "duplicate delivery: already handled"), "duplicate"
         if result is not None:
@@ -292,16 +277,27 @@ def create_app(deps: Deps) -> Starlette:
                 facts["coalesced"] = True
             if result.behind:
                 facts["behind_job"] = result.behind
+        return self._answer_for(decision, result)
+
+    def _answer_for(
+        self, decision: events.Handling, result: EnqueueResult | None
+    ) -> tuple[Response, str]:
         if isinstance(decision, events.Ignore):
             return _answer(200, f"ignored: {decision.reason}"), "ignored"
         if isinstance(decision, events.Forget):
-            deps.forget(decision.installation_id)
+            self.deps.forget(decision.installation_id)
             return _answer(200, "installation credentials forgotten"), "forgotten"
-        deps.wake()
+        assert result is not None  # a Run or a Reply: its job was enqueued
+        self.deps.wake()
         return (
             _answer(202, "queued", job_id=result.job_id, coalesced=result.coalesced),
             "queued",
         )
+
+
+def create_app(deps: Deps) -> Starlette:
+    """The Starlette application over ``deps``."""
+    webhook = Webhook(deps)
 
     async def healthz(request: Request) -> Response:
         if deps.journal.writable():
@@ -321,10 +317,9 @@ def create_app(deps: Deps) -> Starlette:
 
     return Starlette(
         routes=[
-            Route("/webhook", webhook, methods=["POST"]),
+            Route("/webhook", webhook.handle, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
         ],
         lifespan=lifespan,
     )
-

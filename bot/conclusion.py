@@ -14,8 +14,8 @@ from bot import checkrun, logs, markdown
 from bot.budget import CapReached, InstallationQuota, TokenBudget
 from bot.config import LoadedRepoConfig, RepoConfig, Settings
 from bot.github.payloads import GENERATE_ACTION, Conclusion
-from bot.jobs import Job
 from bot.models import Action, Decision, FileChange, Report
+from bot.queue.store import Job
 from bot.quota import fork_runs_automatically
 from bot.usage import Totals
 

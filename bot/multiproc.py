@@ -1,4 +1,9 @@
-"""``docgen serve`` with several web processes (``DOCGEN_WEB_PROCESSES``, both modes).
+"""The processes: ``docgen serve`` (one process or several) and ``docgen worker``.
+
+Their parts come from :mod:`bot.compose`; this module runs them (uvicorn, the
+supervisor of web processes, arq's loop) and handles signals.
+
+``docgen serve`` with several web processes (``DOCGEN_WEB_PROCESSES``, both modes):
 
 One Python process acknowledges about 1,100-1,200 deliveries a second on two shared
 cores (uvicorn on uvloop and httptools, group-committed journal writes); with 50
@@ -13,7 +18,7 @@ share its interpreter.  More processes answer more: this runs
   job runs in them, so nothing competes with an acknowledgement.
 * the job workers in the supervising process, in a thread with its own event loop
   (at nice ``DOCGEN_JOBS_NICE``): the one process holding the journal's workers lock
-  (:meth:`Journal.lock_workers`), so start-up recovery stays right.  They find new
+  (:meth:`SqliteStore.lock_workers`), so start-up recovery stays right.  They find new
   jobs by polling the journal; an installation deleted or suspended is recorded in
   the journal by whichever web process got the event and read here before each job.
   They also checkpoint the journal's WAL (the web processes' commits never do).
@@ -36,18 +41,17 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 from starlette.applications import Starlette
 
-from bot import logs, sentry
-from bot.cache import SqliteCache
-from bot.config import Settings
-from bot.jobs import Handler, Job, JobContext, Journal, JournalError, WorkerPool
-from bot.metrics import Metrics, enable_multiprocess, usage_gauges
+from bot import compose, logs, sentry
+from bot.config import Settings, StartupError
+from bot.metrics import enable_multiprocess
+from bot.queue.store import JournalError
 from bot.secrets import secret_values
 
 log = logging.getLogger(__name__)
@@ -56,10 +60,59 @@ METRICS_DIR = "metrics"
 GAVE_UP = "the web processes kept exiting at start-up (their log lines say why)"
 
 
-def _data_dir(settings: Settings) -> Path:
-    from bot.server import DEFAULT_DATA_DIR
+# ---------------------------------------------------------------- entry points
 
-    return settings.docgen_data_dir or DEFAULT_DATA_DIR
+
+def serve(settings: Settings, host: str, port: int) -> None:
+    """``docgen serve``: the web app (and, without REDIS_URL, the workers) until SIGTERM.
+
+    Raises:
+        StartupError: settings, data directory, journal, Redis or port problems.
+    """
+    import uvicorn
+
+    logs.setup(settings.log_level, secrets=secret_values(settings))
+    sentry.init(settings)
+    if settings.docgen_web_processes > 1:
+        serve_processes(settings, host, port, settings.docgen_web_processes)
+        return
+    runtime = compose.build(settings)
+    runtime.lock()
+    uvicorn.run(
+        runtime.app,
+        host=host,
+        port=port,
+        log_config=None,  # our JSON logging
+        access_log=False,
+        timeout_graceful_shutdown=30,
+    )
+
+
+def run_worker(settings: Settings) -> int:
+    """``docgen worker``: run jobs from Redis until SIGTERM/SIGINT; the exit code."""
+    # JSON lines only: drop the plain handler ``docgen``'s main() set up for other commands.
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+    logs.setup(settings.log_level, secrets=secret_values(settings))
+    sentry.init(settings)
+    if settings.docgen_jobs_nice:
+        # Before any thread starts: on Linux niceness is per thread, and inherited.
+        with contextlib.suppress(OSError):
+            os.nice(settings.docgen_jobs_nice)
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)  # arq's Worker takes the current loop
+    try:
+        try:
+            worker = compose.build_worker(settings)
+        except StartupError as exc:
+            print(f"docgen: {exc}", file=sys.stderr)
+            return 2
+        worker.run()  # returns after SIGTERM/SIGINT, running jobs drained or handed back
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
+    return 0
 
 
 # ---------------------------------------------------------------- web processes
@@ -71,126 +124,14 @@ def web_app() -> Starlette:
     Settings come from the environment the supervisor was started with (children are
     spawned: they inherit it).  Only verify, record, enqueue and answer here.
     """
-    from bot.server import (
-        StartupError,
-        build_web,
-        check_settings,
-        freeze_startup,
-        job_gauges,
-    )
-    from bot.server import web_app as make_web_app
-
     settings = Settings()
     logs.setup(settings.log_level, secrets=secret_values(settings))
     sentry.init(settings)
     try:
-        check_settings(settings)
-        if settings.redis_url is not None:  # Redis mode: the same web app as one process
-            return build_web(settings).app
-        journal = Journal.in_dir(_data_dir(settings), autocheckpoint=False)
+        return compose.build_web(settings).app
     except (StartupError, OSError, JournalError) as exc:
         log.error("web process cannot start: %s", exc)
         raise SystemExit(2) from None
-    metrics = Metrics()
-    metrics.on_collect(job_gauges(journal))
-    metrics.on_collect(usage_gauges(journal))
-
-    @contextlib.asynccontextmanager
-    async def lifespan() -> AsyncIterator[None]:
-        freeze_startup()
-        log.info("docgen web process started", extra={"pid": os.getpid()})
-        try:
-            yield
-        finally:
-            journal.close()
-
-    # The job workers poll the journal; the tokens live in the supervisor.
-    return make_web_app(
-        settings, journal, metrics, forget=journal.forget_installation, lifespan=lifespan
-    )
-
-
-# ------------------------------------------------------------------- job workers
-
-
-def forgetting(handler: Handler, journal: Journal, forget: Callable[[int], None]) -> Handler:
-    """``handler``, after dropping the clients of installations forgotten meanwhile."""
-    cursor = journal.last_forgotten()
-    lock = asyncio.Lock()
-
-    async def run(job: Job, ctx: JobContext) -> None:
-        nonlocal cursor
-        async with lock:
-            ids, cursor = journal.forgotten_after(cursor)
-        for installation_id in ids:
-            forget(installation_id)
-            log.info("installation %d forgotten: its token is dropped", installation_id)
-        await handler(job, ctx)
-
-    return run
-
-
-class JobThread:
-    """The job workers on their own event loop, in a thread of the supervisor."""
-
-    def __init__(
-        self,
-        pool: WorkerPool,
-        *,
-        closing: Callable[[], Awaitable[None]] | None = None,
-        nice: int = 0,
-    ) -> None:
-        self.pool = pool
-        self._nice = nice  # the thread's (and its helper threads') niceness
-        self._closing = closing  # an async callable run after the pool stopped
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._started = threading.Event()
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._main, name="docgen-jobs", daemon=True)
-
-    def start(self, timeout: float = 30.0) -> None:
-        """Start the workers; raises what their start-up raised (e.g. the lock)."""
-        self._thread.start()
-        self._started.wait(timeout)
-        if self._error is not None:
-            self._thread.join(timeout)
-            raise self._error
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop claiming, let running jobs finish (``pool.stop``), close, join."""
-        if self._stop is not None and self._thread.is_alive():
-            self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(timeout)
-
-    def _main(self) -> None:
-        # Reviews are background work, acknowledgements are not: on Linux a thread's
-        # nice value is its own and the threads it starts (asyncio.to_thread's) inherit
-        # it, so the web processes win when the cores are busy.
-        if self._nice:
-            with contextlib.suppress(OSError, AttributeError):
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self._nice)
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._run())
-        finally:
-            self._loop.close()
-
-    async def _run(self) -> None:
-        self._stop = asyncio.Event()
-        try:
-            await self.pool.start()
-        except BaseException as exc:
-            self._error = exc
-            self._started.set()
-            return
-        self._started.set()
-        try:
-            await self._stop.wait()
-        finally:
-            await self.pool.stop(timeout=25.0)
-            if self._closing is not None:
-                await self._closing()
 
 
 def _metrics_dir(data_dir: Path) -> Path:
@@ -325,8 +266,6 @@ def _run_web(host: str, port: int, processes: int) -> bool:
     try:
         holder = _listener(host, port)
     except OSError as exc:
-        from bot.server import StartupError
-
         raise StartupError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
     stop = threading.Event()
     previous = {
@@ -356,77 +295,29 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
         StartupError: settings, data directory, journal or lock problems, before any
             process is started.
     """
-    from bot.server import StartupError, _handler, _worker_deps, close_provider
-
-    data_dir = _data_dir(settings)
-    journal = None
+    jobs = compose.supervisor_jobs(settings)
+    jobs.open()  # first: a refused second instance touches nothing
     try:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        if settings.redis_url is None:
-            journal = Journal.in_dir(data_dir, autocheckpoint=False)
-            journal.lock_workers()  # first: a refused second instance touches nothing
         # Multiprocess metrics: set before the first metric of this process and before
         # the web processes are spawned (they read it when prometheus_client is imported).
-        metrics_dir = _metrics_dir(data_dir)
+        metrics_dir = _metrics_dir(compose.data_dir(settings))
         enable_multiprocess(metrics_dir)
-    except (OSError, JournalError) as exc:
-        if journal is not None:
-            journal.close()
-        if isinstance(exc, JournalError):
-            raise StartupError(str(exc)) from None
+    except OSError as exc:
+        jobs.stop()
         raise StartupError(f"DOCGEN_DATA_DIR is not usable ({exc})") from None
-    if journal is None:  # Redis mode: docgen worker processes run the jobs
-        try:
-            healthy = _run_web(host, port, processes)
-        finally:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
-        if not healthy:
-            raise StartupError(GAVE_UP)
-        return
-    metrics = Metrics()
-    try:
-        deps, made = _worker_deps(
-            settings,
-            journal,
-            SqliteCache(data_dir / "cache.sqlite3"),
-            metrics,
-            github_transport=None,
-            provider=None,
-            write_interval=1.0,
-            github_clock=None,
-        )
-    except StartupError:
-        journal.close()
-        raise
-    pool = WorkerPool(
-        journal,
-        forgetting(_handler(deps), journal, deps.clients.forget),
-        concurrency=settings.docgen_workers,
-        job_timeout=settings.docgen_job_timeout,
-    )
-
-    async def closing() -> None:
-        await close_provider(made)
-
-    jobs = JobThread(pool, closing=closing, nice=settings.docgen_jobs_nice)
     try:
         jobs.start()
-    except JournalError as exc:
-        journal.close()
-        raise StartupError(str(exc)) from None
-    log.info(
-        "docgen started",
-        extra={
-            "web_processes": processes,
-            "workers": settings.docgen_workers,
-            "data_dir": str(data_dir),
-        },
-    )
-    try:
+        log.info(
+            "docgen started",
+            extra={
+                "web_processes": processes,
+                "workers": settings.docgen_workers,
+                "data_dir": str(compose.data_dir(settings)),
+            },
+        )
         healthy = _run_web(host, port, processes)
     finally:
         jobs.stop()
-        journal.close()
         shutil.rmtree(metrics_dir, ignore_errors=True)
         log.info("docgen stopped")
     if not healthy:

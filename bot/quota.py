@@ -5,7 +5,7 @@ The per-PR budget (:class:`bot.budget.TokenBudget`) bounds one pull request; the
 here bound the installation as a whole, across PRs, processes and restarts.
 
 The rule is pure (:func:`check`); the counters live in the journal — SQLite
-(:class:`bot.jobs.Journal`) or Redis (:class:`bot.redisq.RedisJournal`), both behind
+(:class:`bot.queue.sqlite_store.SqliteStore`) or Redis (:class:`bot.queue.redis_store.RedisStore`), both behind
 :class:`CapStore`.  A call *reserves* its worst case (prompt estimate + ``max_tokens``)
 against the day's and the month's counters before it is sent, and settles with the
 provider's ``usage`` afterwards, exactly as the per-PR budget does (invariant 3): two
@@ -153,7 +153,7 @@ class Hold:
 
 
 class CapStore(Protocol):
-    """Where the installation counters live: :class:`bot.jobs.Journal` or the Redis one.
+    """Where the installation counters live: :class:`bot.queue.sqlite_store.SqliteStore` or the Redis one.
 
     Both apply :func:`check` atomically with the increment, so concurrent runs in any
     number of processes see each other's reservations.

@@ -1,7 +1,7 @@
 """A job: review one pull request on GitHub, end to end.
 
 ``fetch (github) → pipeline → publish (github)``.  The handler is what
-:class:`bot.jobs.WorkerPool` runs for each ``review`` or ``reply`` job.  It keeps the
+:class:`bot.queue.pool.WorkerPool` runs for each ``review`` or ``reply`` job.  It keeps the
 check run it started in the job's data, so a job resumed after a crash finishes that
 check run instead of opening a second one (invariant 6); it never posts a suggestion
 that is already on the PR (invariant 4); and whatever goes wrong ends as a line in the
@@ -40,11 +40,12 @@ from bot.github.errors import GitHubError, GitHubUnavailable, NotFound
 from bot.github.heads import FetchLimits
 from bot.github.payloads import ReviewComment
 from bot.github.pulls import PullInfo
-from bot.jobs import Job, JobContext, Journal, PermanentJobError, RetryLater
 from bot.llm.provider import Provider
 from bot.metrics import Metrics
 from bot.models import Action, FileChange, Outcome, Report, Style
 from bot.pipeline import RunResult, run
+from bot.queue.runner import JobContext
+from bot.queue.store import Job, PermanentJobError, RetryLater, Store
 from bot.quota import Caps, pr_token_budget
 from bot.run_state import Context
 from bot.tokens import TokenCounter
@@ -61,7 +62,7 @@ class WorkerDeps:
     provider: Provider
     cache: DocstringCache
     counter: TokenCounter
-    journal: Journal
+    journal: Store
     metrics: Metrics
     clock: Callable[[], float] = time.time
 

@@ -27,7 +27,7 @@ from typing import Any
 
 from bot import logs
 from bot.config import Settings
-from bot.jobs import JobLost, PermanentJobError, RetryLater
+from bot.queue.store import JobLost, PermanentJobError, RetryLater
 from bot.secrets import secret_values
 
 # Headers that carry credentials (GitHub's webhook signatures let anyone who has one

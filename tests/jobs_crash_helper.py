@@ -1,7 +1,7 @@
 """Child process for the kill -9 test in ``tests/test_jobs.py``.
 
 Does what ``docgen serve`` does with one webhook: records the delivery and enqueues its
-job in one commit, then runs a :class:`~bot.jobs.WorkerPool` whose handler opens a
+job in one commit, then runs a :class:`~bot.queue.pool.WorkerPool` whose handler opens a
 "check run" (saves ``check_run_id`` 123), prints ``blocked`` and waits for ever — until
 the test kills the process with SIGKILL.
 
@@ -14,7 +14,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from bot.jobs import Job, JobContext, Journal, WorkerPool
+from bot.queue.pool import WorkerPool
+from bot.queue.runner import JobContext
+from bot.queue.sqlite_store import SqliteStore
+from bot.queue.store import Job
 
 DELIVERY_ID = "crash-delivery-1"
 KEY = "octo/hello#7"
@@ -28,7 +31,7 @@ async def handler(job: Job, ctx: JobContext) -> None:
 
 
 async def main(path: Path) -> None:
-    journal = Journal(path)
+    journal = SqliteStore(path)
     with journal.atomic():
         if journal.record_delivery(DELIVERY_ID, "pull_request", "opened", outcome="run"):
             payload = {"installation_id": 1, "head_sha": "a" * 40, "delivery_id": DELIVERY_ID}

@@ -12,11 +12,10 @@ import pytest
 from githubkit.webhooks import sign
 from starlette.testclient import TestClient
 
-from bot import app as app_module
 from bot import events
 from bot.app import Deps, Recorder, create_app
-from bot.jobs import Journal
 from bot.metrics import Metrics
+from bot.queue.sqlite_store import SqliteStore
 from tests.webhook_payloads import (
     APP_ID,
     INSTALLATION_ID,
@@ -31,7 +30,7 @@ SECRET = "It's a Secret to Everybody"
 
 @pytest.fixture
 def env(tmp_path):
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteStore(tmp_path / "journal.sqlite3")
     forgotten: list[int] = []
     woken: list[bool] = []
     deps = Deps(
@@ -188,14 +187,14 @@ class TestRouting:
         loop free (no busy-handler sleep), then records and answers 202."""
         client, journal, _, _, _ = env
         attempts: list[bool] = []
-        real = app_module.Recorder._transaction
+        real = journal.record_batch
 
-        def counting(self, batch, *, wait):
+        def counting(batch, *, wait):
             attempts.append(wait)
-            return real(self, batch, wait=wait)
+            return real(batch, wait=wait)
 
-        monkeypatch.setattr(app_module.Recorder, "_transaction", counting)
-        other = Journal(journal.path)
+        monkeypatch.setattr(journal, "record_batch", counting)
+        other = SqliteStore(journal.path)
         other._conn().execute("BEGIN IMMEDIATE")
         release = threading.Timer(0.3, other._conn().execute, args=("COMMIT",))
         release.start()
@@ -263,7 +262,7 @@ def _run_decision(number: int, head: str) -> events.Run:
 
 
 def test_deliveries_of_one_loop_turn_share_one_transaction(tmp_path):
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteStore(tmp_path / "journal.sqlite3")
     recorder = Recorder(journal)
 
     async def scenario():
@@ -288,7 +287,7 @@ def test_deliveries_of_one_loop_turn_share_one_transaction(tmp_path):
 
 
 def test_one_failing_delivery_fails_alone_and_leaves_no_trace(tmp_path, monkeypatch):
-    journal = Journal(tmp_path / "journal.sqlite3")
+    journal = SqliteStore(tmp_path / "journal.sqlite3")
     recorder = Recorder(journal)
     real = journal.enqueue
 

@@ -1,7 +1,7 @@
 """The App end to end: signed webhook → journal → worker → fake GitHub.
 
 The web app, the in-process workers and the SQLite journal run as ``docgen serve``
-builds them (:func:`bot.server.build`); GitHub is the in-process fake (its checks
+builds them (:func:`bot.compose.build`); GitHub is the in-process fake (its checks
 included: App JWT, installation tokens, review lines inside the diff); the model is
 the offline provider.
 """
@@ -9,6 +9,7 @@ the offline provider.
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import time
 import tokenize
@@ -19,7 +20,7 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from bot import quota, review_comment, server
+from bot import compose, quota, review_comment
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
 from bot.llm.offline import OfflineProvider
@@ -57,7 +58,7 @@ def app_env(fake_github, private_key_pem, tmp_path, fake_clock, app_settings):
         docgen_workers=2,
         **app_settings,
     )
-    runtime = server.build(
+    runtime = compose.build(
         settings,
         github_transport=httpx.ASGITransport(app=fake_github.app),
         provider=OfflineProvider(),
@@ -223,7 +224,8 @@ def test_a_failed_attempt_tells_the_pr_what_happened_not_the_exception(
     from bot import review_job
 
     client, runtime, fake = app_env
-    runtime.journal.max_attempts = attempts
+    rules = runtime.journal.rules
+    runtime.journal.rules = dataclasses.replace(rules, max_attempts=attempts)
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
 
     async def failing_review(job, ctx, deps, api, *_):
@@ -503,7 +505,7 @@ def test_resumed_job_finishes_the_check_run_it_started(
 ):
     from bot.app import job_payload
     from bot.events import decide
-    from bot.jobs import Journal
+    from bot.queue.sqlite_store import SqliteStore
     from tests.fake_github import CheckRun
 
     fake = fake_github
@@ -518,25 +520,23 @@ def test_resumed_job_finishes_the_check_run_it_started(
     # The previous process: acknowledged the delivery, claimed the job, opened a
     # check run on GitHub, saved its id, and was killed before finishing.
     (tmp_path / "data").mkdir()
-    with Journal.in_dir(tmp_path / "data") as journal:
+    with SqliteStore.in_dir(tmp_path / "data") as journal:
         decision = decide("pull_request", payload_for(pull))
         with journal.atomic():
             journal.record_delivery("crashed", "pull_request", "opened", outcome="run")
             journal.enqueue(
                 decision.key, "review", job_payload(decision, "crashed"), delivery_id="crashed"
             )
-        job = journal.claim("dead-worker")
+        lease = journal.claim("dead-worker").lease
+        assert lease is not None
+        job = lease.job
         run_id = 900001
         repo.check_runs[run_id] = CheckRun(
             run_id, "docgen", pull.head_sha, "in_progress", None, job.key, None, None, None
         )
-        journal.save_data(
-            job.id,
-            {"check_run_id": run_id, "check_run_sha": pull.head_sha},
-            worker_id="dead-worker",
-        )
+        journal.save_data(lease, {"check_run_id": run_id, "check_run_sha": pull.head_sha})
     # The restart: recovery at start-up runs the job again.
-    runtime = server.build(
+    runtime = compose.build(
         settings,
         github_transport=httpx.ASGITransport(app=fake.app),
         provider=OfflineProvider(),
@@ -810,7 +810,7 @@ def llm_app(fake_github, private_key_pem, tmp_path, fake_clock):
             docgen_workers=2,
             **settings_kw,
         )
-        runtime = server.build(
+        runtime = compose.build(
             settings,
             github_transport=httpx.ASGITransport(app=fake_github.app),
             provider=OpenAIProvider(client, "gpt-4o-mini", timeout=10),

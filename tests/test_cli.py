@@ -287,10 +287,10 @@ def _ledger(journal_of):
 
 
 def test_usage_prints_tokens_and_cost_per_installation_repository_and_month(tmp_path, monkeypatch):
-    from bot.jobs import Journal
+    from bot.queue.sqlite_store import SqliteStore
 
     monkeypatch.setenv("DOCGEN_DATA_DIR", str(tmp_path / "data"))
-    _ledger(lambda clock: Journal.in_dir(tmp_path / "data", clock=clock))
+    _ledger(lambda clock: SqliteStore.in_dir(tmp_path / "data", clock=clock))
 
     code, out, err = call("usage")
     assert code == 0, err
@@ -331,9 +331,9 @@ def test_usage_prints_tokens_and_cost_per_installation_repository_and_month(tmp_
 
 
 def test_usage_reads_redis_when_redis_url_is_set(redis_url, ns, tmp_path, monkeypatch):
-    from bot.redisq import RedisJournal
+    from bot.queue.redis_store import RedisStore
 
-    _ledger(lambda clock: RedisJournal.from_url(redis_url, prefix=ns, clock=clock))
+    _ledger(lambda clock: RedisStore.from_url(redis_url, prefix=ns, clock=clock))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCGEN_", "REDIS"))}
     env.update(REDIS_URL=redis_url, DOCGEN_REDIS_PREFIX=ns)
     proc = subprocess.run(

@@ -28,11 +28,11 @@ from pydantic import ValidationError
 from starlette.testclient import TestClient
 
 from bot.app import Deps, create_app
+from bot.compose import web_app
 from bot.config import Settings
 from bot.intake import KNOWN_EVENTS, OTHER_EVENT, BodyLimits, event_label
-from bot.jobs import Journal
 from bot.metrics import Metrics
-from bot.server import web_app
+from bot.queue.sqlite_store import SqliteStore
 from tests.webhook_payloads import APP_ID, pull_request_event
 
 SECRET = "It's a Secret to Everybody"
@@ -48,7 +48,7 @@ def _signature(body: bytes, secret: str = SECRET) -> str:
 def _deps(tmp_path: Path, limits: BodyLimits | None = None) -> Deps:
     return Deps(
         webhook_secret=SECRET,
-        journal=Journal(tmp_path / "journal.sqlite3"),
+        journal=SqliteStore(tmp_path / "journal.sqlite3"),
         metrics=Metrics(),
         app_id=APP_ID,
         body_limits=limits or BodyLimits(),
@@ -320,10 +320,8 @@ def test_settings_reach_the_web_app(tmp_path):
         docgen_body_bytes_in_flight=4096,
         docgen_body_timeout=3,
     )
-    journal = Journal(tmp_path / "journal.sqlite3")
-    app = web_app(
-        settings, journal, Metrics(), forget=lambda _: None, lifespan=contextlib.nullcontext
-    )
+    journal = SqliteStore(tmp_path / "journal.sqlite3")
+    app = web_app(settings, journal, Metrics(), lifespan=contextlib.nullcontext)
     with TestClient(app) as c:
         r = _post(c, "pull_request", b" " * 4096, None)
     journal.close()

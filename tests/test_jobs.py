@@ -19,23 +19,13 @@ from typing import Any
 
 import pytest
 
-from bot import jobs as jobs_module
-from bot.jobs import (
-    JOURNAL_FILENAME,
-    MAX_DEFERRALS,
-    MAX_ERROR_CHARS,
-    SCHEMA_VERSION,
-    Job,
-    JobContext,
-    JobState,
-    Journal,
-    JournalBusy,
-    JournalError,
-    PermanentJobError,
-    RetryLater,
-    WorkerPool,
-    backoff_delay,
-)
+from bot.queue import pool as pool_module
+from bot.queue.policy import JobState, Outcome
+from bot.queue.pool import WorkerPool
+from bot.queue.runner import JobContext
+from bot.queue.sqlite_schema import SCHEMA_VERSION
+from bot.queue.sqlite_store import JOURNAL_FILENAME, SqliteStore
+from bot.queue.store import Job, JournalBusy, JournalError, Lease, PermanentJobError, RetryLater
 from tests import jobs_crash_helper as crash
 
 KEY = "octo/hello#1"
@@ -66,9 +56,9 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def journal(path: Path, clock: Clock) -> Iterator[Journal]:
+def journal(path: Path, clock: Clock) -> Iterator[SqliteStore]:
     # rng=1.0: the backoff is the full exponential step, so waits are exact.
-    with Journal(path, clock=clock, rng=lambda: 1.0) as j:
+    with SqliteStore(path, clock=clock, rng=lambda: 1.0) as j:
         yield j
 
 
@@ -83,6 +73,11 @@ def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
     return asyncio.run(bounded())
 
 
+def claim(journal: SqliteStore, token: str = "w") -> Lease | None:
+    """The oldest due job's lease under ``token`` (as the pool claims), or None."""
+    return journal.claim(token).lease
+
+
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -95,37 +90,37 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
 
 
 def test_schema_is_versioned_and_the_file_is_in_wal_mode(path: Path) -> None:
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         conn = journal._conn()
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    with Journal(path, synchronous="full") as journal:
+    with SqliteStore(path, synchronous="full") as journal:
         assert journal._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_a_journal_from_a_newer_docgen_is_refused(path: Path) -> None:
-    Journal(path).close()
+    SqliteStore(path).close()
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     with pytest.raises(JournalError, match="schema version"):
-        Journal(path)
+        SqliteStore(path)
 
 
 def test_a_version_1_journal_is_migrated_in_place(path: Path) -> None:
-    Journal(path).close()
+    SqliteStore(path).close()
     # What docgen 0.1's first journal looked like.
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("DROP TABLE forgotten")
         conn.execute("PRAGMA user_version = 1")
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         journal.enqueue(KEY, "review", payload())
         journal.forget_installation(7)
-        assert journal.forgotten_after(0)[0] == [7]
+        assert journal.forgotten_after("0")[0] == [7]
         assert journal._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_forgotten_installations_are_read_once_by_cursor(journal: Journal, clock: Clock) -> None:
+def test_forgotten_installations_are_read_once_by_cursor(journal: SqliteStore, clock: Clock) -> None:
     start = journal.last_forgotten()
     assert journal.forgotten_after(start) == ([], start)
     journal.forget_installation(7)
@@ -135,10 +130,10 @@ def test_forgotten_installations_are_read_once_by_cursor(journal: Journal, clock
     assert journal.forgotten_after(cursor) == ([], cursor)
     journal.forget_installation(7)
     assert journal.forgotten_after(cursor)[0] == [7]
-    assert journal.last_forgotten() > cursor
+    assert int(journal.last_forgotten()) > int(cursor)
     clock.advance(30 * 86400)
     journal.prune()
-    assert journal.forgotten_after(0) == ([], 0)
+    assert journal.forgotten_after("0") == ([], "0")
 
 
 def test_only_one_process_runs_a_journals_jobs(path: Path) -> None:
@@ -149,7 +144,7 @@ def test_only_one_process_runs_a_journals_jobs(path: Path) -> None:
         pass
 
     async def scenario() -> None:
-        with Journal(path) as first, Journal(path) as second:
+        with SqliteStore(path) as first, SqliteStore(path) as second:
             async with WorkerPool(first, handler, poll_interval=0.01):
                 with pytest.raises(JournalError, match="already runs the jobs"):
                     await WorkerPool(second, handler).start()
@@ -161,13 +156,13 @@ def test_only_one_process_runs_a_journals_jobs(path: Path) -> None:
 
 
 def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
-    Journal(path).close()
+    SqliteStore(path).close()
     holder = subprocess.Popen(
         [
             sys.executable,
             "-c",
-            "import sys, time; from bot.jobs import Journal; "
-            "j = Journal(sys.argv[1]); j.lock_workers(); print('locked', flush=True); "
+            "import sys, time; from bot.queue.sqlite_store import SqliteStore; "
+            "j = SqliteStore(sys.argv[1]); j.lock_workers(); print('locked', flush=True); "
             "time.sleep(60)",
             str(path),
         ],
@@ -177,7 +172,7 @@ def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with Journal(path) as journal:
+        with SqliteStore(path) as journal:
             with pytest.raises(JournalError):
                 journal.lock_workers()
             holder.kill()  # kill -9: the OS releases the lock with the process
@@ -192,7 +187,7 @@ def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
 
 
 def test_atomic_without_waiting_says_busy_at_once_and_waits_again_after(path: Path) -> None:
-    with Journal(path) as holder, Journal(path, busy_timeout=5.0) as other:
+    with SqliteStore(path) as holder, SqliteStore(path, busy_timeout=5.0) as other:
         with holder.atomic():
             holder.record_delivery("held", "ping", None, outcome="ignore")
             started = time.monotonic()
@@ -217,17 +212,17 @@ def test_atomic_without_waiting_says_busy_at_once_and_waits_again_after(path: Pa
 
 def test_synchronous_off_is_not_an_option(path: Path) -> None:
     with pytest.raises(ValueError, match="NORMAL or FULL"):
-        Journal(path, synchronous="OFF")
+        SqliteStore(path, synchronous="OFF")
 
 
 def test_in_dir_creates_the_data_directory(tmp_path: Path) -> None:
-    with Journal.in_dir(tmp_path / "data" / "docgen") as journal:
+    with SqliteStore.in_dir(tmp_path / "data" / "docgen") as journal:
         assert journal.path == tmp_path / "data" / "docgen" / JOURNAL_FILENAME
         assert journal.path.exists()
 
 
 def test_a_closed_journal_is_not_writable(path: Path) -> None:
-    journal = Journal(path)
+    journal = SqliteStore(path)
     assert journal.writable()
     journal.close()
     assert not journal.writable()
@@ -239,17 +234,17 @@ def test_a_closed_journal_is_not_writable(path: Path) -> None:
 
 
 def test_the_same_delivery_is_recorded_once_even_across_a_reopen(path: Path) -> None:
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         assert journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
         assert not journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
         assert journal.record_delivery("d-2", "ping", None, outcome="ignore")
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         assert journal.delivery_seen("d-1")
         assert not journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
         assert not journal.delivery_seen("d-3")
 
 
-def test_deliveries_are_kept_for_a_week_then_pruned(journal: Journal, clock: Clock) -> None:
+def test_deliveries_are_kept_for_a_week_then_pruned(journal: SqliteStore, clock: Clock) -> None:
     journal.record_delivery("old", "pull_request", "opened", outcome="run")
     clock.advance(6.9 * DAY)
     journal.record_delivery("recent", "pull_request", "opened", outcome="run")
@@ -261,99 +256,16 @@ def test_deliveries_are_kept_for_a_week_then_pruned(journal: Journal, clock: Clo
     assert journal.delivery_seen("recent")
 
 
-def test_finished_jobs_are_pruned_but_queued_ones_are_kept(journal: Journal, clock: Clock) -> None:
+def test_finished_jobs_are_pruned_but_queued_ones_are_kept(journal: SqliteStore, clock: Clock) -> None:
     journal.enqueue("o/r#1", "review", payload())
     journal.enqueue("o/r#2", "review", payload())
-    done = journal.claim("w")
+    done = claim(journal)
     assert done is not None
-    journal.complete(done.id)
+    journal.complete(done)
     clock.advance(15 * DAY)
     assert journal.prune() == (0, 1)
-    assert journal.get(done.id) is None
+    assert journal.get(done.job.id) is None
     assert journal.counts()["queued"] == 1
-
-
-def test_a_delivery_and_its_job_commit_together_or_not_at_all(journal: Journal) -> None:
-    with pytest.raises(RuntimeError), journal.atomic():
-        assert journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
-        journal.enqueue(KEY, "review", payload(), delivery_id="d-1")
-        raise RuntimeError("crash between the two writes")
-    assert not journal.delivery_seen("d-1")
-    assert journal.history(KEY) == []
-    with journal.atomic():
-        assert journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
-        journal.enqueue(KEY, "review", payload(), delivery_id="d-1")
-    assert journal.delivery_seen("d-1")
-    assert [job.delivery_id for job in journal.history(KEY)] == ["d-1"]
-
-
-# --------------------------------------------------------------------------- coalescing
-
-
-def test_enqueues_while_queued_leave_one_job_with_the_newest_payload(journal: Journal) -> None:
-    results = [
-        journal.enqueue(KEY, "review", payload(head), delivery_id=f"d-{head}") for head in "abc"
-    ]
-    assert [r.coalesced for r in results] == [False, True, True]
-    newest = results[-1].job_id
-    history = journal.history(KEY)
-    assert [(j.state, j.superseded_by) for j in history] == [
-        (JobState.SUPERSEDED, results[1].job_id),
-        (JobState.SUPERSEDED, newest),
-        (JobState.QUEUED, None),
-    ]
-    assert journal.counts()["queued"] == 1
-    job = journal.claim("w")
-    assert job is not None
-    assert (job.id, job.payload["head_sha"], job.delivery_id) == (newest, "c" * 40, "d-c")
-    assert journal.claim("w") is None
-
-
-def test_enqueue_while_running_waits_until_the_running_job_ends(journal: Journal) -> None:
-    journal.enqueue(KEY, "review", payload())
-    running = journal.claim("w1")
-    assert running is not None and running.state is JobState.RUNNING
-    assert not journal.is_superseded(running.id)
-
-    second = journal.enqueue(KEY, "review", payload("b"))
-    third = journal.enqueue(KEY, "review", payload("c"))
-    assert (second.coalesced, second.behind) == (False, running.id)
-    assert (third.coalesced, third.behind) == (True, running.id)
-    other = journal.enqueue("octo/other#2", "review", payload())
-
-    # The running job learns it is stale; the new one waits, other PRs do not.
-    assert journal.is_superseded(running.id)
-    claimed = journal.claim("w2")
-    assert claimed is not None and claimed.id == other.job_id
-    assert journal.claim("w2") is None
-
-    assert journal.complete(running.id, worker_id="w1")
-    assert journal.get(running.id).state is JobState.DONE  # type: ignore[union-attr]
-    claimed = journal.claim("w2")
-    assert claimed is not None and claimed.id == third.job_id
-    assert claimed.payload["head_sha"] == "c" * 40
-
-
-def test_a_superseded_running_job_is_not_retried(journal: Journal) -> None:
-    journal.enqueue(KEY, "review", payload())
-    first = journal.claim("w")
-    assert first is not None
-    newer = journal.enqueue(KEY, "review", payload("b"))
-    assert journal.fail(first.id, "GitHub said 502", retry=True) is JobState.SUPERSEDED
-    claimed = journal.claim("w")
-    assert claimed is not None and claimed.id == newer.job_id
-
-
-def test_a_job_finds_the_check_runs_of_the_jobs_it_replaced(journal: Journal) -> None:
-    first = journal.enqueue(KEY, "review", payload("a")).job_id
-    journal.claim("w")
-    journal.save_data(first, {"check_run_id": 1})
-    journal.fail(first, "502", retry=True, delay=0)  # queued again, check run open
-    second = journal.enqueue(KEY, "review", payload("b")).job_id  # replaces it while queued
-    third = journal.enqueue(KEY, "review", payload("c")).job_id  # replaces the second
-    assert journal.superseded_data(third) == [{"check_run_id": 1}]
-    assert journal.superseded_data(second) == [{"check_run_id": 1}]
-    assert journal.superseded_data(first) == []
 
 
 # --------------------------------------------------------------------------- claims
@@ -362,19 +274,19 @@ def test_a_job_finds_the_check_runs_of_the_jobs_it_replaced(journal: Journal) ->
 @pytest.mark.parametrize("shared", [True, False], ids=["one-journal", "journal-per-thread"])
 def test_no_job_is_claimed_twice_by_concurrent_threads(path: Path, shared: bool) -> None:
     n_jobs, n_threads = 200, 8
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         ids = {journal.enqueue(f"o/r#{i}", "review", payload()).job_id for i in range(n_jobs)}
         claimed: list[list[int]] = [[] for _ in range(n_threads)]
         errors: list[BaseException] = []
         barrier = threading.Barrier(n_threads)
 
         def worker(n: int) -> None:
-            own = journal if shared else Journal(path)
+            own = journal if shared else SqliteStore(path)
             try:
                 barrier.wait()
-                while (job := own.claim(f"w{n}")) is not None:
-                    claimed[n].append(job.id)
-                    assert own.complete(job.id, worker_id=f"w{n}")
+                while (lease := claim(own, f"w{n}")) is not None:
+                    claimed[n].append(lease.job.id)
+                    assert own.complete(lease)
             except BaseException as exc:  # surfaced below
                 errors.append(exc)
             finally:
@@ -394,136 +306,65 @@ def test_no_job_is_claimed_twice_by_concurrent_threads(path: Path, shared: bool)
         assert sum(1 for part in claimed if part) > 1  # the threads really competed
 
 
-def test_claim_takes_the_oldest_due_job_first(journal: Journal, clock: Clock) -> None:
+def test_claim_takes_the_oldest_due_job_first(journal: SqliteStore, clock: Clock) -> None:
     first = journal.enqueue("o/r#1", "review", payload()).job_id
     clock.advance(1)
     second = journal.enqueue("o/r#2", "review", payload()).job_id
-    job = journal.claim("w")
-    assert job is not None and job.id == first
-    assert (job.attempts, job.worker_id, job.heartbeat) == (1, "w", clock.now)
-    job = journal.claim("w")
-    assert job is not None and job.id == second
-
-
-def test_only_the_owner_can_finish_or_annotate_a_job(journal: Journal) -> None:
-    job_id = journal.enqueue(KEY, "review", payload()).job_id
-    journal.claim("w1")
-    assert journal.save_data(job_id, {"x": 1}, worker_id="w2") is None
-    assert not journal.heartbeat(job_id, worker_id="w2")
-    assert not journal.complete(job_id, worker_id="w2")
-    assert journal.fail(job_id, "boom", retry=True, worker_id="w2") is None
-    assert journal.release(job_id, worker_id="w2") is None
-    assert journal.complete(job_id, worker_id="w1")
-    assert not journal.complete(job_id, worker_id="w1")  # not running any more
+    lease = claim(journal)
+    assert lease is not None and lease.job.id == first
+    assert (lease.job.attempts, lease.job.worker_id, lease.job.heartbeat) == (1, "w", clock.now)
+    lease = claim(journal)
+    assert lease is not None and lease.job.id == second
 
 
 # --------------------------------------------------------------------------- retries
 
 
-def test_backoff_is_exponential_with_jitter_and_capped() -> None:
-    assert [backoff_delay(n, rng=lambda: 1.0) for n in range(1, 9)] == [
-        5,
-        10,
-        20,
-        40,
-        80,
-        160,
-        320,
-        600,
-    ]
-    assert backoff_delay(1, rng=lambda: 0.0) == 2.5
-    assert backoff_delay(30, rng=lambda: 0.0) == 300
-    assert 2.5 <= backoff_delay(1) <= 5
-
-
-def test_a_failed_job_waits_for_its_backoff(journal: Journal, clock: Clock) -> None:
+def test_a_failed_job_is_not_claimed_before_its_backoff_ends(
+    journal: SqliteStore, clock: Clock
+) -> None:
     job_id = journal.enqueue(KEY, "review", payload()).job_id
     for attempt, wait in [(1, 5.0), (2, 10.0), (3, 20.0)]:
-        job = journal.claim("w")
-        assert job is not None and (job.id, job.attempts) == (job_id, attempt)
-        assert journal.fail(job_id, "502 Bad Gateway", retry=True) is JobState.QUEUED
-        queued = journal.get(job_id)
-        assert queued is not None
-        assert (queued.run_after, queued.last_error) == (clock.now + wait, "502 Bad Gateway")
+        lease = claim(journal)
+        assert lease is not None and (lease.job.id, lease.job.attempts) == (job_id, attempt)
+        after = journal.fail(lease, Outcome.failure("502 Bad Gateway"))
+        assert after is not None and after.state is JobState.QUEUED
         clock.advance(wait - 0.01)
-        assert journal.claim("w") is None
+        assert claim(journal) is None
+        not_due = journal.claim("w", job_id)
+        assert not_due.lease is None and not_due.retry_in == pytest.approx(0.01)
         clock.advance(0.01)
-
-
-def test_an_explicit_delay_overrides_the_backoff(journal: Journal, clock: Clock) -> None:
-    job_id = journal.enqueue(KEY, "review", payload()).job_id
-    journal.claim("w")
-    journal.fail(job_id, "Retry-After: 90", retry=True, delay=90)
-    assert journal.get(job_id).run_after == clock.now + 90  # type: ignore[union-attr]
-
-
-def test_after_max_attempts_the_job_fails_with_its_last_error(path: Path, clock: Clock) -> None:
-    with Journal(path, clock=clock, max_attempts=3) as journal:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        states = []
-        for _ in range(3):
-            clock.advance(700)  # past any backoff
-            assert journal.claim("w") is not None
-            states.append(journal.fail(job_id, f"timeout {len(states) + 1}", retry=True))
-        assert states == [JobState.QUEUED, JobState.QUEUED, JobState.FAILED]
-        job = journal.get(job_id)
-        assert job is not None
-        assert (job.state, job.attempts) == (JobState.FAILED, 3)
-        assert job.last_error == "gave up after 3 attempts: timeout 3"
-        clock.advance(10_000)
-        assert journal.claim("w") is None
-
-
-def test_errors_are_stored_truncated(journal: Journal) -> None:
-    job_id = journal.enqueue(KEY, "review", payload()).job_id
-    journal.claim("w")
-    assert journal.fail(job_id, "x" * 100_000, retry=False) is JobState.FAILED
-    error = journal.get(job_id).last_error  # type: ignore[union-attr]
-    assert error is not None and len(error) == MAX_ERROR_CHARS and error.endswith("…")
-
-
-def test_deferrals_do_not_spend_attempts_but_are_bounded(path: Path, clock: Clock) -> None:
-    with Journal(path, clock=clock, max_attempts=2) as journal:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        for _ in range(MAX_DEFERRALS):
-            assert journal.claim("w") is not None
-            state = journal.fail(job_id, "rate limited", retry=True, delay=0, count_attempt=False)
-            assert state is JobState.QUEUED
-        job = journal.get(job_id)
-        assert job is not None and (job.attempts, job.deferrals) == (0, MAX_DEFERRALS)
-        journal.claim("w")
-        state = journal.fail(job_id, "rate limited", retry=True, delay=0, count_attempt=False)
-        assert state is JobState.FAILED
 
 
 # --------------------------------------------------------------------------- data, crashes
 
 
 def test_data_is_merged_and_survives_a_reopen(path: Path) -> None:
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         job_id = journal.enqueue(KEY, "review", payload()).job_id
-        journal.claim("w")
-        assert journal.save_data(job_id, {"check_run_id": 123}, worker_id="w") == {
-            "check_run_id": 123
-        }
-        assert journal.save_data(job_id, {"review_id": 9}, worker_id="w") == {
+        lease = claim(journal)
+        assert lease is not None
+        assert journal.save_data(lease, {"check_run_id": 123}) == {"check_run_id": 123}
+        assert journal.save_data(lease, {"review_id": 9}) == {
             "check_run_id": 123,
             "review_id": 9,
         }
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         assert journal.get(job_id).data == {"check_run_id": 123, "review_id": 9}  # type: ignore[union-attr]
 
 
 def test_recover_requeues_jobs_of_a_dead_process_with_their_data(path: Path, clock: Clock) -> None:
-    with Journal(path, clock=clock) as journal:
+    with SqliteStore(path, clock=clock) as journal:
         job_id = journal.enqueue(KEY, "review", payload()).job_id
         other = journal.enqueue("octo/other#2", "review", payload()).job_id
-        journal.claim("dead:1")
-        journal.save_data(job_id, {"check_run_id": 123})
-        journal.claim("dead:2")
-        journal.complete(other)
+        dead = claim(journal, "dead:1")
+        assert dead is not None
+        journal.save_data(dead, {"check_run_id": 123})
+        finished = claim(journal, "dead:2")
+        assert finished is not None
+        journal.complete(finished)
     # The process "died" here: the job is still marked running in the file.
-    with Journal(path, clock=clock) as journal:
+    with SqliteStore(path, clock=clock) as journal:
         assert journal.get(job_id).state is JobState.RUNNING  # type: ignore[union-attr]
         assert journal.recover() == 1
         job = journal.get(job_id)
@@ -531,48 +372,53 @@ def test_recover_requeues_jobs_of_a_dead_process_with_their_data(path: Path, clo
         assert (job.state, job.attempts, job.data) == (JobState.QUEUED, 1, {"check_run_id": 123})
         assert job.last_error == "worker dead:1 lost during attempt 1"
         assert journal.get(other).state is JobState.DONE  # type: ignore[union-attr]
-        again = journal.claim("new:1")
+        again = claim(journal, "new:1")
         assert again is not None
-        assert (again.id, again.attempts, again.data) == (job_id, 2, {"check_run_id": 123})
+        assert (again.job.id, again.job.attempts, again.job.data) == (
+            job_id,
+            2,
+            {"check_run_id": 123},
+        )
 
 
 def test_a_job_that_keeps_killing_its_process_ends_failed(path: Path, clock: Clock) -> None:
-    with Journal(path, clock=clock, max_attempts=2) as journal:
+    with SqliteStore(path, clock=clock, max_attempts=2) as journal:
         job_id = journal.enqueue(KEY, "review", payload()).job_id
         for _ in range(2):
-            assert journal.claim("w") is not None
+            assert claim(journal) is not None
             journal.recover()
         job = journal.get(job_id)
         assert job is not None and job.state is JobState.FAILED
         assert job.last_error == "gave up after 2 attempts: worker w lost during attempt 2"
 
 
-def test_a_superseded_job_lost_in_a_crash_stays_superseded(journal: Journal) -> None:
+def test_a_superseded_job_lost_in_a_crash_stays_superseded(journal: SqliteStore) -> None:
     first = journal.enqueue(KEY, "review", payload()).job_id
-    journal.claim("w")
+    claim(journal)
     newer = journal.enqueue(KEY, "review", payload("b")).job_id
     assert journal.recover() == 1
     assert journal.get(first).state is JobState.SUPERSEDED  # type: ignore[union-attr]
-    claimed = journal.claim("w")
-    assert claimed is not None and claimed.id == newer
+    claimed = claim(journal)
+    assert claimed is not None and claimed.job.id == newer
 
 
-def test_only_jobs_with_a_stale_heartbeat_are_requeued(journal: Journal, clock: Clock) -> None:
+def test_only_jobs_with_a_stale_heartbeat_are_requeued(journal: SqliteStore, clock: Clock) -> None:
     hung = journal.enqueue("o/r#1", "review", payload()).job_id
     alive = journal.enqueue("o/r#2", "review", payload()).job_id
-    journal.claim("w1")
-    journal.claim("w2")
+    stuck = claim(journal, "w1")
+    working = claim(journal, "w2")
+    assert stuck is not None and working is not None
     clock.advance(200)
-    assert journal.heartbeat(alive, worker_id="w2")
+    assert journal.renew(working)
     clock.advance(150)
     assert journal.requeue_stale(300) == 1
     assert journal.get(hung).state is JobState.QUEUED  # type: ignore[union-attr]
     assert journal.get(alive).state is JobState.RUNNING  # type: ignore[union-attr]
     # The hung worker wakes up later: its outcome is ignored, the job is not its any more.
-    assert not journal.complete(hung, worker_id="w1")
+    assert journal.complete(stuck) is None
 
 
-def test_counts_and_the_age_of_the_oldest_queued_job(journal: Journal, clock: Clock) -> None:
+def test_counts_and_the_age_of_the_oldest_queued_job(journal: SqliteStore, clock: Clock) -> None:
     assert journal.counts() == dict.fromkeys(
         ("queued", "running", "done", "failed", "superseded"), 0
     )
@@ -583,8 +429,7 @@ def test_counts_and_the_age_of_the_oldest_queued_job(journal: Journal, clock: Cl
     journal.enqueue("o/r#2", "review", payload("b"))
     clock.advance(12)
     assert journal.oldest_queued_age() == 42
-    job = journal.claim("w")
-    assert job is not None
+    assert claim(journal) is not None
     assert journal.oldest_queued_age() == 12
     assert journal.counts() == {
         "queued": 1,
@@ -598,7 +443,7 @@ def test_counts_and_the_age_of_the_oldest_queued_job(journal: Journal, clock: Cl
 # --------------------------------------------------------------------------- workers
 
 
-def test_the_pool_runs_every_job_with_bounded_concurrency(journal: Journal) -> None:
+def test_the_pool_runs_every_job_with_bounded_concurrency(journal: SqliteStore) -> None:
     active, peak, seen = 0, 0, []
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -622,7 +467,7 @@ def test_the_pool_runs_every_job_with_bounded_concurrency(journal: Journal) -> N
     assert peak == 3
 
 
-def test_jobs_for_one_pr_never_run_at_the_same_time(journal: Journal) -> None:
+def test_jobs_for_one_pr_never_run_at_the_same_time(journal: SqliteStore) -> None:
     spans: list[tuple[str, float, float]] = []
     first_started = asyncio.Event()
     superseded_seen: list[bool] = []
@@ -650,7 +495,7 @@ def test_jobs_for_one_pr_never_run_at_the_same_time(journal: Journal) -> None:
     assert b_start >= a_end
 
 
-def test_a_permanent_error_fails_the_job_without_retry(journal: Journal) -> None:
+def test_a_permanent_error_fails_the_job_without_retry(journal: SqliteStore) -> None:
     calls = 0
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -670,7 +515,7 @@ def test_a_permanent_error_fails_the_job_without_retry(journal: Journal) -> None
     assert job.last_error == "PermanentJobError: pull request 1 no longer exists"
 
 
-def test_retry_later_is_honoured_and_spends_no_attempt(journal: Journal, clock: Clock) -> None:
+def test_retry_later_is_honoured_and_spends_no_attempt(journal: SqliteStore, clock: Clock) -> None:
     calls: list[int] = []
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -697,7 +542,7 @@ def test_retry_later_is_honoured_and_spends_no_attempt(journal: Journal, clock: 
     assert calls == [1, 1]
 
 
-def test_other_errors_are_retried_with_backoff(journal: Journal, clock: Clock) -> None:
+def test_other_errors_are_retried_with_backoff(journal: SqliteStore, clock: Clock) -> None:
     calls = 0
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -722,7 +567,7 @@ def test_other_errors_are_retried_with_backoff(journal: Journal, clock: Clock) -
     assert job is not None and job.attempts == 2
 
 
-def test_a_job_that_outlives_its_timeout_is_retried(journal: Journal) -> None:
+def test_a_job_that_outlives_its_timeout_is_retried(journal: SqliteStore) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         await asyncio.sleep(60)
 
@@ -737,7 +582,7 @@ def test_a_job_that_outlives_its_timeout_is_retried(journal: Journal) -> None:
     assert job.last_error == "timed out after 0.05 s"
 
 
-def test_stop_lets_running_jobs_finish(journal: Journal) -> None:
+def test_stop_lets_running_jobs_finish(journal: SqliteStore) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         await asyncio.sleep(0.1)
 
@@ -753,7 +598,7 @@ def test_stop_lets_running_jobs_finish(journal: Journal) -> None:
     assert journal.counts()["done"] == 1
 
 
-def test_stop_hands_back_jobs_that_outlive_the_timeout(journal: Journal) -> None:
+def test_stop_hands_back_jobs_that_outlive_the_timeout(journal: SqliteStore) -> None:
     claimed_after_stop = False
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -783,7 +628,7 @@ def test_stop_hands_back_jobs_that_outlive_the_timeout(journal: Journal) -> None
     assert not claimed_after_stop
 
 
-def test_wake_skips_the_poll_wait(journal: Journal) -> None:
+def test_wake_skips_the_poll_wait(journal: SqliteStore) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         return None
 
@@ -799,7 +644,7 @@ def test_wake_skips_the_poll_wait(journal: Journal) -> None:
     assert run(scenario()) < 1.0
 
 
-def test_the_pool_waits_with_the_injected_sleep(journal: Journal) -> None:
+def test_the_pool_waits_with_the_injected_sleep(journal: SqliteStore) -> None:
     asked: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -822,9 +667,9 @@ def test_the_pool_waits_with_the_injected_sleep(journal: Journal) -> None:
     assert set(asked) == {7, 13}
 
 
-def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(journal: Journal, clock: Clock) -> None:
+def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(journal: SqliteStore, clock: Clock) -> None:
     ghost = journal.enqueue("o/ghost#1", "review", payload()).job_id
-    journal.claim("other-host:999:0")  # a worker elsewhere that died
+    claim(journal, "other-host:999:0")  # a worker elsewhere that died
     clock.advance(400)
     mine: list[int] = []
     release = asyncio.Event()
@@ -861,7 +706,7 @@ def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(journal: Journal, cloc
 
 
 def test_every_job_log_line_carries_the_delivery_and_the_pr(
-    journal: Journal, caplog: pytest.LogCaptureFixture
+    journal: SqliteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         if job.attempts == 1:
@@ -873,10 +718,12 @@ def test_every_job_log_line_carries_the_delivery_and_the_pr(
         async with WorkerPool(journal, handler, poll_interval=0.01, recover_on_start=False):
             await wait_until(lambda: journal.history(KEY)[-1].last_error is not None)
 
-    with caplog.at_level(logging.DEBUG, logger="bot.jobs"):
+    with caplog.at_level(logging.DEBUG, logger="bot.queue"):
         run(scenario())
     job_lines = [  # not the pool-wide lines, nor other loggers' DEBUG chatter
-        r for r in caplog.records if r.name == "bot.jobs" and "workers" not in r.getMessage()
+        r
+        for r in caplog.records
+        if r.name.startswith("bot.queue") and "workers" not in r.getMessage()
     ]
     assert len(job_lines) >= 3  # supersede (DEBUG: the webhook line says it), start, failure
     for record in job_lines:
@@ -908,7 +755,7 @@ def test_a_job_killed_mid_run_resumes_with_the_check_run_it_started(path: Path) 
         assert child.stdout is not None and child.stderr is not None
         line = child.stdout.readline()
         assert line.strip() == "blocked", child.stderr.read()
-        with Journal(path) as watcher:
+        with SqliteStore(path) as watcher:
             (job,) = watcher.history(crash.KEY)
             assert job.state is JobState.RUNNING
             assert job.data == {"check_run_id": crash.CHECK_RUN_ID}
@@ -931,7 +778,7 @@ def test_a_job_killed_mid_run_resumes_with_the_check_run_it_started(path: Path) 
             opened.append(job.id)
             ctx.save_data(check_run_id=999)
 
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         # The acknowledged delivery survived the kill: a redelivery is recognised.
         assert not journal.record_delivery(
             crash.DELIVERY_ID, "pull_request", "opened", outcome="run"
@@ -969,7 +816,7 @@ def test_recording_a_delivery_and_enqueueing_is_fast(
     p99s = {}
     for synchronous in ("NORMAL", "FULL"):
         for together in (False, True):
-            with Journal(
+            with SqliteStore(
                 tmp_path / f"{synchronous}-{together}.sqlite3", synchronous=synchronous
             ) as journal:
                 timings = []
@@ -996,7 +843,7 @@ def test_recording_a_delivery_and_enqueueing_is_fast(
 
 def test_ledger_per_pr_survives_reopen(tmp_path):
     path = tmp_path / "j.sqlite3"
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         assert journal.spent("o/r#1").tokens == 0
         journal.add_spend(
             "o/r#1",
@@ -1012,7 +859,7 @@ def test_ledger_per_pr_survives_reopen(tmp_path):
         journal.add_spend(
             "o/r#2", model="gpt-4o-mini", prompt_tokens=7, completion_tokens=3, cost_usd=0.0
         )
-    with Journal(path) as journal:
+    with SqliteStore(path) as journal:
         spent = journal.spent("o/r#1")
         assert (spent.prompt_tokens, spent.completion_tokens, spent.runs) == (950, 110, 2)
         assert spent.tokens == 1060 and abs(spent.cost_usd - 0.00021) < 1e-12
@@ -1023,8 +870,8 @@ def test_without_autocheckpoint_the_pool_checkpoints_from_a_thread(
 ) -> None:
     """Commits on the web's event loop never checkpoint (an fsync with the loop
     blocked); the pool does it every CHECKPOINT_INTERVAL, off the loop."""
-    monkeypatch.setattr(jobs_module, "CHECKPOINT_INTERVAL", 0.02)
-    with Journal(path, autocheckpoint=False) as journal:
+    monkeypatch.setattr(pool_module, "CHECKPOINT_INTERVAL", 0.02)
+    with SqliteStore(path, autocheckpoint=False) as journal:
         assert journal._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         for n in range(50):
             journal.record_delivery(f"d-{n}", "ping", None, outcome="ignore")
@@ -1048,12 +895,12 @@ def test_without_autocheckpoint_the_pool_checkpoints_from_a_thread(
 
         run(scenario())
         assert threading.main_thread().name not in callers
-    with Journal(path) as default:
+    with SqliteStore(path) as default:
         assert default._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
 
 
 def test_a_version_2_journal_keeps_its_ledger_and_gains_caps(path: Path) -> None:
-    from bot.jobs import _SCHEMA, _SCHEMA_2
+    from bot.queue.sqlite_schema import _SCHEMA, _SCHEMA_2
     from bot.quota import Caps, Used
     from bot.usage import UsageRow
 
@@ -1067,7 +914,7 @@ def test_a_version_2_journal_keeps_its_ledger_and_gains_caps(path: Path) -> None
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
-    with Journal(path, clock=lambda: 1750000000.0) as journal:
+    with SqliteStore(path, clock=lambda: 1750000000.0) as journal:
         assert journal._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert journal.usage() == [UsageRow(None, "octo/old", "2025-06", 40, 2, 0.5, 1)]
         assert journal.spent("octo/old#3").tokens == 42

@@ -253,12 +253,12 @@ def test_a_bad_number_of_web_processes_is_one_clear_line(
 
 @pytest.mark.timeout(60)
 def test_one_process_serve_refuses_a_data_dir_another_serve_works_from(private_key_pem, tmp_path):
-    from bot.jobs import Journal
+    from bot.queue.sqlite_store import SqliteStore
 
     data_dir = tmp_path / "data"
     env = serve_env("http://127.0.0.1:9", private_key_pem, data_dir)
     del env["DOCGEN_WEB_PROCESSES"]
-    with Journal.in_dir(data_dir) as running:  # stands for a live docgen serve
+    with SqliteStore.in_dir(data_dir) as running:  # stands for a live docgen serve
         running.lock_workers()
         proc = subprocess.run(
             [sys.executable, "-m", "bot.cli", "serve", "--port", str(free_port())],
@@ -276,7 +276,7 @@ def test_one_process_serve_refuses_a_data_dir_another_serve_works_from(private_k
 def test_two_web_processes_in_redis_mode_only_enqueue(
     fake_github, make_pr, private_key_pem, redis_url, ns, tmp_path
 ):
-    from bot.redisq import RedisJournal
+    from bot.queue.redis_store import RedisStore
 
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
     port = free_port()
@@ -289,7 +289,7 @@ def test_two_web_processes_in_redis_mode_only_enqueue(
             with httpx.Client() as client:
                 payload = pull.webhook_payload("synchronize" if n else "opened")
                 assert deliver(client, base, "pull_request", payload).status_code == 202
-        journal = RedisJournal.from_url(redis_url, prefix=ns)
+        journal = RedisStore.from_url(redis_url, prefix=ns)
         try:
             # Six pushes, one PR: one entry in arq's queue, whichever process took them.
             assert journal.client.zcard(journal.queue_name) == 1

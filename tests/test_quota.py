@@ -20,10 +20,10 @@ import pytest
 from bot import quota
 from bot.budget import CapReached, InstallationQuota, TokenBudget
 from bot.config import RepoConfig, Settings
-from bot.jobs import Journal
 from bot.metrics import Metrics, usage_gauges
+from bot.queue.redis_store import RedisStore
+from bot.queue.sqlite_store import SqliteStore
 from bot.quota import CapHit, Caps, Periods, Used
-from bot.redisq import RedisJournal
 from bot.usage import UsageRow
 from tests import redis_helpers
 
@@ -124,7 +124,7 @@ def test_fork_prs_run_on_their_own_only_when_admin_and_repo_allow(setting, repo,
 # ------------------------------------------------------------------ the stores
 
 
-Store = Journal | RedisJournal
+Store = SqliteStore | RedisStore
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -134,7 +134,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
     if request.param == "sqlite":
 
         def open_store(clock: Callable[[], float]) -> Store:
-            store = Journal(tmp_path / "journal.sqlite3", clock=clock)
+            store = SqliteStore(tmp_path / "journal.sqlite3", clock=clock)
             opened.append(store)
             return store
 
@@ -143,7 +143,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
         prefix = request.getfixturevalue("ns")
 
         def open_store(clock: Callable[[], float]) -> Store:
-            store = RedisJournal.from_url(url, prefix=prefix, clock=clock)
+            store = RedisStore.from_url(url, prefix=prefix, clock=clock)
             opened.append(store)
             return store
 

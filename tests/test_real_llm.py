@@ -320,7 +320,7 @@ def test_an_app_job_against_the_real_server(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from bot import server
+    from bot import compose
     from bot.config import Settings
     from bot.llm.factory import make_provider
     from tests.conftest import OWNER, REPO
@@ -342,7 +342,7 @@ def test_an_app_job_against_the_real_server(
         docgen_timeout=150,
         docgen_max_retries=1,
     )
-    runtime = server.build(
+    runtime = compose.build(
         settings,
         github_transport=httpx.ASGITransport(app=fake_github.app),
         provider=make_provider(settings),

@@ -18,11 +18,11 @@ from githubkit.webhooks import sign
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from bot import logs, sentry, server
+from bot import compose, logs, sentry
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
-from bot.jobs import RetryLater
 from bot.llm.offline import OfflineProvider
+from bot.queue.store import RetryLater
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, Fault
 from tests.test_app_e2e import payload_for
@@ -257,7 +257,7 @@ def test_worker_jobs_run_in_a_tagged_scope(
 
     settings = settings_for(private_key_pem, docgen_data_dir=tmp_path / "data")
     sentry.init(settings, transport=capture, traces_sample_rate=1.0)
-    runtime = server.build(
+    runtime = compose.build(
         settings,
         github_transport=httpx.ASGITransport(app=fake_github.app),
         provider=OfflineProvider(),

@@ -24,7 +24,7 @@ def run_admin(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from bot.server import run_worker
+    from bot.multiproc import run_worker
 
     return run_worker(load_settings())
 
@@ -36,7 +36,8 @@ def _setup(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from bot.server import StartupError, serve
+    from bot.config import StartupError
+    from bot.multiproc import serve
 
     settings = load_settings()
     if args.web_processes is not None:
@@ -74,31 +75,11 @@ def usage(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def _open_ledger(settings: Settings) -> usage_mod.UsageSource:
-    """The journal ``docgen serve`` writes: Redis with REDIS_URL, else the SQLite file."""
-    from bot.jobs import JOURNAL_FILENAME, Journal, JournalError
-    from bot.server import DEFAULT_DATA_DIR
+    """The store ``docgen serve`` writes: Redis with REDIS_URL, else the SQLite file."""
+    from bot.compose import open_ledger
+    from bot.config import StartupError
 
-    if settings.redis_url is not None:
-        from redis.exceptions import RedisError
-
-        from bot.redisq import RedisJournal
-
-        store = RedisJournal.from_url(
-            settings.redis_url.get_secret_value(), prefix=settings.docgen_redis_prefix
-        )
-        try:
-            store.client.ping()
-        except (RedisError, OSError) as exc:
-            store.close()
-            raise UsageError(f"REDIS_URL: cannot reach Redis ({type(exc).__name__})") from None
-        return store
-    path = (settings.docgen_data_dir or DEFAULT_DATA_DIR) / JOURNAL_FILENAME
-    if not path.is_file():
-        raise UsageError(
-            f"no journal at {path}: set DOCGEN_DATA_DIR to where docgen serve keeps it"
-        )
     try:
-        return Journal(path)
-    except (JournalError, OSError) as exc:
-        raise UsageError(f"cannot open {path}: {exc}") from None
-
+        return open_ledger(settings)
+    except StartupError as exc:
+        raise UsageError(str(exc)) from None
