@@ -147,3 +147,16 @@ def call_cli(*argv: str) -> tuple[int, str, str]:
     finally:
         sys.stdout, sys.stderr = old_out, old_err
     return code, out.getvalue(), err.getvalue()
+
+
+class Clock:
+    """A wall clock that moves only when told to (the stores' and the policy's ``clock``)."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

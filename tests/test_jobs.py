@@ -27,22 +27,10 @@ from bot.queue.sqlite_schema import SCHEMA_VERSION
 from bot.queue.sqlite_store import JOURNAL_FILENAME, SqliteStore
 from bot.queue.store import Job, JournalBusy, JournalError, Lease, PermanentJobError, RetryLater
 from tests import jobs_crash_helper as crash
+from tests.factories import Clock
 
 KEY = "octo/hello#1"
 DAY = 24 * 3600.0
-
-
-class Clock:
-    """A wall clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

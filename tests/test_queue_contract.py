@@ -30,24 +30,12 @@ from bot.queue.store import (
     Store,
 )
 from tests import redis_helpers
+from tests.factories import Clock
 
 redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
 
 KEY = "octo/hello#1"
 MAX_ATTEMPTS = 3
-
-
-class Clock:
-    """A wall clock that moves only when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

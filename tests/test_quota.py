@@ -26,20 +26,13 @@ from bot.queue.sqlite_store import SqliteStore
 from bot.quota import CapHit, Caps, Periods, Used
 from bot.usage import UsageRow
 from tests import redis_helpers
+from tests.factories import Clock
 
 redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
 
 INST = 4242
 # 2025-06-30 23:59:00 UTC: a minute before both a day and a month end.
 EVE = calendar.timegm((2025, 6, 30, 23, 59, 0))
-
-
-class Clock:
-    def __init__(self, now: float = EVE) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # ------------------------------------------------------------------ the pure rule
@@ -153,7 +146,7 @@ def opener(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[
 
 
 def test_a_reservation_counts_in_the_day_and_the_month(opener) -> None:
-    store = opener(Clock())
+    store = opener(Clock(EVE))
     hold = store.reserve_tokens(INST, 700, Caps(1000, 10_000))
     assert hold == quota.Hold(INST, Periods("2025-06-30", "2025-06"), 700)
     assert store.cap_used(INST) == Used(700, 700)
@@ -161,7 +154,7 @@ def test_a_reservation_counts_in_the_day_and_the_month(opener) -> None:
 
 
 def test_a_refused_reservation_counts_nothing_and_says_why(opener) -> None:
-    store = opener(Clock())
+    store = opener(Clock(EVE))
     store.reserve_tokens(INST, 700, Caps(1000, 10_000))
     hit = store.reserve_tokens(INST, 301, Caps(1000, 10_000))
     assert hit == CapHit("day", 1000, 700, 301, calendar.timegm((2025, 7, 1, 0, 0, 0)))
@@ -170,7 +163,7 @@ def test_a_refused_reservation_counts_nothing_and_says_why(opener) -> None:
 
 
 def test_settling_replaces_the_hold_by_what_was_used(opener) -> None:
-    store = opener(Clock())
+    store = opener(Clock(EVE))
     hold = store.reserve_tokens(INST, 900, Caps(1000, 0))
     store.settle_tokens(hold, 250)
     assert store.cap_used(INST) == Used(250, 250)
@@ -179,7 +172,7 @@ def test_settling_replaces_the_hold_by_what_was_used(opener) -> None:
 
 
 def test_a_call_settled_after_midnight_is_settled_in_its_own_day(opener) -> None:
-    clock = Clock()
+    clock = Clock(EVE)
     store = opener(clock)
     hold = store.reserve_tokens(INST, 800, Caps(1000, 0))
     clock.now += 120  # 2025-07-01 00:01: a new day and a new month
@@ -193,7 +186,7 @@ def test_a_call_settled_after_midnight_is_settled_in_its_own_day(opener) -> None
 
 
 def test_counters_survive_a_restart(opener) -> None:
-    clock = Clock()
+    clock = Clock(EVE)
     opener(clock).reserve_tokens(INST, 600, Caps(1000, 0))
     again = opener(clock)
     assert again.cap_used(INST) == Used(600, 600)
@@ -202,7 +195,7 @@ def test_counters_survive_a_restart(opener) -> None:
 
 def test_processes_reserving_at_once_never_share_the_last_room(opener) -> None:
     """Eight workers, each with its own connection, race for a 5,000-token day."""
-    clock = Clock()
+    clock = Clock(EVE)
     stores = [opener(clock) for _ in range(8)]
     granted: list[int] = []
     lock = threading.Lock()
