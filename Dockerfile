@@ -36,7 +36,7 @@ RUN python -c "import os, tomllib; p = tomllib.load(open('pyproject.toml', 'rb')
 COPY README.md ./
 COPY bot ./bot
 RUN pip install --no-deps --no-build-isolation . \
-    && python -P -c "from bot.tokens import load_encoding; [load_encoding(n) for n in ('o200k_base', 'cl100k_base')]" \
+    && python -P -c "from bot.docstrings.tokens import load_encoding; [load_encoding(n) for n in ('o200k_base', 'cl100k_base')]" \
     && docgen --version
 
 # -------------------------------------------------------------- runtime stage

@@ -15,7 +15,7 @@ and the GitHub API calls used: O(1) + files/100 reads, ≤ 3 writes besides paci
   (a POST, but no mutation), shown with the number of files it read.
 * **LLM**: ``tests/fake_openai.py`` on a loopback port (zero latency, valid structured
   answers, real token counts), reached through the real OpenAI provider.
-* **docgen**: ``bot.compose.build`` — the app, the SQLite journal and the in-process
+* **docgen**: ``bot.runtime.compose.build`` — the app, the SQLite journal and the in-process
   worker, exactly as ``docgen serve`` wires them; the delivery is posted to
   ``/webhook`` signed.  Each run gets a fresh data dir (cold docstring cache).
 
@@ -50,10 +50,10 @@ from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
 from starlette.testclient import TestClient  # noqa: E402
 
-from bot import compose  # noqa: E402
 from bot.config import Settings  # noqa: E402
-from bot.github import sansio  # noqa: E402
-from bot.llm.factory import make_provider  # noqa: E402
+from bot.docstrings.llm.factory import make_provider  # noqa: E402
+from bot.runtime import compose  # noqa: E402
+from bot.runtime.github import sansio  # noqa: E402
 from tests import fake_openai  # noqa: E402
 from tests.fake_github import APP_ID, FakeGitHub, signed_delivery  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""Throughput of ``bot.extract.extract`` against a bare ``ast.parse``, over the stdlib.
+"""Throughput of ``bot.docstrings.extract.extract`` against a bare ``ast.parse``, over the stdlib.
 
 Run by hand::
 
@@ -24,7 +24,7 @@ import warnings
 from pathlib import Path
 
 from bot.config import RepoConfig
-from bot.extract import extract
+from bot.docstrings.extract import extract
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__"}
 _TEST_DIRS = {"test", "tests", "idle_test", "lib2to3_tests"}

@@ -549,12 +549,12 @@ class SqliteView:
 
 
 class RedisView:
-    """The Redis journal (``bot.queue.redis_store``'s key layout): counts and the same checks."""
+    """The Redis journal (``bot.runtime.queue.redis_store``'s key layout): counts and the same checks."""
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis
 
-        from bot.queue.redis_store import RedisStore
+        from bot.runtime.queue.redis_store import RedisStore
 
         self.prefix = prefix
         self.client = redis.Redis.from_url(url, decode_responses=True)

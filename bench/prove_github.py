@@ -6,7 +6,7 @@ Run by hand::
 
 For a few big stdlib modules, every docstring is stripped (so every definition is
 MISSING) and the offline skeletons become edits, as the pipeline makes them; then
-``bot.proof.prove_module`` proves the first 200 (and all) of them: all together on
+``bot.docstrings.proof.prove_module`` proves the first 200 (and all) of them: all together on
 the file as GitHub would commit them (git's lines), each alone on its definition's
 lines, the module's AST and its tokens outside docstrings (comments included).  The
 figure to watch is the time per file against one ``ast.parse`` of it: linear in the
@@ -25,13 +25,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.corpus import read_text
 from bot.config import RepoConfig
-from bot.edits import edit_region, make_edit
-from bot.extract import extract
-from bot.lines import python_lines
-from bot.llm.offline import offline_parts
-from bot.models import Decision, Style
-from bot.proof import Accepted, prove_module
-from bot.style import compose
+from bot.docstrings.edits import edit_region, make_edit
+from bot.docstrings.extract import extract
+from bot.docstrings.lines import python_lines
+from bot.docstrings.llm.offline import offline_parts
+from bot.docstrings.models import Decision, Style
+from bot.docstrings.proof import Accepted, prove_module
+from bot.docstrings.style import compose
 
 FILES = ("tkinter/__init__.py", "argparse.py", "typing.py", "_pydecimal.py")
 ALL = RepoConfig(skip_private=False, skip_dunder=False, skip_tests=False, skip_trivial=False)

@@ -46,16 +46,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bot.budget import TokenBudget  # noqa: E402
-from bot.cache import MemoryCache  # noqa: E402
 from bot.config import RepoConfig, Settings  # noqa: E402
-from bot.llm.factory import make_provider  # noqa: E402
-from bot.llm.prompt import build_messages, estimate_prompt_tokens  # noqa: E402
-from bot.llm.provider import GenerationRequest, GenerationResult  # noqa: E402
-from bot.models import Action, FileChange  # noqa: E402
-from bot.pipeline import run  # noqa: E402
-from bot.run_state import Context  # noqa: E402
-from bot.tokens import TokenCounter, encoding_for_model, load_encoding  # noqa: E402
+from bot.docstrings.budget import TokenBudget  # noqa: E402
+from bot.docstrings.cache import MemoryCache  # noqa: E402
+from bot.docstrings.llm.factory import make_provider  # noqa: E402
+from bot.docstrings.llm.prompt import build_messages, estimate_prompt_tokens  # noqa: E402
+from bot.docstrings.llm.provider import GenerationRequest, GenerationResult  # noqa: E402
+from bot.docstrings.models import Action, FileChange  # noqa: E402
+from bot.docstrings.pipeline import run  # noqa: E402
+from bot.docstrings.run_state import Context  # noqa: E402
+from bot.docstrings.tokens import TokenCounter, encoding_for_model, load_encoding  # noqa: E402
 
 SMOLLM_MODEL = "SmolLM2-135M-Instruct"
 

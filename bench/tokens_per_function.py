@@ -10,7 +10,7 @@ skipped is measured:
 
 * **prompt** — the definition's share of a request: the tokens of a one-item request
   minus those of an empty one (system prompt, schema, framing);
-* **reserve** — :func:`bot.plan.completion_reserve`, the ``max_tokens`` we hold back;
+* **reserve** — :func:`bot.docstrings.plan.completion_reserve`, the ``max_tokens`` we hold back;
 * **answer** — for definitions that already have a docstring, the tokens of the JSON
   answer that would carry it (summary, description, params, returns, yields, raises as
   ``docstring_parser`` reads them): a stand-in for what a model writes.
@@ -32,14 +32,14 @@ from pathlib import Path
 
 import docstring_parser
 
-from bot.budget import TokenBudget
 from bot.config import DEFAULT_TOKEN_BUDGET, RepoConfig
-from bot.extract import extract
-from bot.llm.prompt import estimate_prompt_tokens
-from bot.llm.provider import GenerationItem, GenerationRequest
-from bot.models import Decision, Style, Target
-from bot.plan import PlanItem, completion_reserve, plan
-from bot.tokens import TokenCounter, encoding_for_model, load_encoding
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.extract import extract
+from bot.docstrings.llm.prompt import estimate_prompt_tokens
+from bot.docstrings.llm.provider import GenerationItem, GenerationRequest
+from bot.docstrings.models import Decision, Style, Target
+from bot.docstrings.plan import PlanItem, completion_reserve, plan
+from bot.docstrings.tokens import TokenCounter, encoding_for_model, load_encoding
 
 _SKIP_DIRS = {"site-packages", "dist-packages", "__pycache__", "test", "tests", "idle_test"}
 

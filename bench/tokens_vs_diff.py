@@ -13,10 +13,10 @@ base lacks four public functions the PR adds (head has them without docstrings),
 older version of one line in each of three documented functions, and a small helper
 the PR deletes.  Patches are ``difflib.unified_diff(n=3)`` hunks, as GitHub's ``patch``.
 
-**Ours**: the real pipeline (:func:`bot.pipeline.run`: diff → extract → triage →
+**Ours**: the real pipeline (:func:`bot.docstrings.pipeline.run`: diff → extract → triage →
 ``plan.plan`` → batched requests → validate) with a provider that records each
-:class:`~bot.llm.provider.GenerationRequest` it is sent and answers with valid parts.
-Our tokens are :func:`bot.llm.prompt.estimate_prompt_tokens` of those requests: system
+:class:`~bot.docstrings.llm.provider.GenerationRequest` it is sent and answers with valid parts.
+Our tokens are :func:`bot.docstrings.llm.prompt.estimate_prompt_tokens` of those requests: system
 prompt, plain-text items (a facts header, trimmed context and source in fences) and the
 response schema (sent as ``json_schema``, as to OpenAI), o200k_base.
 The budget is large enough that nothing is deferred (``--budget``).
@@ -53,16 +53,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from corpus import PullRequest, change_blocks, make_pr, new_file_pr
 
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.llm.offline import offline_parts
-from bot.llm.prompt import estimate_prompt_tokens, prompt_source
-from bot.llm.provider import GenerationRequest, GenerationResult
-from bot.models import Action, DocParts, FileChange, Usage
-from bot.pipeline import run
-from bot.run_state import Context
-from bot.tokens import TokenCounter, encoding_for_model, load_encoding
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache
+from bot.docstrings.llm.offline import offline_parts
+from bot.docstrings.llm.prompt import estimate_prompt_tokens, prompt_source
+from bot.docstrings.llm.provider import GenerationRequest, GenerationResult
+from bot.docstrings.models import Action, DocParts, FileChange, Usage
+from bot.docstrings.pipeline import run
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, encoding_for_model, load_encoding
 
 # Real modules of various sizes and shapes (classes, functions, async, big and small).
 MODULES = (

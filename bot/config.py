@@ -25,7 +25,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bot.models import Style
+from bot.docstrings.models import Style
 
 DEFAULT_MODEL = "gpt-4o-mini"
 DEFAULT_TOKEN_BUDGET = 20_000
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     docgen_timeout: float = Field(default=60.0, gt=0)  # seconds per LLM call
     docgen_max_retries: int = Field(default=3, ge=0, le=10)
     docgen_provider: Literal["auto", "openai", "azure", "offline"] = "auto"
-    # How the answer's JSON shape is asked for (bot.llm.schema.RESPONSE_MODES); auto
+    # How the answer's JSON shape is asked for (bot.docstrings.llm.schema.RESPONSE_MODES); auto
     # probes the server on the first call and falls back, best first.
     docgen_response_format: Literal["auto", "json_schema", "json_object", "tools", "text"] = "auto"
     # Model calls in flight at once, per process; halved on timeouts down to 1.  A
@@ -115,7 +115,7 @@ class Settings(BaseSettings):
     sentry_dsn: SecretStr | None = None
     port: int = Field(default=8000, ge=1, le=65535)
     docgen_workers: int = Field(default=2, ge=1, le=64)  # in-process job workers
-    # ``docgen serve``: web processes sharing the port (bot.multiproc).  1: one process
+    # ``docgen serve``: web processes sharing the port (bot.runtime.processes).  1: one process
     # serves and runs the jobs; more: the jobs run in the supervising process.
     docgen_web_processes: int = Field(default=1, ge=1, le=64)
     # Niceness of the job work (``docgen worker``; the jobs thread of a multi-process
@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     docgen_style_sample_bytes: int = Field(default=1_000_000, ge=0)
 
     # Scale-out: with REDIS_URL, ``docgen serve`` only enqueues and ``docgen worker``
-    # processes run the jobs (bot.queue.redis_store).  Unset: the embedded SQLite journal.
+    # processes run the jobs (bot.runtime.queue.redis_store).  Unset: the embedded SQLite journal.
     redis_url: SecretStr | None = None  # a secret: the URL may carry a password
     docgen_redis_prefix: str = Field(default="docgen", pattern=r"^[A-Za-z0-9_.-]+$")
     # How long a killed worker's job waits before another worker runs it; a live worker
@@ -144,7 +144,7 @@ class Settings(BaseSettings):
     # ``docgen worker`` serves Prometheus ``/metrics`` on this port (all interfaces);
     # 0 turns it off.  The web process has ``/metrics`` on its own port already.
     docgen_metrics_port: int = Field(default=8001, ge=0, le=65535)
-    # What an unverified POST /webhook may cost (bot.intake): one body at most GitHub's
+    # What an unverified POST /webhook may cost (bot.runtime.intake): one body at most GitHub's
     # 25 MB payload cap, all bodies being read or held by one web process at most
     # this much together (503 beyond), and each body in full within this many seconds
     # (408; GitHub gives up after 10 s anyway).
@@ -161,7 +161,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    # What an installation may spend (bot.quota): tokens per UTC day / month across
+    # What an installation may spend (bot.runtime.quota): tokens per UTC day / month across
     # all its repositories and PRs, reservations included; 0 is no cap.
     docgen_installation_tokens_per_day: int = Field(default=0, ge=0)
     docgen_installation_tokens_per_month: int = Field(default=0, ge=0)
@@ -228,7 +228,7 @@ class RepoConfig(BaseModel):
     language: str = "English"
     max_file_bytes: int = Field(default=1_000_000, gt=0)
     max_functions: int = Field(default=100, gt=0)
-    # PRs from forks (bot.quota): may lower DOCGEN_FORK_TOKEN_BUDGET, or require
+    # PRs from forks (bot.runtime.quota): may lower DOCGEN_FORK_TOKEN_BUDGET, or require
     # `/docgen`; never more than the admin's settings allow.
     fork_budget: int | None = Field(default=None, gt=0)
     fork_auto_run: bool = True

@@ -10,8 +10,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from bot.config import Settings
-from bot.github.client import InstallationClients
-from bot.github.connection import make_app_github
+from bot.runtime.github.client import InstallationClients
+from bot.runtime.github.connection import make_app_github
 from tests.fake_github import APP_ID, FakeGitHub, PullRequest
 
 OWNER, REPO = "octo", "demo"

@@ -7,7 +7,7 @@ import sys
 from typing import Any
 
 from bot import cli
-from bot.models import Decision, Param, Target
+from bot.docstrings.models import Decision, Param, Target
 
 
 def make_target(**overrides: Any) -> Target:

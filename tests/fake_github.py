@@ -207,7 +207,7 @@ class GitDiffer:
 
 # ------------------------------------------------------------ hunks and suggestions
 #
-# The fake's own reading of a patch, independent of bot/diff.py: which RIGHT-side
+# The fake's own reading of a patch, independent of bot/docstrings/diff.py: which RIGHT-side
 # lines a review comment may target, and what committing a suggestion does.
 
 _HUNK_HEADER = re.compile(r"@@ -\d+(?:,\d+)? \+(\d+)(?:,\d+)? @@")

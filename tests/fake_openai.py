@@ -96,7 +96,7 @@ SCENARIOS: dict[str, tuple[str, ...]] = {
 FOREIGN_RATIO = 1.08  # the foreign_tokens scenario: SmolLM2's tokenizer, at its worst here
 
 # The vendored tokenizer file, read by the fake itself (bot/data is data, not code):
-# the fake counts with tiktoken's own o200k_base constructor, not with bot.budget.
+# the fake counts with tiktoken's own o200k_base constructor, not with bot.docstrings.budget.
 O200K_FILE = Path(__file__).parent.parent / "bot" / "data" / "tiktoken" / "o200k_base.tiktoken"
 
 

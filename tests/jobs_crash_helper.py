@@ -1,7 +1,7 @@
 """Child process for the kill -9 test in ``tests/test_jobs.py``.
 
 Does what ``docgen serve`` does with one webhook: records the delivery and enqueues its
-job in one commit, then runs a :class:`~bot.queue.pool.WorkerPool` whose handler opens a
+job in one commit, then runs a :class:`~bot.runtime.queue.pool.WorkerPool` whose handler opens a
 "check run" (saves ``check_run_id`` 123), prints ``blocked`` and waits for ever — until
 the test kills the process with SIGKILL.
 
@@ -14,10 +14,10 @@ import asyncio
 import sys
 from pathlib import Path
 
-from bot.queue.pool import WorkerPool
-from bot.queue.runner import JobContext
-from bot.queue.sqlite_store import SqliteStore
-from bot.queue.store import Job
+from bot.runtime.queue.pool import WorkerPool
+from bot.runtime.queue.runner import JobContext
+from bot.runtime.queue.sqlite_store import SqliteStore
+from bot.runtime.queue.store import Job
 
 DELIVERY_ID = "crash-delivery-1"
 KEY = "octo/hello#7"

@@ -1,4 +1,4 @@
-"""Real ``git diff`` patches for tests: an oracle that is not ``bot.diff``.
+"""Real ``git diff`` patches for tests: an oracle that is not ``bot.docstrings.diff``.
 
 :func:`git_patches` commits a base and a head version of some files in a throw-away
 repository and returns, per changed file, the patch as GitHub's pull-request files

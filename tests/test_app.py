@@ -12,10 +12,10 @@ import pytest
 from githubkit.webhooks import sign
 from starlette.testclient import TestClient
 
-from bot import events
-from bot.app import Deps, Recorder, create_app
-from bot.metrics import Metrics
-from bot.queue.sqlite_store import SqliteStore
+from bot.runtime import events
+from bot.runtime.metrics import Metrics
+from bot.runtime.queue.sqlite_store import SqliteStore
+from bot.runtime.web import Deps, Recorder, create_app
 from tests.webhook_payloads import (
     APP_ID,
     INSTALLATION_ID,
@@ -175,7 +175,7 @@ class TestRouting:
         lines = [
             r for r in caplog.records if r.levelno >= logging.INFO and r.name.startswith("bot.")
         ]
-        assert [r.name for r in lines] == ["bot.app", "bot.app"], [r.getMessage() for r in lines]
+        assert [r.name for r in lines] == ["bot.runtime.web", "bot.runtime.web"], [r.getMessage() for r in lines]
         assert lines[0].job_id == first.json()["job_id"]  # type: ignore[attr-defined]
         assert not hasattr(lines[0], "coalesced")
         assert lines[1].job_id == second.json()["job_id"]  # type: ignore[attr-defined]

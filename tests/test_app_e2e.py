@@ -1,7 +1,7 @@
 """The App end to end: signed webhook → journal → worker → fake GitHub.
 
 The web app, the in-process workers and the SQLite journal run as ``docgen serve``
-builds them (:func:`bot.compose.build`); GitHub is the in-process fake (its checks
+builds them (:func:`bot.runtime.compose.build`); GitHub is the in-process fake (its checks
 included: App JWT, installation tokens, review lines inside the diff); the model is
 the offline provider.
 """
@@ -20,12 +20,13 @@ import openai
 import pytest
 from starlette.testclient import TestClient
 
-from bot import compose, quota, review_comment
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
-from bot.llm.offline import OfflineProvider
-from bot.llm.openai_provider import OpenAIProvider
-from bot.quota import Caps, Used
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.docstrings.llm.openai_provider import OpenAIProvider
+from bot.docstrings.render import review_comment
+from bot.runtime import compose, quota
+from bot.runtime.quota import Caps, Used
 from tests.code_oracle import code_dump
 from tests.conftest import OWNER, REPO
 from tests.factories import GREET_BASE, GREET_HEAD
@@ -221,7 +222,7 @@ def test_a_failed_attempt_tells_the_pr_what_happened_not_the_exception(
     app_env, make_pr, monkeypatch, caplog, attempts
 ):
     """Issue 10: check runs are public; exception text names internal hosts and paths."""
-    from bot import review_job
+    from bot.runtime import review_job
 
     client, runtime, fake = app_env
     rules = runtime.journal.rules
@@ -458,7 +459,7 @@ def test_a_run_past_its_deadline_ends_with_a_reason_and_its_threads_stop(
 ):
     """Parsing that outlasts the job: the check run says which limit stopped it and
     where, the job is not retried into the same wall, and parsing stops."""
-    from bot import extract
+    from bot.docstrings import extract
 
     parsed = []
     real = extract.extract
@@ -503,9 +504,9 @@ def test_broken_config_fails_the_check_and_says_why(app_env, make_pr):
 def test_resumed_job_finishes_the_check_run_it_started(
     fake_github, private_key_pem, make_pr, tmp_path
 ):
-    from bot.app import job_payload
-    from bot.events import decide
-    from bot.queue.sqlite_store import SqliteStore
+    from bot.runtime.events import decide
+    from bot.runtime.queue.sqlite_store import SqliteStore
+    from bot.runtime.web import job_payload
     from tests.fake_github import CheckRun
 
     fake = fake_github

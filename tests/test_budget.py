@@ -13,12 +13,12 @@ import tiktoken.load
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.budget import BudgetExceeded, CallCharge, TokenBudget
-from bot.ledger import Ledger
-from bot.model_profile import ModelProfile
-from bot.models import Param, Target, Usage
-from bot.plan import BATCH_ANSWER_OVERHEAD, Batch, PlanItem, completion_reserve, plan
-from bot.tokens import (
+from bot.docstrings.budget import BudgetExceeded, CallCharge, TokenBudget
+from bot.docstrings.ledger import Ledger
+from bot.docstrings.model_profile import ModelProfile
+from bot.docstrings.models import Param, Target, Usage
+from bot.docstrings.plan import BATCH_ANSWER_OVERHEAD, Batch, PlanItem, completion_reserve, plan
+from bot.docstrings.tokens import (
     DATA_DIR,
     EncodingIntegrityError,
     TokenCounter,

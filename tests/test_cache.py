@@ -15,8 +15,8 @@ import openai
 import pytest
 import redis
 
-from bot import cache as cache_mod
-from bot.cache import (
+from bot.docstrings import cache as cache_mod
+from bot.docstrings.cache import (
     DocstringCache,
     MemoryCache,
     RedisCache,
@@ -25,10 +25,10 @@ from bot.cache import (
     parts_from_json,
     parts_to_json,
 )
-from bot.llm.openai_provider import OpenAIProvider
-from bot.llm.provider import GenerationItem, GenerationRequest
-from bot.model_profile import ModelProfile
-from bot.models import DocParts, Param, Style, Target
+from bot.docstrings.llm.openai_provider import OpenAIProvider
+from bot.docstrings.llm.provider import GenerationItem, GenerationRequest
+from bot.docstrings.model_profile import ModelProfile
+from bot.docstrings.models import DocParts, Param, Style, Target
 from tests import factories, redis_helpers
 from tests.fake_openai import API_KEY, recorded
 

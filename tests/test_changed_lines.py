@@ -25,15 +25,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import checkrun, reports
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.llm.offline import OfflineProvider
-from bot.models import Action, FileChange, Outcome, Suggestion
-from bot.pipeline import RunResult, run
-from bot.run_state import Context
-from bot.tokens import TokenCounter, load_encoding
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.docstrings.models import Action, FileChange, Outcome, Suggestion
+from bot.docstrings.pipeline import RunResult, run
+from bot.docstrings.render import checkrun, reports
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, load_encoding
 from tests.code_oracle import code_dump
 from tests.realgit import git_patches
 

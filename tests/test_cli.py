@@ -12,9 +12,9 @@ import time
 import git
 import pytest
 
-from bot import quota
 from bot.cli.sample import HEAD, make_sample_repo
-from bot.proof import same_code
+from bot.docstrings.proof import same_code
+from bot.runtime import quota
 from tests import redis_helpers
 from tests.factories import GREET_BASE, GREET_HEAD
 from tests.factories import call_cli as call
@@ -287,7 +287,7 @@ def _ledger(journal_of):
 
 
 def test_usage_prints_tokens_and_cost_per_installation_repository_and_month(tmp_path, monkeypatch):
-    from bot.queue.sqlite_store import SqliteStore
+    from bot.runtime.queue.sqlite_store import SqliteStore
 
     monkeypatch.setenv("DOCGEN_DATA_DIR", str(tmp_path / "data"))
     _ledger(lambda clock: SqliteStore.in_dir(tmp_path / "data", clock=clock))
@@ -331,7 +331,7 @@ def test_usage_prints_tokens_and_cost_per_installation_repository_and_month(tmp_
 
 
 def test_usage_reads_redis_when_redis_url_is_set(redis_url, ns, tmp_path, monkeypatch):
-    from bot.queue.redis_store import RedisStore
+    from bot.runtime.queue.redis_store import RedisStore
 
     _ledger(lambda clock: RedisStore.from_url(redis_url, prefix=ns, clock=clock))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DOCGEN_", "REDIS"))}

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from bot import localgit
 from bot.cli.sample import make_sample_repo
-from bot.tokens import TokenCounter, load_encoding
+from bot.docstrings import localgit
+from bot.docstrings.tokens import TokenCounter, load_encoding
 
 ROOT = Path(__file__).resolve().parents[1]
 _GIT_ENV = {

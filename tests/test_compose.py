@@ -1,4 +1,4 @@
-"""``bot.compose``: what the processes close at shutdown, and the worker's ``/metrics`` port.
+"""``bot.runtime.compose``: what the processes close at shutdown, and the worker's ``/metrics`` port.
 
 The worker's whole life (web → Redis → ``docgen worker`` process, scraped while it
 runs) is in ``test_redis_e2e.py``; here its start-up and shutdown hooks are called
@@ -21,10 +21,10 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from bot import compose, job_deps
 from bot.config import Settings
-from bot.llm.offline import OfflineProvider
-from bot.metrics import Metrics
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.runtime import compose, job_deps
+from bot.runtime.metrics import Metrics
 from tests import redis_helpers
 from tests.fake_github import APP_ID
 from tests.redis_helpers import free_port
@@ -55,7 +55,7 @@ def settings(private_key_pem, tmp_path, monkeypatch):
 
 @pytest.fixture
 def made(monkeypatch) -> list:
-    """The providers ``bot.compose`` makes from the settings, as it makes them."""
+    """The providers ``bot.runtime.compose`` makes from the settings, as it makes them."""
     providers: list = []
     real = job_deps.make_provider
 
@@ -181,7 +181,7 @@ def test_a_taken_metrics_port_is_a_warning_not_a_stop(
         worker = compose.build_worker(
             settings(redis_url=redis_url, docgen_redis_prefix=ns, docgen_metrics_port=taken.port)
         )
-        with caplog.at_level(logging.INFO, logger="bot.compose"):
+        with caplog.at_level(logging.INFO, logger="bot.runtime.compose"):
             start_and_stop(worker, worker_loop)
     finally:
         taken.close()
@@ -194,7 +194,7 @@ def test_metrics_port_0_serves_nothing(settings, made, redis_url, ns, worker_loo
     worker = compose.build_worker(
         settings(redis_url=redis_url, docgen_redis_prefix=ns, docgen_metrics_port=0)
     )
-    with caplog.at_level(logging.INFO, logger="bot.compose"):
+    with caplog.at_level(logging.INFO, logger="bot.runtime.compose"):
         start_and_stop(worker, worker_loop)
     [started] = [r for r in caplog.records if r.getMessage() == "docgen worker started"]
     assert started.metrics_port is None and "cannot listen" not in caplog.text
@@ -206,7 +206,7 @@ def test_metrics_port_0_serves_nothing(settings, made, redis_url, ns, worker_loo
 MODE_SCRIPT = """
 import json, sys
 from starlette.testclient import TestClient
-from bot import compose, multiproc
+from bot.runtime import compose
 from bot.config import Settings
 
 for build in (compose.build, compose.build_web):
@@ -254,8 +254,8 @@ def test_sqlite_mode_imports_neither_redis_nor_arq(private_key_pem, tmp_path):
     def scale_out(names: set[str]) -> set[str]:
         return {n for n in names if n.split(".")[0] in ("redis", "arq")}
 
-    assert "bot.compose" in loaded and "bot.queue.sqlite_store" in loaded
-    assert not {"bot.queue.redis_store", "bot.queue.arq_worker"} & loaded
+    assert "bot.runtime.compose" in loaded and "bot.runtime.queue.sqlite_store" in loaded
+    assert not {"bot.runtime.queue.redis_store", "bot.runtime.queue.arq_worker"} & loaded
     assert not {n for n in loaded if n.split(".")[0] == "arq"}
     assert scale_out(loaded) <= scale_out(baseline)  # nothing of ours pulled redis in
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.conclusion import budget_notes, conclusion_for, why_not_run
 from bot.config import RepoConfig, Settings, load_repo_config
-from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
-from bot.usage import Totals
+from bot.docstrings.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
+from bot.runtime.conclusion import budget_notes, conclusion_for, why_not_run
+from bot.runtime.usage import Totals
 from tests.factories import make_target
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from bot.config import RepoConfig, Settings, load_repo_config, price_for, read_repo_config_file
-from bot.models import Style
+from bot.docstrings.models import Style
 
 
 @pytest.fixture

@@ -178,7 +178,7 @@ def test_dependencies_are_installed_before_the_sources_are_copied():
 
 def test_the_image_builds_encoding_check_runs_against_this_tree():
     """The package step's ``python -P -c`` check, run here: a name it imports that has
-    moved (``load_encoding`` went from bot.budget to bot.tokens) would break the build."""
+    moved (``load_encoding`` went from bot.docstrings.budget to bot.docstrings.tokens) would break the build."""
     step = next(i.args for i in dockerfile() if i.name == "RUN" and "python -P -c" in i.args)
     code = shlex.split(step.split("python -P -c", 1)[1])[0]
     assert "load_encoding" in code
@@ -358,7 +358,7 @@ def test_package_data_from_the_build_context_includes_the_tokenizer(tmp_path):
     )
     for rel in TOKENIZER_FILES:
         assert (out / rel).read_bytes() == (ROOT / rel).read_bytes(), rel
-    assert (out / "bot/setup_app.py").is_file()
+    assert (out / "bot/runtime/setup.py").is_file()
 
 
 # ------------------------------------------------------------------ fly.toml

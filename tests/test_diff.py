@@ -1,4 +1,4 @@
-"""bot.diff: GitHub ``patch`` hunks → RIGHT-side lines a review comment may target."""
+"""bot.docstrings.diff: GitHub ``patch`` hunks → RIGHT-side lines a review comment may target."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.diff import PatchError, file_diff, parse_patch
-from bot.models import Hunk
+from bot.docstrings.diff import PatchError, file_diff, parse_patch
+from bot.docstrings.models import Hunk
 
 FIXTURES = Path(__file__).parent / "fixtures" / "diff"
 

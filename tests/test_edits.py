@@ -6,9 +6,9 @@ import ast
 
 import pytest
 
-from bot.edits import apply_edits, literal_lines, make_edit
-from bot.models import Decision, Edit, Param
-from bot.proof import Accepted, prove_module, same_code
+from bot.docstrings.edits import apply_edits, literal_lines, make_edit
+from bot.docstrings.models import Decision, Edit, Param
+from bot.docstrings.proof import Accepted, prove_module, same_code
 from tests.factories import BOX_SOURCE, scale_target, t_open, t_scale
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import events
-from bot.events import Forget, Ignore, Options, Reply, Run, decide, parse_command
+from bot.runtime import events
+from bot.runtime.events import Forget, Ignore, Options, Reply, Run, decide, parse_command
 from tests.webhook_payloads import (
     APP_ID,
     INSTALLATION_ID,

@@ -1,4 +1,4 @@
-"""bot.extract: definitions, exact spans, signature facts, decisions and coverage."""
+"""bot.docstrings.extract: definitions, exact spans, signature facts, decisions and coverage."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import RepoConfig
-from bot.extract import extract
-from bot.models import Decision, ExtractResult, FileDiff, Hunk, Param, Target
+from bot.docstrings.extract import extract
+from bot.docstrings.models import Decision, ExtractResult, FileDiff, Hunk, Param, Target
 
 FIXTURES = Path(__file__).parent / "fixtures" / "extract"
 ALL = RepoConfig(skip_private=False, skip_dunder=False, skip_tests=False, skip_trivial=False)
@@ -907,7 +907,7 @@ def test_collect_docstrings_of_a_real_module():
     import inspect
     import textwrap as textwrap_mod
 
-    from bot.extract import collect_docstrings
+    from bot.docstrings.extract import collect_docstrings
 
     source = inspect.getsource(textwrap_mod).encode()
     docs = collect_docstrings(source)

@@ -14,19 +14,19 @@ from typing import Any
 
 import pytest
 
-from bot import extract as extract_mod
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.deadline import Deadline, DeadlineExceeded
-from bot.github.client import InstallationClients, PullRequestAPI
-from bot.github.heads import FetchLimits
-from bot.llm.offline import OfflineProvider
-from bot.models import FileChange
-from bot.pipeline import run as run_pipeline
-from bot.review_job import style_sample
-from bot.run_state import Context
-from bot.tokens import TokenCounter, load_encoding
+from bot.docstrings import extract as extract_mod
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache
+from bot.docstrings.deadline import Deadline, DeadlineExceeded
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.docstrings.models import FileChange
+from bot.docstrings.pipeline import run as run_pipeline
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, load_encoding
+from bot.runtime.github.client import InstallationClients, PullRequestAPI
+from bot.runtime.github.heads import FetchLimits
+from bot.runtime.review_job import style_sample
 from tests.conftest import OWNER, REPO
 from tests.fake_github import FakeGitHub, Fault
 

@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 
 from bot.config import RepoConfig
-from bot.edits import file_quote, make_edit
-from bot.extract import extract
-from bot.models import Edit
-from bot.proof import Accepted, prove_module
+from bot.docstrings.edits import file_quote, make_edit
+from bot.docstrings.extract import extract
+from bot.docstrings.models import Edit
+from bot.docstrings.proof import Accepted, prove_module
 from tests.code_oracle import without_docstrings
 from tests.realgit import _ENV
 

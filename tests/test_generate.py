@@ -23,14 +23,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.config import Settings
-from bot.llm.answer import MAX_FIELD_CHARS, NO_ENTRY, parse_response
-from bot.llm.context import context_for
-from bot.llm.factory import make_provider
-from bot.llm.failures import RetryPolicy, redact, retry_after
-from bot.llm.limit import AdaptiveLimit
-from bot.llm.offline import OfflineProvider, offline_parts
-from bot.llm.openai_provider import OpenAIProvider
-from bot.llm.prompt import (
+from bot.docstrings.llm.answer import MAX_FIELD_CHARS, NO_ENTRY, parse_response
+from bot.docstrings.llm.context import context_for
+from bot.docstrings.llm.factory import make_provider
+from bot.docstrings.llm.failures import RetryPolicy, redact, retry_after
+from bot.docstrings.llm.limit import AdaptiveLimit
+from bot.docstrings.llm.offline import OfflineProvider, offline_parts
+from bot.docstrings.llm.openai_provider import OpenAIProvider
+from bot.docstrings.llm.prompt import (
     CLASS_NOTE,
     FIX_NOTE,
     MAX_SOURCE_LINES,
@@ -40,7 +40,7 @@ from bot.llm.prompt import (
     fence,
     prompt_source,
 )
-from bot.llm.provider import (
+from bot.docstrings.llm.provider import (
     ConfigError,
     GenerationItem,
     GenerationRequest,
@@ -49,7 +49,7 @@ from bot.llm.provider import (
     ProviderError,
     item_ids,
 )
-from bot.llm.schema import (
+from bot.docstrings.llm.schema import (
     GRAMMAR_MODES,
     MAX_LENGTHS,
     RESPONSE_MODES,
@@ -58,7 +58,7 @@ from bot.llm.schema import (
     item_facts,
     response_schema,
 )
-from bot.models import DocParts, Param, Style, Target, Usage
+from bot.docstrings.models import DocParts, Param, Style, Target, Usage
 from tests import factories, fake_openai
 from tests.fake_openai import (
     API_KEY,
@@ -246,7 +246,7 @@ def test_fix_lines_stay_on_one_line() -> None:
 
 
 def test_estimate_counts_exactly_what_is_sent() -> None:
-    from bot.tokens import TokenCounter, load_encoding
+    from bot.docstrings.tokens import TokenCounter, load_encoding
 
     counter = TokenCounter(load_encoding("o200k_base"))
     req = request_for(LOAD, ITEMS, TOP, feedback={TOP.id: ["DG202 x"]})
@@ -265,7 +265,7 @@ def test_estimate_counts_exactly_what_is_sent() -> None:
 
 
 def test_prompt_version_is_in_the_cache_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    from bot import cache
+    from bot.docstrings import cache
 
     assert cache.PROMPT_VERSION == PROMPT_VERSION == "5"
     key = cache.cache_key(LOAD, Style.GOOGLE, "gpt-4o-mini", "English")
@@ -577,7 +577,7 @@ def test_offline_skips_unsafe_defaults() -> None:
 
 
 def test_offline_provider_is_deterministic_and_passes_validation() -> None:
-    from bot import validate
+    from bot.docstrings import validate
 
     provider = OfflineProvider()
     assert isinstance(provider, Provider)
@@ -755,7 +755,7 @@ def test_normal_answer_and_usage() -> None:
     assert sent["messages"] == build_messages(req)
     assert run.sent[0].url.path == "/v1/chat/completions"
     # Usage is the API's; the fake counts like the API, schema included.
-    from bot.tokens import TokenCounter, load_encoding
+    from bot.docstrings.tokens import TokenCounter, load_encoding
 
     counter = TokenCounter(load_encoding("o200k_base"))
     estimate = estimate_prompt_tokens(req, counter, "json_schema")
@@ -879,7 +879,7 @@ def test_invalid_json_answer() -> None:
 
 
 def test_hostile_answer_is_returned_as_data_and_rejected_by_validate() -> None:
-    from bot import validate
+    from bot.docstrings import validate
 
     run = scenario("hostile", request_for(LOAD))
     assert run.result is not None
@@ -890,7 +890,7 @@ def test_hostile_answer_is_returned_as_data_and_rejected_by_validate() -> None:
 
 
 def test_wrong_parameter_names_reach_validate() -> None:
-    from bot import validate
+    from bot.docstrings import validate
 
     run = scenario("wrong_params", request_for(LOAD))
     assert run.result is not None

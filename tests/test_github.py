@@ -1,4 +1,4 @@
-"""bot.github against the fake GitHub: auth, reads, writes, pacing, retries, payloads."""
+"""bot.runtime.github against the fake GitHub: auth, reads, writes, pacing, retries, payloads."""
 
 from __future__ import annotations
 
@@ -17,13 +17,21 @@ from githubkit import GitHub
 from githubkit.cache import AsyncBaseCache, BaseCache, MemCacheStrategy
 from githubkit.exception import RequestFailed
 
-from bot import events, review_comment
 from bot.config import Settings
-from bot.diff import parse_patch
-from bot.github.client import InstallationClients, PullRequestAPI
-from bot.github.connection import make_app_github, shared_ssl_context
-from bot.github.errors import Forbidden, GitHubError, GitHubUnavailable, NotFound, Unauthorized
-from bot.github.payloads import (
+from bot.docstrings.diff import parse_patch
+from bot.docstrings.models import Action, Suggestion
+from bot.docstrings.render import review_comment
+from bot.runtime import events
+from bot.runtime.github.client import InstallationClients, PullRequestAPI
+from bot.runtime.github.connection import make_app_github, shared_ssl_context
+from bot.runtime.github.errors import (
+    Forbidden,
+    GitHubError,
+    GitHubUnavailable,
+    NotFound,
+    Unauthorized,
+)
+from bot.runtime.github.payloads import (
     GENERATE_ACTION,
     CheckRunAction,
     ReviewComment,
@@ -32,9 +40,8 @@ from bot.github.payloads import (
     check_run_update_payloads,
     review_payload,
 )
-from bot.github.pulls import is_own_comment
-from bot.github.sansio import API_VERSION
-from bot.models import Action, Suggestion
+from bot.runtime.github.pulls import is_own_comment
+from bot.runtime.github.sansio import API_VERSION
 from tests.conftest import OWNER, REPO, FakeClock
 from tests.fake_github import APP_ID, FakeGitHub, Fault
 

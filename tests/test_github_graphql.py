@@ -14,20 +14,20 @@ import httpx
 import pytest
 from githubkit.graphql import GraphQLResponse
 
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache
 from bot.config import RepoConfig, Settings
-from bot.github.client import InstallationClients, PullRequestAPI
-from bot.github.connection import make_app_github
-from bot.github.errors import GitHubUnavailable, NotFound
-from bot.github.graphql import GRAPHQL_BATCH, graphql_url, head_blobs_query
-from bot.github.pulls import FileEntry
-from bot.github.sansio import is_write
-from bot.llm.offline import OfflineProvider
-from bot.models import FileChange
-from bot.pipeline import run as run_pipeline
-from bot.run_state import Context
-from bot.tokens import TokenCounter, load_encoding
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.docstrings.models import FileChange
+from bot.docstrings.pipeline import run as run_pipeline
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, load_encoding
+from bot.runtime.github.client import InstallationClients, PullRequestAPI
+from bot.runtime.github.connection import make_app_github
+from bot.runtime.github.errors import GitHubUnavailable, NotFound
+from bot.runtime.github.graphql import GRAPHQL_BATCH, graphql_url, head_blobs_query
+from bot.runtime.github.pulls import FileEntry
+from bot.runtime.github.sansio import is_write
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, FakeGitHub, Fault, git_blob_sha
 
@@ -248,7 +248,7 @@ def test_a_query_graphql_refuses_falls_back_to_rest(github_clients, fake_github,
         "message": "Field 'isTruncated' doesn't exist on type 'Blob'",
     }
     fake_github.fail("graphql", Fault(200, {"errors": [error]}))
-    with caplog.at_level(logging.WARNING, logger="bot.github"):
+    with caplog.at_level(logging.WARNING, logger="bot.runtime.github"):
         result = fetch(api_for(github_clients))
     assert [c.head for c in result.changes] == [b"a = 1\n", b"b = 2\n"]
     # Sizes from the directory's listing (no content), then each blob through REST.

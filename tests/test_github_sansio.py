@@ -1,4 +1,4 @@
-"""bot.github.sansio on its own: GitHub's recorded answers → one step each, no I/O.
+"""bot.runtime.github.sansio on its own: GitHub's recorded answers → one step each, no I/O.
 
 The answers (status, headers, body) are under ``tests/fixtures/github_answers/``, each
 with its source.  What each must lead to is GitHub's documented rule, not our code's:
@@ -17,8 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from bot.github import sansio
-from bot.github.errors import (
+from bot.runtime.github import sansio
+from bot.runtime.github.errors import (
     Forbidden,
     GitHubError,
     GitHubUnavailable,

@@ -27,12 +27,12 @@ from githubkit_schemas.latest.webhooks import VALID_EVENT_NAMES
 from pydantic import ValidationError
 from starlette.testclient import TestClient
 
-from bot.app import Deps, create_app
-from bot.compose import web_app
 from bot.config import Settings
-from bot.intake import KNOWN_EVENTS, OTHER_EVENT, BodyLimits, event_label
-from bot.metrics import Metrics
-from bot.queue.sqlite_store import SqliteStore
+from bot.runtime.compose import web_app
+from bot.runtime.intake import KNOWN_EVENTS, OTHER_EVENT, BodyLimits, event_label
+from bot.runtime.metrics import Metrics
+from bot.runtime.queue.sqlite_store import SqliteStore
+from bot.runtime.web import Deps, create_app
 from tests.webhook_payloads import APP_ID, pull_request_event
 
 SECRET = "It's a Secret to Everybody"

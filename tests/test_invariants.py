@@ -53,14 +53,14 @@ from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from bot.config import RepoConfig
-from bot.edits import edit_region, literal_lines, make_edit, newline_of
-from bot.extract import extract
-from bot.lines import python_lines
-from bot.llm.offline import offline_parts
-from bot.models import Decision, DocParts, Edit, Style, Target
-from bot.proof import Accepted, prove_module, same_code
-from bot.style import compose
-from bot.validate import UNSAFE_TEXT, check_parts, check_text
+from bot.docstrings.edits import edit_region, literal_lines, make_edit, newline_of
+from bot.docstrings.extract import extract
+from bot.docstrings.lines import python_lines
+from bot.docstrings.llm.offline import offline_parts
+from bot.docstrings.models import Decision, DocParts, Edit, Style, Target
+from bot.docstrings.proof import Accepted, prove_module, same_code
+from bot.docstrings.style import compose
+from bot.docstrings.validate import UNSAFE_TEXT, check_parts, check_text
 
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 FULL_CORPUS = os.environ.get("DOCGEN_FULL_CORPUS") == "1"
@@ -987,7 +987,7 @@ def test_a_hand_made_edit_that_smuggles_code_is_rejected():
 
 
 def test_pipeline_lines_with_form_feed_are_numbered_as_python_does():
-    # Was a bug in bot/pipeline.py (``_prepare``, fixed in dbe0738): ``_File.lines``
+    # Was a bug in bot/docstrings/pipeline.py (``_prepare``, fixed in dbe0738): ``_File.lines``
     # was ``text.splitlines()``, which also splits at \f, \v, \x1c-\x1e, \x85,
     # U+2028/9.  ``make_edit`` takes the header line from those lines by number, so
     # after such a character the suggestion repeated the wrong line: the proof
@@ -995,13 +995,13 @@ def test_pipeline_lines_with_form_feed_are_numbered_as_python_does():
     # does not parse" / "definition not found").
     import asyncio
 
-    from bot.budget import TokenBudget
-    from bot.cache import MemoryCache
-    from bot.llm.offline import OfflineProvider
-    from bot.models import Action, FileChange
-    from bot.pipeline import run
-    from bot.run_state import Context
-    from bot.tokens import TokenCounter, load_encoding
+    from bot.docstrings.budget import TokenBudget
+    from bot.docstrings.cache import MemoryCache
+    from bot.docstrings.llm.offline import OfflineProvider
+    from bot.docstrings.models import Action, FileChange
+    from bot.docstrings.pipeline import run
+    from bot.docstrings.run_state import Context
+    from bot.docstrings.tokens import TokenCounter, load_encoding
 
     head = "import os\n\f\ndef f(a):\n    b = a\n    return b\n# \x85 \u2028\ndef g(c):\n    d = c\n    return d\n"
     patch = f"@@ -0,0 +1,{len(python_lines(head))} @@\n" + "".join(
@@ -1020,7 +1020,7 @@ def test_pipeline_lines_with_form_feed_are_numbered_as_python_does():
 
 
 def test_prove_module_walks_the_tree_once():
-    # Was a bug in bot/validate.py (``prove_edit``, fixed in 33d0b0e): every call ran
+    # Was a bug in bot/docstrings/validate.py (``prove_edit``, fixed in 33d0b0e): every call ran
     # ``_defs_by_line`` — a full ``ast.walk`` of the edited module — so
     # ``prove_module`` was quadratic in the number of edits: 165 edits on argparse.py
     # took ~13 s, tkinter/__init__.py's 557 ~40 s (DESIGN.md: "one re-parse per file
@@ -1047,7 +1047,7 @@ def test_prove_module_walks_the_tree_once():
 
 
 def test_google_parameter_types_with_a_colon_read_back():
-    # Was a bug in bot/style.py (``_compose_google``, fixed in dbe0738): an annotation
+    # Was a bug in bot/docstrings/style.py (``_compose_google``, fixed in dbe0738): an annotation
     # containing ":" was written as ``value (Literal['a:b']): ...``; Google parsers
     # (docstring_parser, Napoleon) split that entry at the first colon, so
     # ``check_text`` read a parameter named "value (Literal['a" and every Google

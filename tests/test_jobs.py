@@ -19,13 +19,20 @@ from typing import Any
 
 import pytest
 
-from bot.queue import pool as pool_module
-from bot.queue.policy import JobState, Outcome
-from bot.queue.pool import WorkerPool
-from bot.queue.runner import JobContext
-from bot.queue.sqlite_schema import SCHEMA_VERSION
-from bot.queue.sqlite_store import JOURNAL_FILENAME, SqliteStore
-from bot.queue.store import Job, JournalBusy, JournalError, Lease, PermanentJobError, RetryLater
+from bot.runtime.queue import pool as pool_module
+from bot.runtime.queue.policy import JobState, Outcome
+from bot.runtime.queue.pool import WorkerPool
+from bot.runtime.queue.runner import JobContext
+from bot.runtime.queue.sqlite_schema import SCHEMA_VERSION
+from bot.runtime.queue.sqlite_store import JOURNAL_FILENAME, SqliteStore
+from bot.runtime.queue.store import (
+    Job,
+    JournalBusy,
+    JournalError,
+    Lease,
+    PermanentJobError,
+    RetryLater,
+)
 from tests import jobs_crash_helper as crash
 from tests.factories import Clock
 
@@ -149,7 +156,7 @@ def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys, time; from bot.queue.sqlite_store import SqliteStore; "
+            "import sys, time; from bot.runtime.queue.sqlite_store import SqliteStore; "
             "j = SqliteStore(sys.argv[1]); j.lock_workers(); print('locked', flush=True); "
             "time.sleep(60)",
             str(path),
@@ -706,12 +713,12 @@ def test_every_job_log_line_carries_the_delivery_and_the_pr(
         async with WorkerPool(journal, handler, poll_interval=0.01, recover_on_start=False):
             await wait_until(lambda: journal.history(KEY)[-1].last_error is not None)
 
-    with caplog.at_level(logging.DEBUG, logger="bot.queue"):
+    with caplog.at_level(logging.DEBUG, logger="bot.runtime.queue"):
         run(scenario())
     job_lines = [  # not the pool-wide lines, nor other loggers' DEBUG chatter
         r
         for r in caplog.records
-        if r.name.startswith("bot.queue") and "workers" not in r.getMessage()
+        if r.name.startswith("bot.runtime.queue") and "workers" not in r.getMessage()
     ]
     assert len(job_lines) >= 3  # supersede (DEBUG: the webhook line says it), start, failure
     for record in job_lines:
@@ -888,9 +895,9 @@ def test_without_autocheckpoint_the_pool_checkpoints_from_a_thread(
 
 
 def test_a_version_2_journal_keeps_its_ledger_and_gains_caps(path: Path) -> None:
-    from bot.queue.sqlite_schema import _SCHEMA, _SCHEMA_2
-    from bot.quota import Caps, Used
-    from bot.usage import UsageRow
+    from bot.runtime.queue.sqlite_schema import _SCHEMA, _SCHEMA_2
+    from bot.runtime.quota import Caps, Used
+    from bot.runtime.usage import UsageRow
 
     conn = sqlite3.connect(path)  # the journal as docgen wrote it before installations counted
     for statement in [*_SCHEMA, *_SCHEMA_2]:

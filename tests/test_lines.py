@@ -1,4 +1,4 @@
-"""bot.lines against Python's and git's own line splitting.
+"""bot.docstrings.lines against Python's and git's own line splitting.
 
 The oracles: ``io.StringIO(text, newline="")`` yields the lines Python's tokenizer sees
 (it ends a line at ``\\n``, ``\\r\\n`` and a lone ``\\r``, and translates nothing), and
@@ -12,7 +12,7 @@ import io
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.lines import LineMap, python_lines
+from bot.docstrings.lines import LineMap, python_lines
 
 ALPHABET = st.sampled_from(
     ["a", " ", "#", "\n", "\r", "\r\n", "\x0c", "\x0b", "\x1c", "\x85", "\u2028"]

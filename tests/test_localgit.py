@@ -6,7 +6,7 @@ import git
 import pytest
 
 from bot.cli.sample import BASE, HEAD, make_sample_repo
-from bot.localgit import GitError, read_changes
+from bot.docstrings.localgit import GitError, read_changes
 
 
 @pytest.fixture

@@ -14,8 +14,9 @@ import re
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bot import checkrun, conclusion, events, review_comment
-from bot.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
+from bot.docstrings.models import Action, Coverage, Decision, Outcome, Report, Skip, Suggestion
+from bot.docstrings.render import checkrun, review_comment
+from bot.runtime import conclusion, events
 from tests.factories import target_at
 from tests.markdown_oracle import assert_inert, inspect
 from tests.webhook_payloads import issue_comment_event

@@ -1,7 +1,7 @@
 """The exported metrics: every typed attribute of Metrics is made, registered, once.
 
 The oracle is prometheus_client's own registry (what ``/metrics`` would show), not the
-table in bot.metrics that builds it.
+table in bot.runtime.metrics that builds it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import typing
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from bot.metrics import Metrics
+from bot.runtime.metrics import Metrics
 
 
 def test_every_declared_metric_is_made_and_registered():

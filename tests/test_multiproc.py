@@ -253,7 +253,7 @@ def test_a_bad_number_of_web_processes_is_one_clear_line(
 
 @pytest.mark.timeout(60)
 def test_one_process_serve_refuses_a_data_dir_another_serve_works_from(private_key_pem, tmp_path):
-    from bot.queue.sqlite_store import SqliteStore
+    from bot.runtime.queue.sqlite_store import SqliteStore
 
     data_dir = tmp_path / "data"
     env = serve_env("http://127.0.0.1:9", private_key_pem, data_dir)
@@ -276,7 +276,7 @@ def test_one_process_serve_refuses_a_data_dir_another_serve_works_from(private_k
 def test_two_web_processes_in_redis_mode_only_enqueue(
     fake_github, make_pr, private_key_pem, redis_url, ns, tmp_path
 ):
-    from bot.queue.redis_store import RedisStore
+    from bot.runtime.queue.redis_store import RedisStore
 
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
     port = free_port()

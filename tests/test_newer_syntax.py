@@ -29,18 +29,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import checkrun
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.extract import extract
-from bot.llm.offline import OfflineProvider
-from bot.localgit import read_changes
-from bot.models import Action
-from bot.pipeline import run
-from bot.pysyntax import explain_syntax_error, newer_constructs
-from bot.run_state import Context
-from bot.tokens import TokenCounter, load_encoding
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache
+from bot.docstrings.extract import extract
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.docstrings.localgit import read_changes
+from bot.docstrings.models import Action
+from bot.docstrings.pipeline import run
+from bot.docstrings.pysyntax import explain_syntax_error, newer_constructs
+from bot.docstrings.render import checkrun
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, load_encoding
 from tests.code_oracle import code_dump
 
 FIXTURES = Path(__file__).parent / "fixtures" / "newer_syntax"

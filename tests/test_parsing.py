@@ -7,8 +7,8 @@ import warnings
 
 import pytest
 
-from bot import extract, proof
-from bot.parsing import parse_quietly
+from bot.docstrings import extract, proof
+from bot.docstrings.parsing import parse_quietly
 
 # An invalid escape sequence: a SyntaxWarning (DeprecationWarning before 3.12) on parse.
 NOISY = 'def f():\n    return "\\d+"\n'

@@ -16,23 +16,24 @@ from dataclasses import dataclass
 import openai
 import pytest
 
-from bot import checkrun, diff
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache, SqliteCache
 from bot.cli.sample import make_sample_repo
 from bot.config import RepoConfig
-from bot.edits import apply_edits
-from bot.llm.failures import RetryPolicy
-from bot.llm.offline import OfflineProvider
-from bot.llm.openai_provider import OpenAIProvider
-from bot.localgit import read_changes
-from bot.model_profile import ModelProfile
-from bot.models import Action, FileChange, Report, Style
-from bot.pipeline import RunResult, run
-from bot.plan import BATCH_ANSWER_OVERHEAD, Batch
-from bot.proof import same_code
-from bot.run_state import Context
-from bot.tokens import TokenCounter, load_encoding, with_margin
+from bot.docstrings import diff
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache, SqliteCache
+from bot.docstrings.edits import apply_edits
+from bot.docstrings.llm.failures import RetryPolicy
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.docstrings.llm.openai_provider import OpenAIProvider
+from bot.docstrings.localgit import read_changes
+from bot.docstrings.model_profile import ModelProfile
+from bot.docstrings.models import Action, FileChange, Report, Style
+from bot.docstrings.pipeline import RunResult, run
+from bot.docstrings.plan import BATCH_ANSWER_OVERHEAD, Batch
+from bot.docstrings.proof import same_code
+from bot.docstrings.render import checkrun
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, load_encoding, with_margin
 from tests.fake_openai import API_KEY, recorded
 
 
@@ -70,7 +71,7 @@ def assert_invariants(changes, result: RunResult) -> None:
         change = by_path[s.path]
         head = change.head.decode()
         # 1: applied alone to the head file, the suggestion changes no code.
-        from bot.models import Edit
+        from bot.docstrings.models import Edit
 
         new = apply_edits(head, [Edit(s.start, s.end, s.body_lines)])
         assert same_code(head, new), outcome.target.qualname
@@ -463,7 +464,7 @@ class TestThroughTheModel:
     ids=["both", "same", "accepted", "no-last"],
 )
 def test_repair_reason(last, first, accepted, shown):
-    from bot.pipeline import repair_reason
+    from bot.docstrings.pipeline import repair_reason
 
     assert repair_reason(last, first, accepted) == shown
 
@@ -519,7 +520,7 @@ class TestUnansweredCalls:
 
 def test_a_calls_charge_follows_the_learned_ratio():
     """A retry of a call re-reserves with the tokenizer ratio learned since it was sent."""
-    from bot.model_calls import _charge
+    from bot.docstrings.model_calls import _charge
 
     ctx = context()
     batch = Batch((), prompt_tokens=with_margin(2_000), max_tokens=500, estimate=2_000)

@@ -18,18 +18,18 @@ from pathlib import Path
 
 import pytest
 
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache
 from bot.cli.sample import make_sample_repo
 from bot.config import RepoConfig
-from bot.llm.offline import OfflineProvider, offline_parts
-from bot.llm.provider import GenerationResult, ProviderError
-from bot.localgit import read_changes
-from bot.models import Usage
-from bot.pipeline import run
-from bot.progress import Progress, TerminalProgress, for_stream
-from bot.run_state import Context
-from bot.tokens import TokenCounter
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache
+from bot.docstrings.llm.offline import OfflineProvider, offline_parts
+from bot.docstrings.llm.provider import GenerationResult, ProviderError
+from bot.docstrings.localgit import read_changes
+from bot.docstrings.models import Usage
+from bot.docstrings.pipeline import run
+from bot.docstrings.progress import Progress, TerminalProgress, for_stream
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter
 
 ROOT = Path(__file__).resolve().parents[1]
 _OFFLINE = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "DOCGEN_PROVIDER")
@@ -212,7 +212,7 @@ def test_the_pipeline_reports_what_the_model_was_sent_and_answered(sample, fail)
 def test_the_elapsed_time_moves_while_waiting_for_the_model(monkeypatch):
     import time
 
-    from bot import progress
+    from bot.docstrings import progress
 
     monkeypatch.setattr(progress, "REFRESH_S", 0.01)
     clock, stream = FakeClock(), io.StringIO()

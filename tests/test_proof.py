@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import ast
 
-from bot import edits, proof
-from bot.edits import apply_edits, make_edit
-from bot.lines import python_lines
-from bot.models import Decision, Edit, Target
-from bot.proof import Accepted, prove_module, same_code
+from bot.docstrings import edits, proof
+from bot.docstrings.edits import apply_edits, make_edit
+from bot.docstrings.lines import python_lines
+from bot.docstrings.models import Decision, Edit, Target
+from bot.docstrings.proof import Accepted, prove_module, same_code
 from tests.factories import BOX_SOURCE, make_target, t_open, t_scale
 
 
@@ -62,7 +62,7 @@ class TestGitHubView:
 
     def stale_target(self) -> Target:
         from bot.config import RepoConfig
-        from bot.extract import extract
+        from bot.docstrings.extract import extract
 
         [found] = extract("m.py", self.STALE_SRC.encode(), None, RepoConfig()).targets
         assert found.decision == Decision.STALE

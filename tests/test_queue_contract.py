@@ -17,10 +17,10 @@ from typing import Any
 
 import pytest
 
-from bot.queue.policy import MAX_DEFERRALS, MAX_ERROR_CHARS, JobState, Outcome
-from bot.queue.runner import JobContext, Runner, forgetting
-from bot.queue.sqlite_store import SqliteStore
-from bot.queue.store import (
+from bot.runtime.queue.policy import MAX_DEFERRALS, MAX_ERROR_CHARS, JobState, Outcome
+from bot.runtime.queue.runner import JobContext, Runner, forgetting
+from bot.runtime.queue.sqlite_store import SqliteStore
+from bot.runtime.queue.store import (
     BatchItem,
     Job,
     JobLost,
@@ -50,7 +50,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock) -> Itera
     if request.param == "sqlite":
         made: Store = SqliteStore(tmp_path / "journal.sqlite3", **options)
     else:
-        from bot.queue.redis_store import RedisStore
+        from bot.runtime.queue.redis_store import RedisStore
 
         url, prefix = request.getfixturevalue("redis_url"), request.getfixturevalue("ns")
         made = RedisStore.from_url(url, prefix=prefix, lease=30.0, **options)
@@ -440,7 +440,7 @@ def _protocol_methods() -> list[str]:
 @pytest.mark.parametrize("name", _protocol_methods())
 def test_both_stores_have_the_protocols_signature(name: str) -> None:
     """Same names, same parameters, same annotations: a caller never asks which store."""
-    from bot.queue.redis_store import RedisStore
+    from bot.runtime.queue.redis_store import RedisStore
 
     def shape(owner: type) -> Any:
         member = getattr(owner, name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.queue.policy import (
+from bot.runtime.queue.policy import (
     MAX_ERROR_CHARS,
     JobState,
     Next,

@@ -320,9 +320,9 @@ def test_an_app_job_against_the_real_server(
 ) -> None:
     from starlette.testclient import TestClient
 
-    from bot import compose
     from bot.config import Settings
-    from bot.llm.factory import make_provider
+    from bot.docstrings.llm.factory import make_provider
+    from bot.runtime import compose
     from tests.conftest import OWNER, REPO
     from tests.fake_github import APP_ID, signed_delivery
 

@@ -1,7 +1,7 @@
 """Scale-out end to end: web app → Redis → ``docgen worker`` processes → fake GitHub.
 
 The web side is the app ``docgen serve`` builds with ``REDIS_URL`` (a Starlette
-TestClient over :func:`bot.compose.build`); workers are real ``python -m bot.cli worker``
+TestClient over :func:`bot.runtime.compose.build`); workers are real ``python -m bot.cli worker``
 processes; GitHub is the fake on a loopback port; Redis is real (``tests.redis_helpers``).
 """
 
@@ -21,9 +21,9 @@ import pytest
 from arq.constants import in_progress_key_prefix
 from starlette.testclient import TestClient
 
-from bot import compose
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
+from bot.runtime import compose
 from tests import redis_helpers
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, Fault, signed_delivery

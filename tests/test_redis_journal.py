@@ -16,13 +16,13 @@ from arq.jobs import deserialize_job
 from arq.worker import Retry
 from redis.exceptions import RedisError
 
-from bot.cache import RedisCache
-from bot.models import DocParts
-from bot.queue.arq_worker import ArqDriver
-from bot.queue.policy import JobState, Outcome
-from bot.queue.redis_store import BUSY_POLL, DELIVERY_CLAIM, JOB_FUNCTION, RedisStore
-from bot.queue.runner import forgetting
-from bot.queue.store import BatchItem, JobLost, PermanentJobError, RetryLater
+from bot.docstrings.cache import RedisCache
+from bot.docstrings.models import DocParts
+from bot.runtime.queue.arq_worker import ArqDriver
+from bot.runtime.queue.policy import JobState, Outcome
+from bot.runtime.queue.redis_store import BUSY_POLL, DELIVERY_CLAIM, JOB_FUNCTION, RedisStore
+from bot.runtime.queue.runner import forgetting
+from bot.runtime.queue.store import BatchItem, JobLost, PermanentJobError, RetryLater
 from tests import redis_helpers
 from tests.redis_helpers import free_port, redis_client
 

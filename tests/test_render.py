@@ -1,5 +1,5 @@
 """Tests for what docgen shows people: review comments (bot.comments), the check run
-(bot.checkrun), the local reports and diffs (bot.reports), safe Markdown (bot.markdown)."""
+(bot.docstrings.render.checkrun), the local reports and diffs (bot.docstrings.render.reports), safe Markdown (bot.docstrings.render.markdown)."""
 
 from __future__ import annotations
 
@@ -12,10 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.checkrun import SUMMARY_LIMIT, annotations, check_title, markdown_report
-from bot.checkrun import offered_text as render_offered
-from bot.markdown import cap_bytes, cut_to_bytes
-from bot.models import (
+from bot.docstrings.models import (
     Action,
     Coverage,
     Decision,
@@ -27,8 +24,16 @@ from bot.models import (
     Target,
     Usage,
 )
-from bot.reports import json_report, text_report, unified_diff
-from bot.review_comment import comment_for, marker, parse_marker, suggestion_comment
+from bot.docstrings.render.checkrun import SUMMARY_LIMIT, annotations, check_title, markdown_report
+from bot.docstrings.render.checkrun import offered_text as render_offered
+from bot.docstrings.render.markdown import cap_bytes, cut_to_bytes
+from bot.docstrings.render.reports import json_report, text_report, unified_diff
+from bot.docstrings.render.review_comment import (
+    comment_for,
+    marker,
+    parse_marker,
+    suggestion_comment,
+)
 from tests.factories import target_at as target
 from tests.markdown_oracle import assert_inert
 

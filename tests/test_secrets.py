@@ -1,7 +1,7 @@
 """One list of secret values for the logs and Sentry (invariant 9).
 
 The oracle is the Settings class itself: every field *declared* ``SecretStr`` (read
-from its annotations, not from ``bot.secrets``) must be in the list, so a secret field
+from its annotations, not from ``bot.runtime.secrets``) must be in the list, so a secret field
 added later cannot be forgotten by the redactor.
 """
 
@@ -13,7 +13,7 @@ import pytest
 from pydantic import SecretStr
 
 from bot.config import Settings
-from bot.secrets import secret_values
+from bot.runtime.secrets import secret_values
 
 
 @pytest.fixture(autouse=True)

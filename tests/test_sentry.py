@@ -18,11 +18,12 @@ from githubkit.webhooks import sign
 from sentry_sdk.envelope import Envelope
 from sentry_sdk.transport import Transport
 
-from bot import compose, logs, sentry
+from bot import logs
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
-from bot.llm.offline import OfflineProvider
-from bot.queue.store import RetryLater
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.runtime import compose, sentry
+from bot.runtime.queue.store import RetryLater
 from tests.conftest import OWNER, REPO
 from tests.fake_github import APP_ID, Fault
 from tests.test_app_e2e import payload_for
@@ -172,7 +173,7 @@ def test_job_scope_is_inert_without_sentry():
 def test_before_send_drops_source_bodies_and_credentials(private_key_pem):
     logs.REDACTOR.add(WEBHOOK_SECRET)
     frame = {
-        "filename": "bot/review_job.py",
+        "filename": "bot/runtime/review_job.py",
         "function": "review",
         "lineno": 12,
         "vars": {"source": SOURCE, "token": GITHUB_TOKEN},
@@ -321,7 +322,7 @@ def wait(predicate, timeout: float = 30.0) -> None:
 
 
 def test_sentry_redacts_every_secret_the_logs_do(capture, private_key_pem):
-    # One list (bot.secrets) for both: a Redis password, which only the logs' copy of
+    # One list (bot.runtime.secrets) for both: a Redis password, which only the logs' copy of
     # the list used to hold, is redacted in Sentry's events too.
     password = "redis-pw-5b7e1c9a"
     settings = settings_for(private_key_pem, redis_url=f"redis://:{password}@cache.internal:6379")

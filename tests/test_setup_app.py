@@ -29,9 +29,9 @@ from starlette.testclient import TestClient
 from bot.cli.sample import BASE, HEAD
 from bot.cli.setup import run_setup
 from bot.config import Settings
-from bot.github.client import InstallationClients
-from bot.github.connection import make_app_github
-from bot.setup_app import (
+from bot.runtime.github.client import InstallationClients
+from bot.runtime.github.connection import make_app_github
+from bot.runtime.setup import (
     MANIFEST,
     RegisteredApp,
     SetupError,

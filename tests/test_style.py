@@ -1,4 +1,4 @@
-"""Tests for bot.style: detecting a repo's docstring convention and writing in it."""
+"""Tests for bot.docstrings.style: detecting a repo's docstring convention and writing in it."""
 
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot import style as style_mod
-from bot.models import DocParts, Param, Style, Target
-from bot.style import classify, compose, detect_for_file, detect_style, text_width
+from bot.docstrings import style as style_mod
+from bot.docstrings.models import DocParts, Param, Style, Target
+from bot.docstrings.style import classify, compose, detect_for_file, detect_style, text_width
 from tests import factories
 
 FIXTURES = Path(__file__).parent / "fixtures" / "style"

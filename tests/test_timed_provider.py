@@ -1,14 +1,14 @@
 """The App's metrics wrapper must not hide what the pipeline plans by.
 
-``bot.model_calls`` reserves budget for the provider's confirmed response mode and runs
+``bot.docstrings.model_calls`` reserves budget for the provider's confirmed response mode and runs
 as many calls as its adaptive limit allows; both change while a provider runs, so the
 wrapper has to read them through rather than copy them once.
 """
 
 from __future__ import annotations
 
-from bot.metrics import Metrics
-from bot.review_job import TimedProvider
+from bot.runtime.metrics import Metrics
+from bot.runtime.review_job import TimedProvider
 
 
 class Learning:

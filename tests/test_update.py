@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from bot import doclayout, update
-from bot.budget import TokenBudget
-from bot.cache import MemoryCache
 from bot.config import RepoConfig
-from bot.llm.offline import OfflineProvider
-from bot.models import Action, DocParts, FileChange, Style
-from bot.pipeline import run
-from bot.proof import same_code
-from bot.run_state import Context
-from bot.tokens import TokenCounter, load_encoding
+from bot.docstrings import doclayout, update
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import MemoryCache
+from bot.docstrings.llm.offline import OfflineProvider
+from bot.docstrings.models import Action, DocParts, FileChange, Style
+from bot.docstrings.pipeline import run
+from bot.docstrings.proof import same_code
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, load_encoding
 from tests.realgit import git_patches
 
 FIXTURES = Path(__file__).parent / "fixtures" / "update"
@@ -262,7 +262,7 @@ def test_the_issue_s_rename_keeps_the_description():
 
 
 def _string_widths(text: str) -> int:
-    """Longest line of the file's string literals, by ``tokenize`` (not bot.update)."""
+    """Longest line of the file's string literals, by ``tokenize`` (not bot.docstrings.update)."""
     lines = text.splitlines()
     rows: set[int] = set()
     for tok in tokenize.generate_tokens(io.StringIO(text).readline):
@@ -283,8 +283,8 @@ def test_a_file_of_short_docstrings_wraps_at_pep_8_s_72():
 
 
 def _stale_target(source: str, qualname: str):
-    from bot import extract
-    from bot.diff import file_diff
+    from bot.docstrings import extract
+    from bot.docstrings.diff import file_diff
 
     lines = source.count("\n")
     patch = f"@@ -0,0 +1,{lines} @@\n" + "".join("+" + ln + "\n" for ln in source.splitlines())
@@ -349,9 +349,9 @@ def test_a_returns_the_code_no_longer_has_is_removed_and_the_rest_kept():
 
 
 def test_the_model_sees_the_docstring_and_is_asked_only_for_what_it_lacks():
-    from bot.llm.prompt import UPDATE_NOTE, build_messages
-    from bot.llm.provider import GenerationItem, GenerationRequest
-    from bot.llm.schema import response_schema
+    from bot.docstrings.llm.prompt import UPDATE_NOTE, build_messages
+    from bot.docstrings.llm.provider import GenerationItem, GenerationRequest
+    from bot.docstrings.llm.schema import response_schema
 
     base = _fixture("numpy_as_pairs.py")
     head = base.replace("as_index=False):", "as_index=False, copy=False):", 1)
@@ -386,7 +386,7 @@ def test_an_update_that_cannot_be_placed_asks_for_everything():
 
 def test_through_the_model_the_answer_fills_only_the_new_entries():
     from bot.cli.sample import make_sample_repo
-    from bot.localgit import read_changes
+    from bot.docstrings.localgit import read_changes
     from tests.test_pipeline import run_llm
 
     root = make_sample_repo(Path(tempfile.mkdtemp()))
@@ -464,7 +464,7 @@ def test_with_kwargs_a_documented_keyword_is_kept_not_renamed():
     ids=["var-undocumented", "kwargs-keyword", "unknown", "missing", "theirs-twice", "returns"],
 )
 def test_an_update_is_validated_with_the_staleness_rule_s_leniency(signature, docstring, problem):
-    from bot.validate import check_updated_text
+    from bot.docstrings.validate import check_updated_text
 
     target = _stale_target(f"{signature}\n    pass\n", "f")
     found = [v.message for v in check_updated_text(docstring, target, Style.GOOGLE)]
@@ -475,12 +475,12 @@ def test_an_update_is_validated_with_the_staleness_rule_s_leniency(signature, do
 
 
 def _documented_functions(path: Path):
-    from bot import extract, stale
+    from bot.docstrings import extract, stale
 
     src = path.read_text(encoding="utf-8")
     n = src.count("\n")
     patch = f"@@ -0,0 +1,{n} @@\n" + "".join("+" + ln + "\n" for ln in src.splitlines())
-    from bot.diff import file_diff
+    from bot.docstrings.diff import file_diff
 
     config = RepoConfig(skip_private=False)
     found = extract.extract("m.py", src.encode(), file_diff("m.py", "added", patch), config)
@@ -497,8 +497,8 @@ def test_over_pydantic_s_own_docstrings_a_new_parameter_adds_only_its_entry():
 
     import pydantic
 
-    from bot.models import Decision, Param
-    from bot.validate import check_updated_text
+    from bot.docstrings.models import Decision, Param
+    from bot.docstrings.validate import check_updated_text
 
     outcomes = {"updated": 0, "regenerated": 0}
     for path in sorted(Path(pydantic.__file__).parent.glob("*.py")):
@@ -536,7 +536,7 @@ def test_over_pydantic_s_own_docstrings_a_new_parameter_adds_only_its_entry():
 
 
 def test_only_what_docgen_wrote_must_be_safe_text():
-    from bot.validate import check_updated_text
+    from bot.docstrings.validate import check_updated_text
 
     target = _stale_target("def f(a):\n    pass\n", "f")
     theirs = "Do it.\n\n```python\nf(1)\n```\n\nArgs:\n    a: First."

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bot import validate
-from bot.models import DocParts, Param
+from bot.docstrings import validate
+from bot.docstrings.models import DocParts, Param
 from tests.factories import scale_target
 
 GOOD = DocParts(

@@ -14,16 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from bot import validate, voice
 from bot.cli.sample import HEAD
 from bot.config import RepoConfig
-from bot.extract import collect_docstrings, extract
-from bot.llm.offline import OfflineProvider, offline_parts
-from bot.llm.prompt import EXAMPLES_INTRO, MOOD_NOTE, build_messages, estimate_prompt_tokens
-from bot.llm.provider import GenerationItem, GenerationRequest
-from bot.localgit import read_changes
-from bot.models import Decision, DocParts, Param, Style
-from bot.tokens import TokenCounter, load_encoding
+from bot.docstrings import validate, voice
+from bot.docstrings.extract import collect_docstrings, extract
+from bot.docstrings.llm.offline import OfflineProvider, offline_parts
+from bot.docstrings.llm.prompt import (
+    EXAMPLES_INTRO,
+    MOOD_NOTE,
+    build_messages,
+    estimate_prompt_tokens,
+)
+from bot.docstrings.llm.provider import GenerationItem, GenerationRequest
+from bot.docstrings.localgit import read_changes
+from bot.docstrings.models import Decision, DocParts, Param, Style
+from bot.docstrings.tokens import TokenCounter, load_encoding
 from tests.factories import make_target
 from tests.realgit import _ENV
 
@@ -160,7 +165,7 @@ class TestOfflineMood:
         git("checkout", "-q", "-b", "feature")
         (repo / "m.py").write_text(head)
         git("commit", "-qam", "head")
-        from bot.pipeline import run
+        from bot.docstrings.pipeline import run
         from tests.test_pipeline import context
 
         result = asyncio.run(run(read_changes(repo, "main", "feature").changes, context()))
@@ -260,9 +265,9 @@ class TestPrompt:
 def test_a_call_reserves_its_request_own_count_never_more_than_planned():
     """The plan counts shared examples per item (an upper bound); the reservation is the
     request's own count, which can only be lower."""
-    from bot.model_calls import _as_sent
-    from bot.plan import Batch
-    from bot.tokens import with_margin
+    from bot.docstrings.model_calls import _as_sent
+    from bot.docstrings.plan import Batch
+    from bot.docstrings.tokens import with_margin
     from tests.test_pipeline import context
 
     items = TestPrompt().items()

@@ -12,9 +12,9 @@ import re
 import sys
 from typing import TextIO
 
-from bot import usage as usage_mod
 from bot.cli.errors import EXIT_OK, UsageError, load_settings
 from bot.config import Settings
+from bot.runtime import usage as usage_mod
 
 
 def run_admin(args: argparse.Namespace) -> int:
@@ -24,7 +24,7 @@ def run_admin(args: argparse.Namespace) -> int:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    from bot.multiproc import run_worker
+    from bot.runtime.processes import run_worker
 
     return run_worker(load_settings())
 
@@ -37,7 +37,7 @@ def _setup(args: argparse.Namespace) -> int:
 
 def _serve(args: argparse.Namespace) -> int:
     from bot.config import StartupError
-    from bot.multiproc import serve
+    from bot.runtime.processes import serve
 
     settings = load_settings()
     if args.web_processes is not None:
@@ -76,8 +76,8 @@ def usage(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 def _open_ledger(settings: Settings) -> usage_mod.UsageSource:
     """The store ``docgen serve`` writes: Redis with REDIS_URL, else the SQLite file."""
-    from bot.compose import open_ledger
     from bot.config import StartupError
+    from bot.runtime.compose import open_ledger
 
     try:
         return open_ledger(settings)

@@ -11,7 +11,7 @@ from typing import TextIO
 
 from bot.cli.errors import UsageError
 from bot.cli.review import review
-from bot.localgit import GitError, require_git
+from bot.docstrings.localgit import GitError, require_git
 
 
 def demo(args: argparse.Namespace, out: TextIO | None = None) -> int:

@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import checkrun, reports
-from bot.pipeline import RunResult
+from bot.docstrings.pipeline import RunResult
+from bot.docstrings.render import checkrun, reports
 
 
 def write_quietly(out: TextIO, write: Callable[[], None]) -> None:

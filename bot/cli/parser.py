@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from bot import __version__
-from bot.models import Style
+from bot.docstrings.models import Style
 
 EXIT_CODES_HELP = """exit codes:
   0  done (suggestions printed or applied)

@@ -15,9 +15,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from bot import progress as progress_mod
-from bot.budget import TokenBudget
-from bot.cache import DocstringCache, MemoryCache, SqliteCache
 from bot.cli.errors import EXIT_FAILED, EXIT_OK, UsageError, load_settings
 from bot.cli.output import apply, print_all, write_quietly
 from bot.config import (
@@ -27,14 +24,17 @@ from bot.config import (
     load_repo_config,
     read_repo_config_file,
 )
-from bot.llm.factory import make_provider
-from bot.llm.provider import ConfigError, Provider
-from bot.localgit import DocstringSample, GitError, LocalChanges, read_blob, read_changes
-from bot.model_calls import MODEL_FAILED
-from bot.models import Action, Decision, Outcome, Style
-from bot.pipeline import RunResult, run
-from bot.run_state import Context
-from bot.tokens import TokenCounter, encoding_for_model
+from bot.docstrings import progress as progress_mod
+from bot.docstrings.budget import TokenBudget
+from bot.docstrings.cache import DocstringCache, MemoryCache, SqliteCache
+from bot.docstrings.llm.factory import make_provider
+from bot.docstrings.llm.provider import ConfigError, Provider
+from bot.docstrings.localgit import DocstringSample, GitError, LocalChanges, read_blob, read_changes
+from bot.docstrings.model_calls import MODEL_FAILED
+from bot.docstrings.models import Action, Decision, Outcome, Style
+from bot.docstrings.pipeline import RunResult, run
+from bot.docstrings.run_state import Context
+from bot.docstrings.tokens import TokenCounter, encoding_for_model
 
 GLOB_CHARS = frozenset("*?[")
 OFFLINE_NOTE = (

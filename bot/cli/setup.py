@@ -1,7 +1,7 @@
 """``docgen setup``: check the arguments, serve the setup page, report what was written.
 
 The manifest flow itself (the page, GitHub's callback, the exchange, the .env file) is
-:mod:`bot.setup_app`.
+:mod:`bot.runtime.setup`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bot.config import Settings
-from bot.setup_app import (
+from bot.runtime.setup import (
     CALLBACK_PATH,
     ENV_WEBHOOK_SECRET,
     MAX_NAME_LENGTH,
