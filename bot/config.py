@@ -161,7 +161,7 @@ class Settings(BaseSettings):
             )
         return self
 
-    # What an installation may spend (bot.runtime.quota): tokens per UTC day / month across
+    # What an installation may spend (bot.docstrings.quota): tokens per UTC day / month across
     # all its repositories and PRs, reservations included; 0 is no cap.
     docgen_installation_tokens_per_day: int = Field(default=0, ge=0)
     docgen_installation_tokens_per_month: int = Field(default=0, ge=0)
@@ -228,7 +228,7 @@ class RepoConfig(BaseModel):
     language: str = "English"
     max_file_bytes: int = Field(default=1_000_000, gt=0)
     max_functions: int = Field(default=100, gt=0)
-    # PRs from forks (bot.runtime.quota): may lower DOCGEN_FORK_TOKEN_BUDGET, or require
+    # PRs from forks (bot.docstrings.quota): may lower DOCGEN_FORK_TOKEN_BUDGET, or require
     # `/docgen`; never more than the admin's settings allow.
     fork_budget: int | None = Field(default=None, gt=0)
     fork_auto_run: bool = True

@@ -22,11 +22,12 @@ from starlette.testclient import TestClient
 
 from bot.cli.sample import BASE, HEAD
 from bot.config import Settings
+from bot.docstrings import quota
 from bot.docstrings.llm.offline import OfflineProvider
 from bot.docstrings.llm.openai_provider import OpenAIProvider
+from bot.docstrings.quota import Caps, Used
 from bot.docstrings.render import review_comment
-from bot.runtime import compose, quota
-from bot.runtime.quota import Caps, Used
+from bot.runtime import compose
 from tests.code_oracle import code_dump
 from tests.conftest import OWNER, REPO
 from tests.factories import GREET_BASE, GREET_HEAD

@@ -13,8 +13,8 @@ import git
 import pytest
 
 from bot.cli.sample import HEAD, make_sample_repo
+from bot.docstrings import quota
 from bot.docstrings.proof import same_code
-from bot.runtime import quota
 from tests import redis_helpers
 from tests.factories import GREET_BASE, GREET_HEAD
 from tests.factories import call_cli as call

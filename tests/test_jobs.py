@@ -895,8 +895,8 @@ def test_without_autocheckpoint_the_pool_checkpoints_from_a_thread(
 
 
 def test_a_version_2_journal_keeps_its_ledger_and_gains_caps(path: Path) -> None:
+    from bot.docstrings.quota import Caps, Used
     from bot.runtime.queue.sqlite_schema import _SCHEMA, _SCHEMA_2
-    from bot.runtime.quota import Caps, Used
     from bot.runtime.usage import UsageRow
 
     conn = sqlite3.connect(path)  # the journal as docgen wrote it before installations counted

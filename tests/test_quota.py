@@ -1,6 +1,6 @@
 """Per-installation token caps and the usage ledger: one contract, SQLite and Redis alike.
 
-The pure rule (:func:`bot.runtime.quota.check`, the periods) is tested against the calendar;
+The pure rule (:func:`bot.docstrings.quota.check`, the periods) is tested against the calendar;
 the stores are tested as the workers use them — several connections at once, a
 reopen standing for a restart, a clock that crosses midnight.  The Redis half needs
 a real Redis (``DOCGEN_TEST_REDIS_URL``, see ``tests/redis_helpers.py``) and skips
@@ -18,12 +18,12 @@ from pathlib import Path
 import pytest
 
 from bot.config import RepoConfig, Settings
+from bot.docstrings import quota
 from bot.docstrings.budget import CapReached, InstallationQuota, TokenBudget
-from bot.runtime import quota
+from bot.docstrings.quota import CapHit, Caps, Periods, Used
 from bot.runtime.metrics import Metrics, usage_gauges
 from bot.runtime.queue.redis_store import RedisStore
 from bot.runtime.queue.sqlite_store import SqliteStore
-from bot.runtime.quota import CapHit, Caps, Periods, Used
 from bot.runtime.usage import UsageRow
 from tests import redis_helpers
 from tests.factories import Clock

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bot.runtime import quota
+from bot.docstrings import quota
 
 log = logging.getLogger(__name__)
 

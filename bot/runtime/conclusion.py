@@ -14,10 +14,10 @@ from bot import logs
 from bot.config import LoadedRepoConfig, RepoConfig, Settings
 from bot.docstrings.budget import CapReached, InstallationQuota, TokenBudget
 from bot.docstrings.models import Action, Decision, FileChange, Report
+from bot.docstrings.quota import fork_runs_automatically
 from bot.docstrings.render import checkrun, markdown
 from bot.runtime.github.payloads import GENERATE_ACTION, Conclusion
 from bot.runtime.queue.store import Job
-from bot.runtime.quota import fork_runs_automatically
 from bot.runtime.usage import Totals
 
 

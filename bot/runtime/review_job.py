@@ -29,6 +29,7 @@ from bot.docstrings.extract import collect_docstrings
 from bot.docstrings.llm.provider import Provider
 from bot.docstrings.models import Action, FileChange, Outcome, Report, Style
 from bot.docstrings.pipeline import RunResult, run
+from bot.docstrings.quota import Caps, pr_token_budget
 from bot.docstrings.render import checkrun, review_comment
 from bot.docstrings.run_state import Context
 from bot.docstrings.tokens import TokenCounter
@@ -50,7 +51,6 @@ from bot.runtime.github.pulls import PullInfo
 from bot.runtime.metrics import Metrics
 from bot.runtime.queue.runner import JobContext
 from bot.runtime.queue.store import Job, PermanentJobError, RetryLater, Store
-from bot.runtime.quota import Caps, pr_token_budget
 
 log = logging.getLogger(__name__)
 

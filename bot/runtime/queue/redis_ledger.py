@@ -13,7 +13,7 @@ from typing import TypeVar
 import redis
 from redis.client import Pipeline
 
-from bot.runtime import quota
+from bot.docstrings import quota
 from bot.runtime.queue.store import Spend
 from bot.runtime.usage import UsageRow, sort_rows
 
@@ -117,7 +117,7 @@ class RedisLedger:
     ) -> quota.Hold | quota.CapHit:
         """Count ``tokens`` against the installation's day and month, unless over a cap.
 
-        WATCH both counters, decide with :func:`bot.runtime.quota.check`, increment both in
+        WATCH both counters, decide with :func:`bot.docstrings.quota.check`, increment both in
         MULTI: a reservation made by another worker in between retries the decision.
         """
         now = self.clock()

@@ -11,7 +11,7 @@ import contextlib
 import sqlite3
 from collections.abc import Callable
 
-from bot.runtime import quota
+from bot.docstrings import quota
 from bot.runtime.queue.store import Spend
 from bot.runtime.usage import UsageRow, sort_rows
 

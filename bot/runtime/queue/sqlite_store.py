@@ -41,7 +41,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from bot.runtime import quota
+from bot.docstrings import quota
 from bot.runtime.queue.policy import (
     BACKOFF_BASE,
     BACKOFF_CAP,

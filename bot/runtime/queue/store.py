@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from bot.runtime import quota
+from bot.docstrings import quota
 from bot.runtime.queue.policy import JobState, Next, Outcome, Rules
 from bot.runtime.usage import Totals, UsageRow
 
