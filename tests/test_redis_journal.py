@@ -20,7 +20,8 @@ from bot.docstrings.cache import RedisCache
 from bot.docstrings.models import DocParts
 from bot.runtime.queue.arq_worker import ArqDriver
 from bot.runtime.queue.policy import JobState, Outcome
-from bot.runtime.queue.redis_store import BUSY_POLL, DELIVERY_CLAIM, JOB_FUNCTION, RedisStore
+from bot.runtime.queue.redis_intake import DELIVERY_CLAIM, JOB_FUNCTION
+from bot.runtime.queue.redis_store import BUSY_POLL, RedisStore
 from bot.runtime.queue.runner import forgetting
 from bot.runtime.queue.store import BatchItem, JobLost, PermanentJobError, RetryLater
 from tests import redis_helpers

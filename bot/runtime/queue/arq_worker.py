@@ -28,14 +28,8 @@ from typing import Any
 from arq.connections import RedisSettings
 from arq.worker import Retry, Worker, func
 
-from bot.runtime.queue.redis_store import (
-    ARQ_MAX_TRIES,
-    DRAIN_TIMEOUT,
-    JOB_FUNCTION,
-    RedisStore,
-    arq_dumps,
-    arq_loads,
-)
+from bot.runtime.queue.redis_intake import JOB_FUNCTION, arq_dumps, arq_loads
+from bot.runtime.queue.redis_store import ARQ_MAX_TRIES, DRAIN_TIMEOUT, RedisStore
 from bot.runtime.queue.runner import Handler, Runner
 
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""Scale-out jobs: the journal's guarantees on Redis, run by arq workers (``REDIS_URL``).
+"""Scale-out jobs: the store's guarantees on Redis, run by arq workers (``REDIS_URL``).
 
 ``docgen serve`` records deliveries and enqueues jobs here (:class:`RedisStore`
 implements :class:`bot.runtime.queue.store.Store`, like the SQLite store); ``docgen worker``
@@ -11,7 +11,9 @@ itself — payload, state, attempts, ``data`` — is a hash of ours, so that:
 * **Delivery dedupe** outlives arq's results: ``SET NX`` on the delivery id, kept a week.
   Inside :meth:`RedisStore.atomic` the key is first a one-minute claim, made final
   by the same script that writes the job, so a web process killed between the two
-  writes does not make GitHub's redelivery look like a duplicate.
+  writes does not make GitHub's redelivery look like a duplicate.  That web side
+  (deliveries, enqueueing, arq's job body) is :mod:`bot.runtime.queue.redis_intake`;
+  the token ledger :mod:`bot.runtime.queue.redis_ledger`.
 * **Coalescing**: ``pr:{key}:latest`` names the newest job of a PR.  Enqueueing marks a
   queued predecessor ``superseded`` and takes it out of arq's queue, so a PR has one
   queue entry however many pushes arrive while no worker runs (a predecessor arq has
@@ -31,7 +33,7 @@ itself — payload, state, attempts, ``data`` — is a hash of ours, so that:
 
 The web side takes two round trips per delivery (``SET NX`` for the delivery, one Lua
 script for the job); on the worker side every read-modify-write is a ``WATCH``/``MULTI``
-transaction that checks the lease token, as the SQLite journal checks ``worker_id``.
+transaction that checks the lease token, as the SQLite store checks ``worker_id``.
 Keys assume one Redis (not a cluster: the scripts build key names).  Use a Redis with
 persistence (AOF): a restart without it loses the queue.
 https://redis.io/docs/latest/develop/interact/transactions/ and
@@ -40,19 +42,17 @@ https://redis.io/docs/latest/develop/interact/programmability/eval-intro/
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any, TypeVar
 
 import redis
-from arq.constants import in_progress_key_prefix, job_key_prefix, retry_key_prefix
-from arq.jobs import serialize_job
+from arq.constants import in_progress_key_prefix
 from redis.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
@@ -68,42 +68,19 @@ from bot.runtime.queue.policy import (
     Rules,
     decide,
 )
+from bot.runtime.queue.redis_intake import RedisIntake
 from bot.runtime.queue.redis_ledger import RedisLedger
-from bot.runtime.queue.store import (
-    DELIVERY_RETENTION,
-    JOB_RETENTION,
-    BatchItem,
-    Claim,
-    EnqueueResult,
-    Job,
-    Lease,
-    Recorded,
-    dumps,
-)
+from bot.runtime.queue.store import JOB_RETENTION, Claim, Job, Lease, dumps
 
 log = logging.getLogger(__name__)
 
-JOB_FUNCTION = "docgen.job"
-DELIVERY_CLAIM = 60  # s: a delivery recorded but not yet committed with its job
 FORGOTTEN_KEPT = 10_000  # newest forget entries kept (a worker further behind re-reads none)
-ARQ_JOB_EXPIRY = 2 * 24 * 3600  # arq drops a job not finished by then (deferrals included)
 ARQ_MAX_TRIES = 1_000_000  # ours count attempts; arq's would count PR-busy deferrals too
 BUSY_POLL = 1.0  # s between tries of a job whose PR is busy with another run
 MAX_CHAIN = 1000  # superseded predecessors looked at (in Redis, by SUPERSEDED_DATA)
-SUPERSEDED_TOMBSTONE_MS = 1000  # blocks an arq start racing with the removal of a job
-_ID_MARKER = "@docgen-job-id@"  # in the arq job body ENQUEUE completes with the new id
 DRAIN_TIMEOUT = 25  # s a stopping worker lets running jobs finish before handing them back
 
 T = TypeVar("T")
-
-
-def arq_dumps(value: Any) -> bytes:
-    # JSON, not arq's default pickle: reading a job must never run code from Redis.
-    return json.dumps(value, separators=(",", ":")).encode()
-
-
-def arq_loads(raw: bytes) -> Any:
-    return json.loads(raw)
 
 
 def _job(fields: Mapping[str, str]) -> Job:
@@ -133,7 +110,7 @@ def _job(fields: Mapping[str, str]) -> Job:
     )
 
 
-class RedisStore(RedisLedger):
+class RedisStore(RedisIntake, RedisLedger):
     """Deliveries, jobs and the token ledger in Redis; the web app's and the handler's journal.
 
     Synchronous, like :class:`bot.runtime.queue.sqlite_store.SqliteStore`: each call is one round trip or a few
@@ -183,22 +160,11 @@ class RedisStore(RedisLedger):
 
     # ------------------------------------------------------------------ keys
 
-    @property
-    def queue_name(self) -> str:
-        """arq's queue (a sorted set of arq job ids by due time)."""
-        return f"{self.prefix}:queue"
-
     def arq_job_id(self, job_id: int) -> str:
         return f"{self.prefix}:{job_id}"
 
     def _job_key(self, job_id: int | str) -> str:
         return f"{self.prefix}:job:{job_id}"
-
-    def _pr_key(self, key: str, what: str) -> str:
-        return f"{self.prefix}:pr:{key}:{what}"
-
-    def _delivery_key(self, delivery_id: str) -> str:
-        return f"{self.prefix}:delivery:{delivery_id}"
 
     @property
     def _lease_ms(self) -> int:
@@ -216,183 +182,7 @@ class RedisStore(RedisLedger):
     def close(self) -> None:
         self.client.close()
 
-    # ------------------------------------------------------------------ web side
-
-    @contextlib.contextmanager
-    def atomic(self, *, wait: bool = True) -> Iterator[RedisStore]:
-        """Deliveries recorded in the block become final with the block's job, or are undone.
-
-        Same use as :meth:`bot.runtime.queue.sqlite_store.SqliteStore.atomic`; nested blocks join the outer one.
-        ``wait`` is accepted for that interface: there is no write lock to wait for.
-        """
-        local = self._local
-        if getattr(local, "pending", None) is not None:
-            yield self
-            return
-        local.pending = []
-        try:
-            yield self
-        except BaseException:
-            pending, local.pending = local.pending, None
-            if pending:
-                with contextlib.suppress(RedisError):  # the claims expire anyway
-                    self.client.delete(*(key for key, _ in pending))
-            raise
-        pending, local.pending = local.pending, None
-        if pending:  # recorded without a job (ignored events): keep them a week too
-            with self.client.pipeline(transaction=True) as pipe:
-                for key, value in pending:
-                    pipe.set(key, value, ex=int(DELIVERY_RETENTION))
-                pipe.execute()
-
-    def record_delivery(
-        self, delivery_id: str, event: str, action: str | None, *, outcome: str
-    ) -> bool:
-        """Remember a webhook delivery; False when this delivery id was seen before."""
-        key = self._delivery_key(delivery_id)
-        value = dumps(
-            {"event": event, "action": action, "outcome": outcome, "received": self.clock()}
-        )
-        pending: list[tuple[str, str]] | None = getattr(self._local, "pending", None)
-        ttl = DELIVERY_CLAIM if pending is not None else DELIVERY_RETENTION
-        if not self.client.set(key, value, nx=True, ex=int(ttl)):
-            return False
-        if pending is not None:
-            pending.append((key, value))
-        return True
-
-    def delivery_seen(self, delivery_id: str) -> bool:
-        return bool(self.client.exists(self._delivery_key(delivery_id)))
-
-    def enqueue(
-        self,
-        key: str,
-        kind: str,
-        payload: Mapping[str, Any],
-        *,
-        delivery_id: str | None = None,
-    ) -> EnqueueResult:
-        """Queue a job for ``key`` in ours and arq's structures, superseding older ones.
-
-        One round trip: :data:`~bot.runtime.queue.redis_scripts.ENQUEUE` runs the whole read-modify-write in Redis,
-        including the final write of the block's pending deliveries.
-        """
-        pending: list[tuple[str, str]] = getattr(self._local, "pending", None) or []
-        keys, args = self._enqueue_call(key, kind, payload, delivery_id, pending)
-        answer = self._enqueue_script(keys=keys, args=args)
-        pending.clear()
-        return self._enqueued(answer, key, delivery_id)
-
-    def _enqueue_call(
-        self,
-        key: str,
-        kind: str,
-        payload: Mapping[str, Any],
-        delivery_id: str | None,
-        pending: Sequence[tuple[str, str]],
-    ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of :data:`~bot.runtime.queue.redis_scripts.ENQUEUE` (``pending``: deliveries it makes final)."""
-        now = self.clock()
-        body = serialize_job(
-            JOB_FUNCTION, (_ID_MARKER,), {}, None, int(now * 1000), serializer=arq_dumps
-        )
-        keys = [f"{self.prefix}:seq", self._pr_key(key, "latest"), self.queue_name]
-        args = [
-            self.prefix,
-            job_key_prefix,
-            retry_key_prefix,
-            in_progress_key_prefix,
-            key,
-            kind,
-            dumps(payload),
-            delivery_id or "",
-            repr(now),
-            int(now * 1000),
-            body,
-            json.dumps(_ID_MARKER),
-            int(JOB_RETENTION),
-            ARQ_JOB_EXPIRY * 1000,
-            int(DELIVERY_RETENTION),
-            SUPERSEDED_TOMBSTONE_MS,
-            *(part for pair in pending for part in pair),
-        ]
-        return keys, args
-
-    @staticmethod
-    def _enqueued(answer: Sequence[Any], key: str, delivery_id: str | None) -> EnqueueResult:
-        job_id, prev, prev_state, behind = answer
-        job_id = int(job_id)
-        result = EnqueueResult(
-            job_id, coalesced=prev_state == JobState.QUEUED, behind=int(behind) if behind else None
-        )
-        if result.coalesced or result.behind:
-            # DEBUG: the web handler's one line per delivery already says it.
-            log.debug(
-                "job %d supersedes %s job %s",
-                job_id,
-                prev_state,
-                prev,
-                extra={"delivery_id": delivery_id, "job_key": key, "job_id": job_id},
-            )
-        return result
-
-    def record_batch(
-        self, batch: Sequence[BatchItem], *, wait: bool = True
-    ) -> list[Recorded | Exception]:
-        """Record many deliveries and enqueue their jobs in two round trips in all.
-
-        The web handler's group commit (``bot.runtime.web.Recorder``): one pipeline claims every
-        delivery id (``SET NX``, :data:`DELIVERY_CLAIM` s), one more runs
-        :data:`~bot.runtime.queue.redis_scripts.ENQUEUE` for each new delivery with a job — which makes its claim final
-        in the same script, as :meth:`atomic` does — and makes the others' claims final.
-        A delivery whose script fails gives back its claim and comes back as the
-        exception; the others are unaffected.  Same results as :meth:`record_delivery` +
-        :meth:`enqueue` one by one: ``(new?, the job or None)``.  ``wait`` is accepted
-        for the protocol: there is no write lock to wait for.
-        """
-        now = self.clock()
-        claims: list[tuple[str, str]] = []
-        with self.client.pipeline(transaction=False) as pipe:
-            for item in batch:
-                key = self._delivery_key(item.delivery_id)
-                value = dumps(
-                    {
-                        "event": item.event,
-                        "action": item.action,
-                        "outcome": item.outcome,
-                        "received": now,
-                    }
-                )
-                claims.append((key, value))
-                pipe.set(key, value, nx=True, ex=DELIVERY_CLAIM)
-            taken = pipe.execute()
-        out: list[Recorded | Exception] = [(False, None)] * len(batch)
-        calls: list[int] = []
-        with self.client.pipeline(transaction=False) as pipe:
-            for i, (item, claim, new) in enumerate(zip(batch, claims, taken, strict=True)):
-                if not new:
-                    continue
-                if item.job is None:  # nothing to queue: the claim becomes the record
-                    pipe.set(claim[0], claim[1], ex=int(DELIVERY_RETENTION))
-                else:
-                    keys, args = self._enqueue_call(*item.job, item.delivery_id, [claim])
-                    self._enqueue_script(keys=keys, args=args, client=pipe)
-                calls.append(i)
-            answers = pipe.execute(raise_on_error=False) if calls else []
-        undo = []
-        for i, answer in zip(calls, answers, strict=True):
-            item = batch[i]
-            if isinstance(answer, Exception):
-                out[i] = answer
-                undo.append(claims[i][0])
-            elif item.job is None:
-                out[i] = (True, None)
-            else:
-                out[i] = (True, self._enqueued(answer, item.job[0], item.delivery_id))
-        if undo:
-            with contextlib.suppress(RedisError):  # the claims expire anyway
-                self.client.delete(*undo)
-        return out
+    # ------------------------------------------------------------------ forgotten installations
 
     def forget_installation(self, installation_id: int) -> None:
         """Record that an installation was deleted or suspended (its tokens are void).
