@@ -27,11 +27,11 @@ from bot.runtime.queue.sqlite_schema import SCHEMA_VERSION
 from bot.runtime.queue.sqlite_store import JOURNAL_FILENAME, SqliteStore
 from bot.runtime.queue.store import (
     Job,
-    JournalBusy,
-    JournalError,
     Lease,
     PermanentJobError,
     RetryLater,
+    StoreBusy,
+    StoreError,
 )
 from tests import jobs_crash_helper as crash
 from tests.factories import Clock
@@ -98,7 +98,7 @@ def test_a_journal_from_a_newer_docgen_is_refused(path: Path) -> None:
     SqliteStore(path).close()
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    with pytest.raises(JournalError, match="schema version"):
+    with pytest.raises(StoreError, match="schema version"):
         SqliteStore(path)
 
 
@@ -141,7 +141,7 @@ def test_only_one_process_runs_a_journals_jobs(path: Path) -> None:
     async def scenario() -> None:
         with SqliteStore(path) as first, SqliteStore(path) as second:
             async with WorkerPool(first, handler, poll_interval=0.01):
-                with pytest.raises(JournalError, match="already runs the jobs"):
+                with pytest.raises(StoreError, match="already runs the jobs"):
                     await WorkerPool(second, handler).start()
             # Stopped: the lock is free again, for a restart or another process.
             async with WorkerPool(second, handler, poll_interval=0.01):
@@ -168,7 +168,7 @@ def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with SqliteStore(path) as journal:
-            with pytest.raises(JournalError):
+            with pytest.raises(StoreError):
                 journal.lock_workers()
             holder.kill()  # kill -9: the OS releases the lock with the process
             holder.wait(timeout=10)
@@ -186,10 +186,10 @@ def test_atomic_without_waiting_says_busy_at_once_and_waits_again_after(path: Pa
         with holder.atomic():
             holder.record_delivery("held", "ping", None, outcome="ignore")
             started = time.monotonic()
-            with pytest.raises(JournalBusy), other.atomic(wait=False):
+            with pytest.raises(StoreBusy), other.atomic(wait=False):
                 pass
             assert time.monotonic() - started < 0.5  # no busy-handler sleeping
-            with pytest.raises(JournalBusy), other.atomic(wait=False):
+            with pytest.raises(StoreBusy), other.atomic(wait=False):
                 pass
         with other.atomic(wait=False):  # free again
             assert other.record_delivery("next", "ping", None, outcome="ignore")
@@ -221,7 +221,7 @@ def test_a_closed_journal_is_not_writable(path: Path) -> None:
     assert journal.writable()
     journal.close()
     assert not journal.writable()
-    with pytest.raises(JournalError, match="closed"):
+    with pytest.raises(StoreError, match="closed"):
         journal.claim("w")
 
 

@@ -40,7 +40,7 @@ from bot.runtime.job_deps import JobOptions, JobSide, job_side
 from bot.runtime.metrics import Metrics, MetricsServer, usage_gauges
 from bot.runtime.queue.pool import JobThread, WorkerPool
 from bot.runtime.queue.sqlite_store import JOURNAL_FILENAME, SqliteStore
-from bot.runtime.queue.store import JournalError, Store
+from bot.runtime.queue.store import Store, StoreError
 from bot.runtime.web import Deps, create_app
 
 if TYPE_CHECKING:
@@ -246,7 +246,7 @@ class SqliteMode:
             return SqliteStore.in_dir(self.data_dir, autocheckpoint=False)
         except OSError as exc:
             raise StartupError(f"DOCGEN_DATA_DIR is not writable ({exc.strerror})") from None
-        except JournalError as exc:
+        except StoreError as exc:
             raise StartupError(str(exc)) from None
 
     def pool(self, journal: SqliteStore, options: JobOptions) -> tuple[WorkerPool, JobSide]:
@@ -309,7 +309,7 @@ class SqliteMode:
             )
         try:
             return SqliteStore(path)
-        except (JournalError, OSError) as exc:
+        except (StoreError, OSError) as exc:
             raise StartupError(f"cannot open {path}: {exc}") from None
 
 
@@ -318,7 +318,7 @@ def _locker(journal: SqliteStore) -> Callable[[], None]:
         """Fail before serving, with a one-line reason, not inside uvicorn's lifespan."""
         try:
             journal.lock_workers()
-        except JournalError as exc:
+        except StoreError as exc:
             journal.close()
             raise StartupError(str(exc)) from None
 
@@ -348,7 +348,7 @@ class SqliteJobs:
         self.thread = JobThread(pool, closing=jobs.close, nice=self.mode.settings.docgen_jobs_nice)
         try:
             self.thread.start()
-        except JournalError as exc:
+        except StoreError as exc:
             self.journal.close()
             raise StartupError(str(exc)) from None
 

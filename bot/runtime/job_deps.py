@@ -25,7 +25,7 @@ from bot.runtime.github.connection import make_app_github
 from bot.runtime.metrics import Metrics
 from bot.runtime.queue.runner import Handler, JobContext, forgetting
 from bot.runtime.queue.store import Job, Store
-from bot.runtime.review_job import TimedProvider, WorkerDeps, make_handler
+from bot.runtime.review_job import ReviewDeps, TimedProvider, make_handler
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ class JobOptions:
 class JobSide:
     """What running jobs needs in a process: their deps, the handler, the provider it made."""
 
-    deps: WorkerDeps
+    deps: ReviewDeps
     handler: Handler
     made: Provider | None  # None: the caller passed one in and closes it itself
 
@@ -70,7 +70,7 @@ def job_side(
     counter = TokenCounter(
         load_encoding(encoding_for_model(provider.model, settings.docgen_encoding))
     )
-    deps = WorkerDeps(
+    deps = ReviewDeps(
         settings=settings,
         clients=clients,
         provider=TimedProvider(provider, metrics),
@@ -94,7 +94,7 @@ def _provider(settings: Settings, options: JobOptions) -> tuple[Provider, Provid
     return made, made
 
 
-def _handler(deps: WorkerDeps) -> Handler:
+def _handler(deps: ReviewDeps) -> Handler:
     """The job handler, counted in ``docgen_jobs_running`` while it runs."""
     handler = make_handler(deps)
 

@@ -52,7 +52,7 @@ from bot import logs
 from bot.config import Settings, StartupError
 from bot.runtime import compose, sentry
 from bot.runtime.metrics import enable_multiprocess
-from bot.runtime.queue.store import JournalError
+from bot.runtime.queue.store import StoreError
 from bot.runtime.secrets import secret_values
 
 log = logging.getLogger(__name__)
@@ -130,7 +130,7 @@ def web_app() -> Starlette:
     sentry.init(settings)
     try:
         return compose.build_web(settings).app
-    except (StartupError, OSError, JournalError) as exc:
+    except (StartupError, OSError, StoreError) as exc:
         log.error("web process cannot start: %s", exc)
         raise SystemExit(2) from None
 

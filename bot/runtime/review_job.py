@@ -56,7 +56,7 @@ log = logging.getLogger(__name__)
 
 
 @dataclass
-class WorkerDeps:
+class ReviewDeps:
     """Everything a job needs, built once per process."""
 
     settings: Settings
@@ -108,7 +108,7 @@ def _wanted(config: RepoConfig, paths: tuple[str, ...]) -> Callable[[str], bool]
     return wanted
 
 
-async def handle(job: Job, ctx: JobContext, deps: WorkerDeps) -> None:
+async def handle(job: Job, ctx: JobContext, deps: ReviewDeps) -> None:
     """Run one job (the WorkerPool handler, with ``deps`` bound by ``make_handler``)."""
     p = job.payload
     fields = {
@@ -141,7 +141,7 @@ def job_deadline(settings: Settings, clock: Callable[[], float] = time.monotonic
 
 
 async def _review_within(
-    job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI, deadline: Deadline
+    job: Job, ctx: JobContext, deps: ReviewDeps, api: PullRequestAPI, deadline: Deadline
 ) -> None:
     """:func:`review` until ``deadline``: awaits are cancelled, threads stop at their
     next check (``deadline`` is cancelled on the way out, whatever ended the run)."""
@@ -157,7 +157,7 @@ async def _review_within(
         deadline.cancel()
 
 
-async def _run(job: Job, ctx: JobContext, deps: WorkerDeps, api: PullRequestAPI) -> None:
+async def _run(job: Job, ctx: JobContext, deps: ReviewDeps, api: PullRequestAPI) -> None:
     """The job's work, and what to tell GitHub and the journal when it fails."""
     p = job.payload
     try:
@@ -240,7 +240,7 @@ async def _fail_check_run(ctx: JobContext, api: PullRequestAPI, reason: str) -> 
 async def review(
     job: Job,
     ctx: JobContext,
-    deps: WorkerDeps,
+    deps: ReviewDeps,
     api: PullRequestAPI,
     deadline: Deadline | None = None,
 ) -> None:
@@ -306,7 +306,7 @@ class _Done:
 
 async def _run_pipeline(
     job: Job,
-    deps: WorkerDeps,
+    deps: ReviewDeps,
     api: PullRequestAPI,
     pull: PullInfo,
     loaded: LoadedRepoConfig,
@@ -352,7 +352,7 @@ async def _run_pipeline(
     return _Done(result, loaded, budget)
 
 
-def _record_spend(job: Job, deps: WorkerDeps, report: Report, head_sha: str) -> None:
+def _record_spend(job: Job, deps: ReviewDeps, report: Report, head_sha: str) -> None:
     """Add the run's tokens and cost to the PR's ledger and the metrics."""
     if not report.usage.total:
         return
@@ -372,7 +372,7 @@ def _record_spend(job: Job, deps: WorkerDeps, report: Report, head_sha: str) -> 
 
 
 async def _publish(
-    deps: WorkerDeps,
+    deps: ReviewDeps,
     api: PullRequestAPI,
     pull: PullInfo,
     check_run_id: int,
@@ -405,7 +405,7 @@ async def _publish(
     )
 
 
-def _installation_quota(deps: WorkerDeps, installation_id: int) -> InstallationQuota | None:
+def _installation_quota(deps: ReviewDeps, installation_id: int) -> InstallationQuota | None:
     """The installation's caps as the budget's pool; None when no cap is set."""
     caps = Caps.from_settings(deps.settings)
     if not caps.active:
@@ -538,7 +538,7 @@ def _mark_rejected(report: Report, rejected: list[tuple[Outcome, str]]) -> None:
     ]
 
 
-def make_handler(deps: WorkerDeps) -> Callable[[Job, JobContext], Any]:
+def make_handler(deps: ReviewDeps) -> Callable[[Job, JobContext], Any]:
     async def handler(job: Job, ctx: JobContext) -> None:
         started = time.perf_counter()
         try:

@@ -37,7 +37,7 @@ from bot.runtime.intake import (
     signature_matches,
 )
 from bot.runtime.metrics import Metrics
-from bot.runtime.queue.store import BatchItem, EnqueueResult, JournalBusy, Recorded, Store
+from bot.runtime.queue.store import BatchItem, EnqueueResult, Recorded, Store, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Recorder:
     (invariant 6); a batch costs one write lock and one commit instead of one per
     delivery, which is what lets several web processes share one SQLite journal.
 
-    **Politeness.**  When another process holds the write lock (:class:`JournalBusy`),
+    **Politeness.**  When another process holds the write lock (:class:`StoreBusy`),
     the batch waits *here*, yielding the event loop (the requests in flight go on being
     read and verified, and join the next batch), rather than in SQLite's busy handler,
     which sleeps with the whole loop blocked.  After ``BUSY_PATIENCE`` s it waits
@@ -158,7 +158,7 @@ class Recorder:
         while time.monotonic() < deadline:
             try:
                 return self._written(self.journal.record_batch(items, wait=False))
-            except JournalBusy:
+            except StoreBusy:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.002)
         return self._written(self.journal.record_batch(items, wait=True))

@@ -21,7 +21,7 @@ from typing import Any
 
 from bot.runtime.queue.policy import JobState, Next, Outcome, Progress, Rules, decide
 from bot.runtime.queue.sqlite_schema import job_from_row
-from bot.runtime.queue.store import Job, JournalError
+from bot.runtime.queue.store import Job, StoreError
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class SqliteRecovery:
         the process dies, however it dies.
 
         Raises:
-            JournalError: another live process holds it.
+            StoreError: another live process holds it.
         """
         if self._workers_lock is not None:
             return
@@ -61,7 +61,7 @@ class SqliteRecovery:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
-            raise JournalError(
+            raise StoreError(
                 f"another process already runs the jobs of {self.path} "
                 "(one docgen serve per DOCGEN_DATA_DIR)"
             ) from None

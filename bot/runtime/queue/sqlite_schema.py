@@ -12,7 +12,7 @@ import sqlite3
 from pathlib import Path
 
 from bot.runtime.queue.policy import JobState
-from bot.runtime.queue.store import Job, JournalError
+from bot.runtime.queue.store import Job, StoreError
 
 SCHEMA_VERSION = 3
 
@@ -95,7 +95,7 @@ def migrate(conn: sqlite3.Connection, path: Path) -> None:
     """Create or upgrade the schema (inside a write transaction); refuse a newer one."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
-        raise JournalError(
+        raise StoreError(
             f"{path} has schema version {version}; this docgen knows "
             f"{SCHEMA_VERSION} — upgrade docgen or move the file away"
         )

@@ -63,10 +63,10 @@ from bot.runtime.queue.store import (
     Claim,
     EnqueueResult,
     Job,
-    JournalBusy,
-    JournalError,
     Lease,
     Recorded,
+    StoreBusy,
+    StoreError,
     dumps,
 )
 
@@ -138,7 +138,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
             raise
 
     # What the runner and the web app catch from this store (a disk, a closed journal).
-    errors: tuple[type[BaseException], ...] = (sqlite3.Error, JournalError)
+    errors: tuple[type[BaseException], ...] = (sqlite3.Error, StoreError)
 
     @property
     def max_attempts(self) -> int:
@@ -154,7 +154,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
-            raise JournalError("the journal is closed")
+            raise StoreError("the journal is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
@@ -194,7 +194,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
 
         An exception that leaves the outermost block rolls everything back.
 
-        ``wait=False``: raise :class:`JournalBusy` at once when another connection holds
+        ``wait=False``: raise :class:`StoreBusy` at once when another connection holds
         the write lock, instead of SQLite's busy handler sleeping (1, 2, 5, 10 ms...)
         with the caller's thread blocked — on the web process's event loop that sleep
         would hold up every request in flight; the handler awaits and retries instead.
@@ -217,7 +217,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
         except sqlite3.OperationalError as exc:
             if wait or ("locked" not in str(exc) and "busy" not in str(exc)):
                 raise
-            raise JournalBusy(str(exc)) from None
+            raise StoreBusy(str(exc)) from None
         local.depth = 1
         try:
             yield conn
@@ -287,7 +287,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
         Results as :meth:`record_delivery` + :meth:`enqueue` one by one: ``(new?, job)``.
 
         Raises:
-            JournalBusy: ``wait=False`` and another connection holds the write lock.
+            StoreBusy: ``wait=False`` and another connection holds the write lock.
         """
         out: list[Recorded | Exception] = []
         with self.atomic(wait=wait) as conn:
@@ -594,7 +594,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
                     "ON CONFLICT (id) DO UPDATE SET written = excluded.written",
                     (self.clock(),),
                 )
-        except (sqlite3.Error, JournalError, OSError) as exc:
+        except (sqlite3.Error, StoreError, OSError) as exc:
             log.warning("journal not writable: %s", exc)
             return False
         return True

@@ -31,11 +31,11 @@ JOB_RETENTION = 14 * 24 * 3600.0  # finished jobs, for debugging
 Spend = Totals
 
 
-class JournalError(Exception):
+class StoreError(Exception):
     """The journal cannot be used (closed, or written by a newer docgen)."""
 
 
-class JournalBusy(JournalError):
+class StoreBusy(StoreError):
     """``atomic(wait=False)``: another connection holds the write lock right now."""
 
 
