@@ -1,7 +1,7 @@
 """Load on the acknowledgement path: signed deliveries against a real ``docgen serve``.
 
 The issue's target: 2,000 signed ``pull_request`` deliveries at concurrency 50 against
-``docgen serve`` (embedded mode: SQLite journal, in-process workers) — p99
+``docgen serve`` (embedded mode: SQLite store, in-process workers) — p99
 acknowledgement latency < 50 ms (GitHub gives up after 10 s), no errors, every
 delivery journaled once, memory flat.
 
@@ -15,13 +15,13 @@ What runs (all on 127.0.0.1, nothing else is contacted):
 * this process: a warm-up, then ``--rounds`` rounds of ``--deliveries`` requests with
   ``--concurrency`` in flight (closed loop, or ``--rate N`` per second), each a
   ~``--payload-kb`` body signed with ``X-Hub-Signature-256`` and a unique
-  ``X-GitHub-Delivery``, spread over the PRs (so the journal coalesces), of which
+  ``X-GitHub-Delivery``, spread over the PRs (so the store coalesces), of which
   ``--redeliveries`` (a fraction) repeat an earlier delivery byte for byte, as GitHub's
   "Redeliver" does.  The client is a minimal HTTP/1.1 one on asyncio streams
   (:class:`RawConnection`): ``httpx.AsyncClient`` (``--client httpx``) costs ~10 ms of
   CPU per request at 50 connections, which on a small machine measures the client.
 
-After each round it waits for the queue to drain.  Then it reads the journal (SQLite,
+After each round it waits for the queue to drain.  Then it reads the store (SQLite,
 read-only; or Redis with ``--redis``): one ``deliveries`` row per unique id, one job per
 accepted (202) delivery and none for a redelivery, at most one queued and one running
 job per PR; and it samples the server's RSS (``/proc/PID/status``) at idle, after the
@@ -495,11 +495,11 @@ def server_quantile(hist: dict[str, Any], q: float) -> str:
     return "?"
 
 
-# ----------------------------------------------------------------------- journal
+# ----------------------------------------------------------------------- store
 
 
 class SqliteView:
-    """The embedded journal, read-only: job counts and the consistency checks."""
+    """The embedded store, read-only: job counts and the consistency checks."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -515,7 +515,7 @@ class SqliteView:
             conn.close()
 
     def checks(self, sent_unique: set[str], accepted: list[str]) -> list[tuple[str, bool, str]]:
-        """(check, ok, detail) rows about what the journal holds."""
+        """(check, ok, detail) rows about what the store holds."""
         conn = self._connect()
         try:
             ids = {r[0] for r in conn.execute("SELECT delivery_id FROM deliveries")}
@@ -549,7 +549,7 @@ class SqliteView:
 
 
 class RedisView:
-    """The Redis journal (``bot.runtime.queue.redis_store``'s key layout): counts and the same checks."""
+    """The Redis store (``bot.runtime.queue.redis_store``'s key layout): counts and the same checks."""
 
     def __init__(self, url: str, prefix: str) -> None:
         import redis
@@ -558,10 +558,10 @@ class RedisView:
 
         self.prefix = prefix
         self.client = redis.Redis.from_url(url, decode_responses=True)
-        self.journal = RedisStore.from_url(url, prefix=prefix)
+        self.store = RedisStore.from_url(url, prefix=prefix)
 
     def counts(self) -> dict[str, int]:
-        return {k: v for k, v in self.journal.counts().items() if v}
+        return {k: v for k, v in self.store.counts().items() if v}
 
     def checks(self, sent_unique: set[str], accepted: list[str]) -> list[tuple[str, bool, str]]:
         marker = f"{self.prefix}:delivery:"
@@ -598,11 +598,11 @@ class Round:
     counts_after_load: dict[str, int]
 
 
-def drain(journal: SqliteView | RedisView, seconds: float) -> float | None:
+def drain(store: SqliteView | RedisView, seconds: float) -> float | None:
     """Wait until no job is queued or running; the time it took, or None."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < seconds:
-        counts = journal.counts()
+        counts = store.counts()
         if not counts.get("queued") and not counts.get("running"):
             return time.monotonic() - t0
         time.sleep(0.5)
@@ -719,7 +719,7 @@ def main(argv: list[str] | None = None) -> int:
         ]
     try:
         wait_healthy(base, proc, log_path)
-        journal: SqliteView | RedisView = (
+        store: SqliteView | RedisView = (
             RedisView(args.redis, args.redis_prefix)
             if args.redis
             else SqliteView(data_dir / "journal.sqlite3")
@@ -752,12 +752,12 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
             after = rss_kb(proc.pid)
-            counts = journal.counts()
-            drained = None if args.no_drain else drain(journal, args.drain_seconds)
+            counts = store.counts()
+            drained = None if args.no_drain else drain(store, args.drain_seconds)
             rounds.append(Round(result, before, after, rss_kb(proc.pid), drained, counts))
         hist = server_ack_histogram(base)
-        final_counts = journal.counts()
-        checks = journal.checks(
+        final_counts = store.counts()
+        checks = store.checks(
             {d.delivery_id for d in warmup + [d for load in loads for d in load]},
             [
                 d

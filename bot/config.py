@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     docgen_style_sample_bytes: int = Field(default=1_000_000, ge=0)
 
     # Scale-out: with REDIS_URL, ``docgen serve`` only enqueues and ``docgen worker``
-    # processes run the jobs (bot.runtime.queue.redis_store).  Unset: the embedded SQLite journal.
+    # processes run the jobs (bot.runtime.queue.redis_store).  Unset: the embedded SQLite store.
     redis_url: SecretStr | None = None  # a secret: the URL may carry a password
     docgen_redis_prefix: str = Field(default="docgen", pattern=r"^[A-Za-z0-9_.-]+$")
     # How long a killed worker's job waits before another worker runs it; a live worker

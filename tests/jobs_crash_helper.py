@@ -31,12 +31,12 @@ async def handler(job: Job, ctx: JobContext) -> None:
 
 
 async def main(path: Path) -> None:
-    journal = SqliteStore(path)
-    with journal.atomic():
-        if journal.record_delivery(DELIVERY_ID, "pull_request", "opened", outcome="run"):
+    store = SqliteStore(path)
+    with store.atomic():
+        if store.record_delivery(DELIVERY_ID, "pull_request", "opened", outcome="run"):
             payload = {"installation_id": 1, "head_sha": "a" * 40, "delivery_id": DELIVERY_ID}
-            journal.enqueue(KEY, "review", payload, delivery_id=DELIVERY_ID)
-    pool = WorkerPool(journal, handler, concurrency=1, poll_interval=0.05)
+            store.enqueue(KEY, "review", payload, delivery_id=DELIVERY_ID)
+    pool = WorkerPool(store, handler, concurrency=1, poll_interval=0.05)
     await pool.start()
     await asyncio.Event().wait()
 

@@ -1,4 +1,4 @@
-"""The web process: signature first, clear 4xx, journal before 2xx, health and metrics."""
+"""The web process: signature first, clear 4xx, store before 2xx, health and metrics."""
 
 from __future__ import annotations
 
@@ -30,20 +30,20 @@ SECRET = "It's a Secret to Everybody"
 
 @pytest.fixture
 def env(tmp_path):
-    journal = SqliteStore(tmp_path / "journal.sqlite3")
+    store = SqliteStore(tmp_path / "journal.sqlite3")
     forgotten: list[int] = []
     woken: list[bool] = []
     deps = Deps(
         webhook_secret=SECRET,
-        journal=journal,
+        store=store,
         metrics=Metrics(),
         app_id=APP_ID,
         wake=lambda: woken.append(True),
         forget=forgotten.append,
     )
     with TestClient(create_app(deps)) as client:
-        yield client, journal, forgotten, woken, deps
-    journal.close()
+        yield client, store, forgotten, woken, deps
+    store.close()
 
 
 def post(
@@ -72,11 +72,11 @@ def post(
 
 class TestSignature:
     def test_valid_pr_event_is_queued(self, env):
-        client, journal, _, woken, _ = env
+        client, store, _, woken, _ = env
         r = post(client, "pull_request", pull_request_event("opened"), delivery="d-1")
         assert r.status_code == 202, r.text
         assert r.json()["message"] == "queued"
-        job = journal.get(r.json()["job_id"])
+        job = store.get(r.json()["job_id"])
         assert job.key == "Codertocat/Hello-World#2" and job.kind == "review"
         assert job.payload["installation_id"] == INSTALLATION_ID
         assert job.payload["head_sha"] == "ec26c3e57ca3a959ca5aad62de7213c562f8c821"
@@ -96,10 +96,10 @@ class TestSignature:
     def test_forged_or_missing_signatures_are_401_and_leave_no_trace(
         self, env, headers, secret, message
     ):
-        client, journal, _, _, _ = env
+        client, store, _, _, _ = env
         r = post(client, "pull_request", pull_request_event(), secret=secret, headers=headers)
         assert r.status_code == 401 and r.json()["message"] == message
-        assert journal.counts().get("queued", 0) == 0
+        assert store.counts().get("queued", 0) == 0
 
     def test_sha1_signature_alone_is_not_enough(self, env):
         client, *_ = env
@@ -150,19 +150,19 @@ class TestBadRequests:
 
 class TestRouting:
     def test_same_delivery_twice_is_acted_on_once(self, env):
-        client, journal, _, _, _ = env
+        client, store, _, _, _ = env
         first = post(client, "pull_request", pull_request_event(), delivery="same-id")
         second = post(client, "pull_request", pull_request_event(), delivery="same-id")
         assert first.status_code == 202
         assert second.status_code == 200 and "duplicate" in second.json()["message"]
-        assert journal.counts().get("queued") == 1
+        assert store.counts().get("queued") == 1
 
     def test_newer_push_supersedes_the_queued_one(self, env):
-        client, journal, _, _, _ = env
+        client, store, _, _, _ = env
         post(client, "pull_request", pull_request_event("opened", head_sha="a" * 40))
         r = post(client, "pull_request", pull_request_event("synchronize", head_sha="b" * 40))
         assert r.status_code == 202 and r.json()["coalesced"] is True
-        [job] = [j for j in journal.history("Codertocat/Hello-World#2") if j.state == "queued"]
+        [job] = [j for j in store.history("Codertocat/Hello-World#2") if j.state == "queued"]
         assert job.payload["head_sha"] == "b" * 40
 
     def test_one_log_line_per_delivery_says_what_became_of_it(self, env, caplog):
@@ -185,16 +185,16 @@ class TestRouting:
     def test_a_journal_held_by_another_process_is_waited_for_politely(self, env, monkeypatch):
         """Another web process holds the write lock: the handler retries with the event
         loop free (no busy-handler sleep), then records and answers 202."""
-        client, journal, _, _, _ = env
+        client, store, _, _, _ = env
         attempts: list[bool] = []
-        real = journal.record_batch
+        real = store.record_batch
 
         def counting(batch, *, wait):
             attempts.append(wait)
             return real(batch, wait=wait)
 
-        monkeypatch.setattr(journal, "record_batch", counting)
-        other = SqliteStore(journal.path)
+        monkeypatch.setattr(store, "record_batch", counting)
+        other = SqliteStore(store.path)
         other._conn().execute("BEGIN IMMEDIATE")
         release = threading.Timer(0.3, other._conn().execute, args=("COMMIT",))
         release.start()
@@ -205,10 +205,10 @@ class TestRouting:
             other.close()
         assert r.status_code == 202, r.text
         assert len(attempts) > 3 and not any(attempts)  # polite retries only
-        assert journal.counts().get("queued") == 1
+        assert store.counts().get("queued") == 1
 
     def test_ignored_events_are_200(self, env):
-        client, journal, _, _, _ = env
+        client, store, _, _, _ = env
         for event, payload in [
             ("pull_request", pull_request_event("closed")),
             ("issue_comment", issue_comment_event("/docgen", association="NONE")),
@@ -220,10 +220,10 @@ class TestRouting:
                 event,
                 r.text,
             )
-        assert journal.counts().get("queued", 0) == 0
+        assert store.counts().get("queued", 0) == 0
 
     def test_command_and_button_and_reply(self, env):
-        client, journal, _, _, _ = env
+        client, store, _, _, _ = env
         assert (
             post(client, "issue_comment", issue_comment_event("/docgen --style numpy")).status_code
             == 202
@@ -231,7 +231,7 @@ class TestRouting:
         assert post(client, "check_run", check_run_event("requested_action")).status_code == 202
         r = post(client, "issue_comment", issue_comment_event("/docgen help"))
         assert r.status_code == 202
-        reply = journal.get(r.json()["job_id"])
+        reply = store.get(r.json()["job_id"])
         assert reply.kind == "reply" and reply.payload["type"] == "reply"
 
     def test_installation_deleted_forgets_tokens(self, env):
@@ -241,7 +241,7 @@ class TestRouting:
 
 
 def test_health_and_metrics(env):
-    client, journal, *_ = env
+    client, store, *_ = env
     assert client.get("/healthz").json() == {"status": "ok"}
     post(client, "pull_request", pull_request_event())
     post(client, "pull_request", pull_request_event(), secret="nope")
@@ -250,7 +250,7 @@ def test_health_and_metrics(env):
     # Before the signature matches, the event header is a stranger's: one fixed label.
     assert 'docgen_webhook_deliveries_total{event="other",outcome="bad_signature"} 1.0' in text
     assert "docgen_webhook_ack_seconds_bucket" in text
-    journal.close()
+    store.close()
     assert client.get("/healthz").status_code == 503
 
 
@@ -262,8 +262,8 @@ def _run_decision(number: int, head: str) -> events.Run:
 
 
 def test_deliveries_of_one_loop_turn_share_one_transaction(tmp_path):
-    journal = SqliteStore(tmp_path / "journal.sqlite3")
-    recorder = Recorder(journal)
+    store = SqliteStore(tmp_path / "journal.sqlite3")
+    recorder = Recorder(store)
 
     async def scenario():
         return await asyncio.gather(
@@ -282,21 +282,21 @@ def test_deliveries_of_one_loop_turn_share_one_transaction(tmp_path):
     jobs = [job for _, job in results[:12]]
     assert len({j.job_id for j in jobs}) == 12
     assert [j.coalesced for j in jobs] == [False] * 3 + [True] * 9  # 3 PRs, newest wins
-    assert journal.counts()["queued"] == 3 and journal.counts()["superseded"] == 9
-    journal.close()
+    assert store.counts()["queued"] == 3 and store.counts()["superseded"] == 9
+    store.close()
 
 
 def test_one_failing_delivery_fails_alone_and_leaves_no_trace(tmp_path, monkeypatch):
-    journal = SqliteStore(tmp_path / "journal.sqlite3")
-    recorder = Recorder(journal)
-    real = journal.enqueue
+    store = SqliteStore(tmp_path / "journal.sqlite3")
+    recorder = Recorder(store)
+    real = store.enqueue
 
     def enqueue(key, kind, payload, *, delivery_id=None):
         if delivery_id == "d-bad":
             raise RuntimeError("disk trouble for this one")
         return real(key, kind, payload, delivery_id=delivery_id)
 
-    monkeypatch.setattr(journal, "enqueue", enqueue)
+    monkeypatch.setattr(store, "enqueue", enqueue)
 
     async def scenario():
         return await asyncio.gather(
@@ -312,19 +312,19 @@ def test_one_failing_delivery_fails_alone_and_leaves_no_trace(tmp_path, monkeypa
     assert isinstance(bad, RuntimeError)
     # Rolled back to its savepoint: neither the delivery nor a job remains, so
     # GitHub's redelivery of it is accepted as new.
-    assert not journal.delivery_seen("d-bad") and journal.delivery_seen("d-3")
-    assert journal.counts()["queued"] == 2
-    monkeypatch.setattr(journal, "enqueue", real)
+    assert not store.delivery_seen("d-bad") and store.delivery_seen("d-3")
+    assert store.counts()["queued"] == 2
+    monkeypatch.setattr(store, "enqueue", real)
     again = asyncio.run(
         recorder.record(_run_decision(2, "b" * 40), "d-bad", "pull_request", "x", "run")
     )
     assert again[0] is True
-    journal.close()
+    store.close()
 
 
 def test_a_failed_delivery_is_a_500_and_the_next_one_is_fine(env, monkeypatch):
-    client, journal, _, _, _ = env
-    real = journal.record_delivery
+    client, store, _, _, _ = env
+    real = store.record_delivery
     calls = iter([RuntimeError("boom"), None])
 
     def flaky(*args, **kwargs):
@@ -333,7 +333,7 @@ def test_a_failed_delivery_is_a_500_and_the_next_one_is_fine(env, monkeypatch):
             raise exc
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(journal, "record_delivery", flaky)
+    monkeypatch.setattr(store, "record_delivery", flaky)
     with TestClient(client.app, raise_server_exceptions=False) as plain:
         assert post(plain, "pull_request", pull_request_event(), delivery="x-1").status_code == 500
         assert post(plain, "pull_request", pull_request_event(), delivery="x-1").status_code == 202

@@ -1,6 +1,6 @@
-"""The App end to end: signed webhook → journal → worker → fake GitHub.
+"""The App end to end: signed webhook → store → worker → fake GitHub.
 
-The web app, the in-process workers and the SQLite journal run as ``docgen serve``
+The web app, the in-process workers and the SQLite store run as ``docgen serve``
 builds them (:func:`bot.runtime.compose.build`); GitHub is the in-process fake (its checks
 included: App JWT, installation tokens, review lines inside the diff); the model is
 the offline provider.
@@ -47,7 +47,7 @@ def app_settings():
 
 @pytest.fixture
 def app_env(fake_github, private_key_pem, tmp_path, fake_clock, app_settings):
-    # The journal runs on real time and takes a RetryLater's retry_at (computed on the
+    # The store runs on real time and takes a RetryLater's retry_at (computed on the
     # GitHub clock) as a moment of its own: both clocks must share an epoch.  The fake
     # GitHub clock starts at real now and only runs ahead (its waits pass instantly).
     fake_clock.now = time.time()
@@ -70,7 +70,7 @@ def app_env(fake_github, private_key_pem, tmp_path, fake_clock, app_settings):
     )
     with TestClient(runtime.app) as client:
         yield client, runtime, fake_github
-    runtime.journal.close()
+    runtime.store.close()
 
 
 def payload_for(pull, action="opened"):
@@ -83,14 +83,14 @@ def deliver(client, event, payload, delivery=None):
 
 
 def settle(runtime, timeout=30.0):
-    """Wait until the journal has no queued or running job."""
+    """Wait until the store has no queued or running job."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        counts = runtime.journal.counts()
+        counts = runtime.store.counts()
         if not counts.get("queued") and not counts.get("running"):
             return counts
         time.sleep(0.02)
-    raise AssertionError(f"jobs did not finish: {runtime.journal.counts()}")
+    raise AssertionError(f"jobs did not finish: {runtime.store.counts()}")
 
 
 def review_comments(pull):
@@ -103,7 +103,7 @@ def test_pull_request_gets_one_review_and_a_check_run(app_env, make_pr):
     r = deliver(client, "pull_request", payload_for(pull))
     assert r.status_code == 202
     counts = settle(runtime)
-    assert counts.get("done") == 1 and not counts.get("failed"), runtime.journal.history(
+    assert counts.get("done") == 1 and not counts.get("failed"), runtime.store.history(
         f"{OWNER}/{REPO}#1"
     )
     repo = fake.repo(f"{OWNER}/{REPO}")
@@ -202,12 +202,12 @@ def test_github_outage_is_retried_later_and_the_check_run_says_why(app_env, make
     key = f"{OWNER}/{REPO}#1"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        [job] = runtime.journal.history(key)
+        [job] = runtime.store.history(key)
         if job.state == "queued" and job.last_error:
             break
         time.sleep(0.02)
     assert job.state == "queued" and "GitHub unavailable" in job.last_error
-    assert job.run_after > time.time()  # deferred (on the journal's clock), not dropped
+    assert job.run_after > time.time()  # deferred (on the store's clock), not dropped
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
     assert run.status == "in_progress" and run.title == "Waiting to retry"
     assert run.summary.startswith("GitHub did not answer; docgen tries again at ")
@@ -226,8 +226,8 @@ def test_a_failed_attempt_tells_the_pr_what_happened_not_the_exception(
     from bot.runtime import review_job
 
     client, runtime, fake = app_env
-    rules = runtime.journal.rules
-    runtime.journal.rules = dataclasses.replace(rules, max_attempts=attempts)
+    rules = runtime.store.rules
+    runtime.store.rules = dataclasses.replace(rules, max_attempts=attempts)
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
 
     async def failing_review(job, ctx, deps, api, *_):
@@ -239,7 +239,7 @@ def test_a_failed_attempt_tells_the_pr_what_happened_not_the_exception(
     key = f"{OWNER}/{REPO}#1"
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
-        [job] = runtime.journal.history(key)
+        [job] = runtime.store.history(key)
         if job.last_error:
             break
         time.sleep(0.02)
@@ -522,21 +522,21 @@ def test_resumed_job_finishes_the_check_run_it_started(
     # The previous process: acknowledged the delivery, claimed the job, opened a
     # check run on GitHub, saved its id, and was killed before finishing.
     (tmp_path / "data").mkdir()
-    with SqliteStore.in_dir(tmp_path / "data") as journal:
+    with SqliteStore.in_dir(tmp_path / "data") as store:
         decision = decide("pull_request", payload_for(pull))
-        with journal.atomic():
-            journal.record_delivery("crashed", "pull_request", "opened", outcome="run")
-            journal.enqueue(
+        with store.atomic():
+            store.record_delivery("crashed", "pull_request", "opened", outcome="run")
+            store.enqueue(
                 decision.key, "review", job_payload(decision, "crashed"), delivery_id="crashed"
             )
-        lease = journal.claim("dead-worker").lease
+        lease = store.claim("dead-worker").lease
         assert lease is not None
         job = lease.job
         run_id = 900001
         repo.check_runs[run_id] = CheckRun(
             run_id, "docgen", pull.head_sha, "in_progress", None, job.key, None, None, None
         )
-        journal.save_data(lease, {"check_run_id": run_id, "check_run_sha": pull.head_sha})
+        store.save_data(lease, {"check_run_id": run_id, "check_run_sha": pull.head_sha})
     # The restart: recovery at start-up runs the job again.
     runtime = compose.build(
         settings,
@@ -547,7 +547,7 @@ def test_resumed_job_finishes_the_check_run_it_started(
     )
     with TestClient(runtime.app):
         settle(runtime)
-    runtime.journal.close()
+    runtime.store.close()
     assert list(repo.check_runs) == [run_id]  # finished the same check run: no second one
     assert repo.check_runs[run_id].status == "completed"
     assert len(pull.reviews) == 1
@@ -647,7 +647,7 @@ def _review_and_commit(app_env, make_pr, base: bytes, head: bytes) -> tuple[byte
     pull = make_pr({PATH: base}, {PATH: head})
     assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
     counts = settle(runtime)
-    assert counts.get("done") == 1, runtime.journal.history(f"{OWNER}/{REPO}#1")
+    assert counts.get("done") == 1, runtime.store.history(f"{OWNER}/{REPO}#1")
     for comment in pull.comments:
         alone = fake.apply_suggestions(pull, PATH, [comment["id"]])
         _assert_only_docstrings_changed(head, alone)
@@ -723,7 +723,7 @@ def test_a_pr_of_thousands_of_functions_completes_its_check_run(app_env, make_pr
     pull = make_pr({"shop/__init__.py": ""}, {"shop/__init__.py": "", "shop/big.py": source})
     assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
     counts = settle(runtime, timeout=110)
-    assert counts.get("done") == 1 and not counts.get("failed"), runtime.journal.history(
+    assert counts.get("done") == 1 and not counts.get("failed"), runtime.store.history(
         f"{OWNER}/{REPO}#1"
     )
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
@@ -755,7 +755,7 @@ def test_stale_docstring_across_two_hunks_is_offered_in_the_check_run(app_env, m
     assert entry["patch"].count("@@ -") == 2  # git's hunks: around the def and the return
     assert deliver(client, "pull_request", payload_for(pull)).status_code == 202
     counts = settle(runtime)
-    assert counts.get("done") == 1, runtime.journal.history(f"{OWNER}/{REPO}#1")
+    assert counts.get("done") == 1, runtime.store.history(f"{OWNER}/{REPO}#1")
     [run] = fake.repo(f"{OWNER}/{REPO}").check_runs.values()
     assert run.status == "completed" and run.conclusion == "neutral"
     assert not pull.reviews and not pull.comments
@@ -828,7 +828,7 @@ def llm_app(fake_github, private_key_pem, tmp_path, fake_clock):
     yield start
     for test_client, runtime in started:
         test_client.__exit__(None, None, None)
-        runtime.journal.close()
+        runtime.store.close()
 
 
 INSTALLATION = 1  # the fake's installation (payloads carry it)
@@ -848,12 +848,12 @@ def test_a_run_within_the_caps_counts_what_the_provider_reported(llm_app, make_p
     deliver(client, "pull_request", payload_for(pull))
     settle(runtime)
     assert llm.requests and len(pull.reviews) == 1
-    spent = runtime.journal.spent(f"{OWNER}/{REPO}#1").tokens
+    spent = runtime.store.spent(f"{OWNER}/{REPO}#1").tokens
     assert spent > 0
     # Every reservation was settled with the usage the provider reported.
-    assert runtime.journal.cap_used(INSTALLATION) == Used(spent, spent)
+    assert runtime.store.cap_used(INSTALLATION) == Used(spent, spent)
     metrics = client.get("/metrics").text
-    [usage] = runtime.journal.usage()
+    [usage] = runtime.store.usage()
     assert (usage.installation_id, usage.repo, usage.tokens) == (INSTALLATION, "octo/demo", spent)
     prompt = f'docgen_installation_tokens{{installation="1",kind="prompt"}} {usage.prompt_tokens}.0'
     assert prompt in metrics
@@ -871,8 +871,8 @@ def test_a_cap_too_small_for_a_call_refuses_it_before_it_is_sent(llm_app, make_p
     assert run.title.startswith("Installation daily token cap reached")
     assert "0 of 100 tokens used today (UTC)" in run.summary and "It resets at" in run.summary
     assert "the installation's daily token cap (100) is reached" in run.summary
-    assert runtime.journal.cap_used(INSTALLATION) == Used(0, 0)
-    [job] = runtime.journal.history(f"{OWNER}/{REPO}#1")
+    assert runtime.store.cap_used(INSTALLATION) == Used(0, 0)
+    [job] = runtime.store.history(f"{OWNER}/{REPO}#1")
     assert job.state == "done" and job.attempts == 1  # concluded, not retried
 
 
@@ -881,7 +881,7 @@ def test_a_reached_cap_stops_every_pr_of_the_installation_until_it_resets(
 ):
     client, runtime, llm = llm_app(docgen_installation_tokens_per_month=50_000)
     # Another PR (or another process) used the month's tokens already.
-    assert runtime.journal.reserve_tokens(INSTALLATION, 50_000, Caps(0, 50_000))
+    assert runtime.store.reserve_tokens(INSTALLATION, 50_000, Caps(0, 50_000))
     pull = make_pr({PATH: BASE}, {PATH: HEAD})
     deliver(client, "pull_request", payload_for(pull))
     deliver(client, "pull_request", payload_for(pull, "synchronize"))
@@ -896,7 +896,7 @@ def test_a_reached_cap_stops_every_pr_of_the_installation_until_it_resets(
         "%Y-%m-01 00:00 UTC", time.gmtime(quota.resets_at("month", time.time()))
     )
     assert f"It resets at {first_of_next_month}" in run.summary
-    jobs = runtime.journal.history(f"{OWNER}/{REPO}#1")
+    jobs = runtime.store.history(f"{OWNER}/{REPO}#1")
     assert all(j.attempts == 1 and j.state in ("done", "superseded") for j in jobs)
 
 
@@ -908,7 +908,7 @@ def test_fork_prs_get_the_lower_fork_budget(llm_app, make_pr, fake_github):
     run = only_run(fake_github)
     assert "comes from a fork: its budget is 300 tokens" in run.summary
     assert "token budget exhausted" in run.summary
-    assert runtime.journal.spent(f"{OWNER}/{REPO}#1").tokens <= 300
+    assert runtime.store.spent(f"{OWNER}/{REPO}#1").tokens <= 300
 
 
 def test_the_same_pr_from_the_repository_itself_gets_the_normal_budget(

@@ -263,8 +263,8 @@ JUNE, JULY = _THIS_MONTH - 20 * 86400, _THIS_MONTH + 3600  # "June" is last mont
 M6, M7 = (time.strftime("%Y-%m", time.gmtime(t)) for t in (JUNE, JULY))
 
 
-def _spend(journal, key, inst, prompt, completion, cost):
-    journal.add_spend(
+def _spend(store, key, inst, prompt, completion, cost):
+    store.add_spend(
         key,
         model="gpt-4o-mini",
         prompt_tokens=prompt,
@@ -274,16 +274,16 @@ def _spend(journal, key, inst, prompt, completion, cost):
     )
 
 
-def _ledger(journal_of):
+def _ledger(store_of):
     clock = {"now": JUNE}
-    journal = journal_of(lambda: clock["now"])
-    _spend(journal, "octo/a#1", 11, 1000, 200, 0.5)
-    _spend(journal, "octo/a#2", 11, 500, 100, 0.25)
-    _spend(journal, "octo/b#1", 11, 10, 5, 0.01)
-    _spend(journal, "acme/x#4", 22, 70, 30, 1.0)
+    store = store_of(lambda: clock["now"])
+    _spend(store, "octo/a#1", 11, 1000, 200, 0.5)
+    _spend(store, "octo/a#2", 11, 500, 100, 0.25)
+    _spend(store, "octo/b#1", 11, 10, 5, 0.01)
+    _spend(store, "acme/x#4", 22, 70, 30, 1.0)
     clock["now"] = JULY
-    _spend(journal, "octo/a#1", 11, 1, 1, 0.0)
-    journal.close()
+    _spend(store, "octo/a#1", 11, 1, 1, 0.0)
+    store.close()
 
 
 def test_usage_prints_tokens_and_cost_per_installation_repository_and_month(tmp_path, monkeypatch):

@@ -264,7 +264,7 @@ def test_the_mode_is_chosen_in_one_place():
     """No module but the composition root asks which store it has, or reads REDIS_URL."""
     root = Path(__file__).resolve().parents[1] / "bot"
     asks = re.compile(
-        r"isinstance\([^)]*(SqliteStore|RedisStore|Store)\b|\.redis_url\b|hasattr\(\w*journal"
+        r"isinstance\([^)]*(SqliteStore|RedisStore|Store)\b|\.redis_url\b|hasattr\(\w*(?:journal|store)"
     )
     found = [
         f"{path.relative_to(root)}:{n}"

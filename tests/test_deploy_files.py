@@ -250,7 +250,7 @@ def test_healthcheck_asks_healthz_on_port_with_python(health_server):
     env = {"PATH": os.environ["PATH"], "PORT": port}
     run = [sys.executable, *argv[1:]]
     assert subprocess.run(run, env=env, capture_output=True).returncode == 0
-    _Health.status = 503  # the journal is not writable
+    _Health.status = 503  # the store is not writable
     assert subprocess.run(run, env=env, capture_output=True).returncode != 0
 
 

@@ -48,7 +48,7 @@ def _signature(body: bytes, secret: str = SECRET) -> str:
 def _deps(tmp_path: Path, limits: BodyLimits | None = None) -> Deps:
     return Deps(
         webhook_secret=SECRET,
-        journal=SqliteStore(tmp_path / "journal.sqlite3"),
+        store=SqliteStore(tmp_path / "journal.sqlite3"),
         metrics=Metrics(),
         app_id=APP_ID,
         body_limits=limits or BodyLimits(),
@@ -60,7 +60,7 @@ def client(tmp_path) -> Iterator[TestClient]:
     deps = _deps(tmp_path)
     with TestClient(create_app(deps)) as c:
         yield c
-    deps.journal.close()
+    deps.store.close()
 
 
 def _post(client: TestClient, event: str, body: bytes, signature: str | bytes | None):
@@ -168,7 +168,7 @@ def serving(deps: Deps) -> Iterator[int]:
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
-        deps.journal.close()
+        deps.store.close()
 
 
 def _open(port: int, length: int, *, event: str = "pull_request") -> socket.socket:
@@ -320,11 +320,11 @@ def test_settings_reach_the_web_app(tmp_path):
         docgen_body_bytes_in_flight=4096,
         docgen_body_timeout=3,
     )
-    journal = SqliteStore(tmp_path / "journal.sqlite3")
-    app = web_app(settings, journal, Metrics(), lifespan=contextlib.nullcontext)
+    store = SqliteStore(tmp_path / "journal.sqlite3")
+    app = web_app(settings, store, Metrics(), lifespan=contextlib.nullcontext)
     with TestClient(app) as c:
         r = _post(c, "pull_request", b" " * 4096, None)
-    journal.close()
+    store.close()
     assert r.status_code == 413 and r.json()["message"].startswith("payload larger than")
 
 

@@ -1,4 +1,4 @@
-"""The journal and the workers: dedupe, coalescing, claims, retries, crashes, shutdown."""
+"""The store and the workers: dedupe, coalescing, claims, retries, crashes, shutdown."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def journal(path: Path, clock: Clock) -> Iterator[SqliteStore]:
+def store(path: Path, clock: Clock) -> Iterator[SqliteStore]:
     # rng=1.0: the backoff is the full exponential step, so waits are exact.
     with SqliteStore(path, clock=clock, rng=lambda: 1.0) as j:
         yield j
@@ -68,9 +68,9 @@ def run(coro: Awaitable[Any], timeout: float = 30.0) -> Any:
     return asyncio.run(bounded())
 
 
-def claim(journal: SqliteStore, token: str = "w") -> Lease | None:
+def claim(store: SqliteStore, token: str = "w") -> Lease | None:
     """The oldest due job's lease under ``token`` (as the pool claims), or None."""
-    return journal.claim(token).lease
+    return store.claim(token).lease
 
 
 async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> None:
@@ -85,13 +85,13 @@ async def wait_until(predicate: Callable[[], bool], timeout: float = 10.0) -> No
 
 
 def test_schema_is_versioned_and_the_file_is_in_wal_mode(path: Path) -> None:
-    with SqliteStore(path) as journal:
-        conn = journal._conn()
+    with SqliteStore(path) as store:
+        conn = store._conn()
         assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL
-    with SqliteStore(path, synchronous="full") as journal:
-        assert journal._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    with SqliteStore(path, synchronous="full") as store:
+        assert store._conn().execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
 def test_a_journal_from_a_newer_docgen_is_refused(path: Path) -> None:
@@ -104,31 +104,31 @@ def test_a_journal_from_a_newer_docgen_is_refused(path: Path) -> None:
 
 def test_a_version_1_journal_is_migrated_in_place(path: Path) -> None:
     SqliteStore(path).close()
-    # What docgen 0.1's first journal looked like.
+    # What docgen 0.1's first store looked like.
     with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("DROP TABLE forgotten")
         conn.execute("PRAGMA user_version = 1")
-    with SqliteStore(path) as journal:
-        journal.enqueue(KEY, "review", payload())
-        journal.forget_installation(7)
-        assert journal.forgotten_after("0")[0] == [7]
-        assert journal._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    with SqliteStore(path) as store:
+        store.enqueue(KEY, "review", payload())
+        store.forget_installation(7)
+        assert store.forgotten_after("0")[0] == [7]
+        assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
 
 
-def test_forgotten_installations_are_read_once_by_cursor(journal: SqliteStore, clock: Clock) -> None:
-    start = journal.last_forgotten()
-    assert journal.forgotten_after(start) == ([], start)
-    journal.forget_installation(7)
-    journal.forget_installation(9)
-    ids, cursor = journal.forgotten_after(start)
+def test_forgotten_installations_are_read_once_by_cursor(store: SqliteStore, clock: Clock) -> None:
+    start = store.last_forgotten()
+    assert store.forgotten_after(start) == ([], start)
+    store.forget_installation(7)
+    store.forget_installation(9)
+    ids, cursor = store.forgotten_after(start)
     assert ids == [7, 9]
-    assert journal.forgotten_after(cursor) == ([], cursor)
-    journal.forget_installation(7)
-    assert journal.forgotten_after(cursor)[0] == [7]
-    assert int(journal.last_forgotten()) > int(cursor)
+    assert store.forgotten_after(cursor) == ([], cursor)
+    store.forget_installation(7)
+    assert store.forgotten_after(cursor)[0] == [7]
+    assert int(store.last_forgotten()) > int(cursor)
     clock.advance(30 * 86400)
-    journal.prune()
-    assert journal.forgotten_after("0") == ([], "0")
+    store.prune()
+    assert store.forgotten_after("0") == ([], "0")
 
 
 def test_only_one_process_runs_a_journals_jobs(path: Path) -> None:
@@ -167,13 +167,13 @@ def test_the_workers_lock_is_held_across_processes(path: Path) -> None:
     )
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
-        with SqliteStore(path) as journal:
+        with SqliteStore(path) as store:
             with pytest.raises(StoreError):
-                journal.lock_workers()
+                store.lock_workers()
             holder.kill()  # kill -9: the OS releases the lock with the process
             holder.wait(timeout=10)
-            journal.lock_workers()
-            journal.unlock_workers()
+            store.lock_workers()
+            store.unlock_workers()
     finally:
         holder.kill()
         holder.wait(timeout=10)
@@ -211,72 +211,72 @@ def test_synchronous_off_is_not_an_option(path: Path) -> None:
 
 
 def test_in_dir_creates_the_data_directory(tmp_path: Path) -> None:
-    with SqliteStore.in_dir(tmp_path / "data" / "docgen") as journal:
-        assert journal.path == tmp_path / "data" / "docgen" / JOURNAL_FILENAME
-        assert journal.path.exists()
+    with SqliteStore.in_dir(tmp_path / "data" / "docgen") as store:
+        assert store.path == tmp_path / "data" / "docgen" / JOURNAL_FILENAME
+        assert store.path.exists()
 
 
 def test_a_closed_journal_is_not_writable(path: Path) -> None:
-    journal = SqliteStore(path)
-    assert journal.writable()
-    journal.close()
-    assert not journal.writable()
+    store = SqliteStore(path)
+    assert store.writable()
+    store.close()
+    assert not store.writable()
     with pytest.raises(StoreError, match="closed"):
-        journal.claim("w")
+        store.claim("w")
 
 
 # --------------------------------------------------------------------------- deliveries
 
 
 def test_the_same_delivery_is_recorded_once_even_across_a_reopen(path: Path) -> None:
-    with SqliteStore(path) as journal:
-        assert journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
-        assert not journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
-        assert journal.record_delivery("d-2", "ping", None, outcome="ignore")
-    with SqliteStore(path) as journal:
-        assert journal.delivery_seen("d-1")
-        assert not journal.record_delivery("d-1", "pull_request", "opened", outcome="run")
-        assert not journal.delivery_seen("d-3")
+    with SqliteStore(path) as store:
+        assert store.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        assert not store.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        assert store.record_delivery("d-2", "ping", None, outcome="ignore")
+    with SqliteStore(path) as store:
+        assert store.delivery_seen("d-1")
+        assert not store.record_delivery("d-1", "pull_request", "opened", outcome="run")
+        assert not store.delivery_seen("d-3")
 
 
-def test_deliveries_are_kept_for_a_week_then_pruned(journal: SqliteStore, clock: Clock) -> None:
-    journal.record_delivery("old", "pull_request", "opened", outcome="run")
+def test_deliveries_are_kept_for_a_week_then_pruned(store: SqliteStore, clock: Clock) -> None:
+    store.record_delivery("old", "pull_request", "opened", outcome="run")
     clock.advance(6.9 * DAY)
-    journal.record_delivery("recent", "pull_request", "opened", outcome="run")
-    assert journal.prune() == (0, 0)
-    assert journal.delivery_seen("old")
+    store.record_delivery("recent", "pull_request", "opened", outcome="run")
+    assert store.prune() == (0, 0)
+    assert store.delivery_seen("old")
     clock.advance(0.2 * DAY)
-    assert journal.prune() == (1, 0)
-    assert not journal.delivery_seen("old")
-    assert journal.delivery_seen("recent")
+    assert store.prune() == (1, 0)
+    assert not store.delivery_seen("old")
+    assert store.delivery_seen("recent")
 
 
-def test_finished_jobs_are_pruned_but_queued_ones_are_kept(journal: SqliteStore, clock: Clock) -> None:
-    journal.enqueue("o/r#1", "review", payload())
-    journal.enqueue("o/r#2", "review", payload())
-    done = claim(journal)
+def test_finished_jobs_are_pruned_but_queued_ones_are_kept(store: SqliteStore, clock: Clock) -> None:
+    store.enqueue("o/r#1", "review", payload())
+    store.enqueue("o/r#2", "review", payload())
+    done = claim(store)
     assert done is not None
-    journal.complete(done)
+    store.complete(done)
     clock.advance(15 * DAY)
-    assert journal.prune() == (0, 1)
-    assert journal.get(done.job.id) is None
-    assert journal.counts()["queued"] == 1
+    assert store.prune() == (0, 1)
+    assert store.get(done.job.id) is None
+    assert store.counts()["queued"] == 1
 
 
 # --------------------------------------------------------------------------- claims
 
 
-@pytest.mark.parametrize("shared", [True, False], ids=["one-journal", "journal-per-thread"])
+@pytest.mark.parametrize("shared", [True, False], ids=["one-store", "store-per-thread"])
 def test_no_job_is_claimed_twice_by_concurrent_threads(path: Path, shared: bool) -> None:
     n_jobs, n_threads = 200, 8
-    with SqliteStore(path) as journal:
-        ids = {journal.enqueue(f"o/r#{i}", "review", payload()).job_id for i in range(n_jobs)}
+    with SqliteStore(path) as store:
+        ids = {store.enqueue(f"o/r#{i}", "review", payload()).job_id for i in range(n_jobs)}
         claimed: list[list[int]] = [[] for _ in range(n_threads)]
         errors: list[BaseException] = []
         barrier = threading.Barrier(n_threads)
 
         def worker(n: int) -> None:
-            own = journal if shared else SqliteStore(path)
+            own = store if shared else SqliteStore(path)
             try:
                 barrier.wait()
                 while (lease := claim(own, f"w{n}")) is not None:
@@ -297,18 +297,18 @@ def test_no_job_is_claimed_twice_by_concurrent_threads(path: Path, shared: bool)
         everything = [job_id for part in claimed for job_id in part]
         assert len(everything) == n_jobs
         assert set(everything) == ids
-        assert journal.counts()["done"] == n_jobs
+        assert store.counts()["done"] == n_jobs
         assert sum(1 for part in claimed if part) > 1  # the threads really competed
 
 
-def test_claim_takes_the_oldest_due_job_first(journal: SqliteStore, clock: Clock) -> None:
-    first = journal.enqueue("o/r#1", "review", payload()).job_id
+def test_claim_takes_the_oldest_due_job_first(store: SqliteStore, clock: Clock) -> None:
+    first = store.enqueue("o/r#1", "review", payload()).job_id
     clock.advance(1)
-    second = journal.enqueue("o/r#2", "review", payload()).job_id
-    lease = claim(journal)
+    second = store.enqueue("o/r#2", "review", payload()).job_id
+    lease = claim(store)
     assert lease is not None and lease.job.id == first
     assert (lease.job.attempts, lease.job.worker_id, lease.job.heartbeat) == (1, "w", clock.now)
-    lease = claim(journal)
+    lease = claim(store)
     assert lease is not None and lease.job.id == second
 
 
@@ -316,17 +316,17 @@ def test_claim_takes_the_oldest_due_job_first(journal: SqliteStore, clock: Clock
 
 
 def test_a_failed_job_is_not_claimed_before_its_backoff_ends(
-    journal: SqliteStore, clock: Clock
+    store: SqliteStore, clock: Clock
 ) -> None:
-    job_id = journal.enqueue(KEY, "review", payload()).job_id
+    job_id = store.enqueue(KEY, "review", payload()).job_id
     for attempt, wait in [(1, 5.0), (2, 10.0), (3, 20.0)]:
-        lease = claim(journal)
+        lease = claim(store)
         assert lease is not None and (lease.job.id, lease.job.attempts) == (job_id, attempt)
-        after = journal.fail(lease, Outcome.failure("502 Bad Gateway"))
+        after = store.fail(lease, Outcome.failure("502 Bad Gateway"))
         assert after is not None and after.state is JobState.QUEUED
         clock.advance(wait - 0.01)
-        assert claim(journal) is None
-        not_due = journal.claim("w", job_id)
+        assert claim(store) is None
+        not_due = store.claim("w", job_id)
         assert not_due.lease is None and not_due.retry_in == pytest.approx(0.01)
         clock.advance(0.01)
 
@@ -335,39 +335,39 @@ def test_a_failed_job_is_not_claimed_before_its_backoff_ends(
 
 
 def test_data_is_merged_and_survives_a_reopen(path: Path) -> None:
-    with SqliteStore(path) as journal:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        lease = claim(journal)
+    with SqliteStore(path) as store:
+        job_id = store.enqueue(KEY, "review", payload()).job_id
+        lease = claim(store)
         assert lease is not None
-        assert journal.save_data(lease, {"check_run_id": 123}) == {"check_run_id": 123}
-        assert journal.save_data(lease, {"review_id": 9}) == {
+        assert store.save_data(lease, {"check_run_id": 123}) == {"check_run_id": 123}
+        assert store.save_data(lease, {"review_id": 9}) == {
             "check_run_id": 123,
             "review_id": 9,
         }
-    with SqliteStore(path) as journal:
-        assert journal.get(job_id).data == {"check_run_id": 123, "review_id": 9}  # type: ignore[union-attr]
+    with SqliteStore(path) as store:
+        assert store.get(job_id).data == {"check_run_id": 123, "review_id": 9}  # type: ignore[union-attr]
 
 
 def test_recover_requeues_jobs_of_a_dead_process_with_their_data(path: Path, clock: Clock) -> None:
-    with SqliteStore(path, clock=clock) as journal:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        other = journal.enqueue("octo/other#2", "review", payload()).job_id
-        dead = claim(journal, "dead:1")
+    with SqliteStore(path, clock=clock) as store:
+        job_id = store.enqueue(KEY, "review", payload()).job_id
+        other = store.enqueue("octo/other#2", "review", payload()).job_id
+        dead = claim(store, "dead:1")
         assert dead is not None
-        journal.save_data(dead, {"check_run_id": 123})
-        finished = claim(journal, "dead:2")
+        store.save_data(dead, {"check_run_id": 123})
+        finished = claim(store, "dead:2")
         assert finished is not None
-        journal.complete(finished)
+        store.complete(finished)
     # The process "died" here: the job is still marked running in the file.
-    with SqliteStore(path, clock=clock) as journal:
-        assert journal.get(job_id).state is JobState.RUNNING  # type: ignore[union-attr]
-        assert journal.recover() == 1
-        job = journal.get(job_id)
+    with SqliteStore(path, clock=clock) as store:
+        assert store.get(job_id).state is JobState.RUNNING  # type: ignore[union-attr]
+        assert store.recover() == 1
+        job = store.get(job_id)
         assert job is not None
         assert (job.state, job.attempts, job.data) == (JobState.QUEUED, 1, {"check_run_id": 123})
         assert job.last_error == "worker dead:1 lost during attempt 1"
-        assert journal.get(other).state is JobState.DONE  # type: ignore[union-attr]
-        again = claim(journal, "new:1")
+        assert store.get(other).state is JobState.DONE  # type: ignore[union-attr]
+        again = claim(store, "new:1")
         assert again is not None
         assert (again.job.id, again.job.attempts, again.job.data) == (
             job_id,
@@ -377,56 +377,56 @@ def test_recover_requeues_jobs_of_a_dead_process_with_their_data(path: Path, clo
 
 
 def test_a_job_that_keeps_killing_its_process_ends_failed(path: Path, clock: Clock) -> None:
-    with SqliteStore(path, clock=clock, max_attempts=2) as journal:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
+    with SqliteStore(path, clock=clock, max_attempts=2) as store:
+        job_id = store.enqueue(KEY, "review", payload()).job_id
         for _ in range(2):
-            assert claim(journal) is not None
-            journal.recover()
-        job = journal.get(job_id)
+            assert claim(store) is not None
+            store.recover()
+        job = store.get(job_id)
         assert job is not None and job.state is JobState.FAILED
         assert job.last_error == "gave up after 2 attempts: worker w lost during attempt 2"
 
 
-def test_a_superseded_job_lost_in_a_crash_stays_superseded(journal: SqliteStore) -> None:
-    first = journal.enqueue(KEY, "review", payload()).job_id
-    claim(journal)
-    newer = journal.enqueue(KEY, "review", payload("b")).job_id
-    assert journal.recover() == 1
-    assert journal.get(first).state is JobState.SUPERSEDED  # type: ignore[union-attr]
-    claimed = claim(journal)
+def test_a_superseded_job_lost_in_a_crash_stays_superseded(store: SqliteStore) -> None:
+    first = store.enqueue(KEY, "review", payload()).job_id
+    claim(store)
+    newer = store.enqueue(KEY, "review", payload("b")).job_id
+    assert store.recover() == 1
+    assert store.get(first).state is JobState.SUPERSEDED  # type: ignore[union-attr]
+    claimed = claim(store)
     assert claimed is not None and claimed.job.id == newer
 
 
-def test_only_jobs_with_a_stale_heartbeat_are_requeued(journal: SqliteStore, clock: Clock) -> None:
-    hung = journal.enqueue("o/r#1", "review", payload()).job_id
-    alive = journal.enqueue("o/r#2", "review", payload()).job_id
-    stuck = claim(journal, "w1")
-    working = claim(journal, "w2")
+def test_only_jobs_with_a_stale_heartbeat_are_requeued(store: SqliteStore, clock: Clock) -> None:
+    hung = store.enqueue("o/r#1", "review", payload()).job_id
+    alive = store.enqueue("o/r#2", "review", payload()).job_id
+    stuck = claim(store, "w1")
+    working = claim(store, "w2")
     assert stuck is not None and working is not None
     clock.advance(200)
-    assert journal.renew(working)
+    assert store.renew(working)
     clock.advance(150)
-    assert journal.requeue_stale(300) == 1
-    assert journal.get(hung).state is JobState.QUEUED  # type: ignore[union-attr]
-    assert journal.get(alive).state is JobState.RUNNING  # type: ignore[union-attr]
+    assert store.requeue_stale(300) == 1
+    assert store.get(hung).state is JobState.QUEUED  # type: ignore[union-attr]
+    assert store.get(alive).state is JobState.RUNNING  # type: ignore[union-attr]
     # The hung worker wakes up later: its outcome is ignored, the job is not its any more.
-    assert journal.complete(stuck) is None
+    assert store.complete(stuck) is None
 
 
-def test_counts_and_the_age_of_the_oldest_queued_job(journal: SqliteStore, clock: Clock) -> None:
-    assert journal.counts() == dict.fromkeys(
+def test_counts_and_the_age_of_the_oldest_queued_job(store: SqliteStore, clock: Clock) -> None:
+    assert store.counts() == dict.fromkeys(
         ("queued", "running", "done", "failed", "superseded"), 0
     )
-    assert journal.oldest_queued_age() is None
-    journal.enqueue("o/r#1", "review", payload())
+    assert store.oldest_queued_age() is None
+    store.enqueue("o/r#1", "review", payload())
     clock.advance(30)
-    journal.enqueue("o/r#2", "review", payload())
-    journal.enqueue("o/r#2", "review", payload("b"))
+    store.enqueue("o/r#2", "review", payload())
+    store.enqueue("o/r#2", "review", payload("b"))
     clock.advance(12)
-    assert journal.oldest_queued_age() == 42
-    assert claim(journal) is not None
-    assert journal.oldest_queued_age() == 12
-    assert journal.counts() == {
+    assert store.oldest_queued_age() == 42
+    assert claim(store) is not None
+    assert store.oldest_queued_age() == 12
+    assert store.counts() == {
         "queued": 1,
         "running": 1,
         "done": 0,
@@ -438,7 +438,7 @@ def test_counts_and_the_age_of_the_oldest_queued_job(journal: SqliteStore, clock
 # --------------------------------------------------------------------------- workers
 
 
-def test_the_pool_runs_every_job_with_bounded_concurrency(journal: SqliteStore) -> None:
+def test_the_pool_runs_every_job_with_bounded_concurrency(store: SqliteStore) -> None:
     active, peak, seen = 0, 0, []
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -451,10 +451,10 @@ def test_the_pool_runs_every_job_with_bounded_concurrency(journal: SqliteStore) 
 
     async def scenario() -> None:
         for i in range(12):
-            journal.enqueue(f"o/r#{i}", "review", payload())
-        pool = WorkerPool(journal, handler, concurrency=3, poll_interval=0.01)
+            store.enqueue(f"o/r#{i}", "review", payload())
+        pool = WorkerPool(store, handler, concurrency=3, poll_interval=0.01)
         await pool.start()
-        await wait_until(lambda: journal.counts()["done"] == 12)
+        await wait_until(lambda: store.counts()["done"] == 12)
         await pool.stop()
 
     run(scenario())
@@ -462,7 +462,7 @@ def test_the_pool_runs_every_job_with_bounded_concurrency(journal: SqliteStore) 
     assert peak == 3
 
 
-def test_jobs_for_one_pr_never_run_at_the_same_time(journal: SqliteStore) -> None:
+def test_jobs_for_one_pr_never_run_at_the_same_time(store: SqliteStore) -> None:
     spans: list[tuple[str, float, float]] = []
     first_started = asyncio.Event()
     superseded_seen: list[bool] = []
@@ -476,12 +476,12 @@ def test_jobs_for_one_pr_never_run_at_the_same_time(journal: SqliteStore) -> Non
         spans.append((job.payload["head_sha"][0], start, time.monotonic()))
 
     async def scenario() -> None:
-        journal.enqueue(KEY, "review", payload("a"))
-        async with WorkerPool(journal, handler, concurrency=4, poll_interval=0.01) as pool:
+        store.enqueue(KEY, "review", payload("a"))
+        async with WorkerPool(store, handler, concurrency=4, poll_interval=0.01) as pool:
             await first_started.wait()
-            journal.enqueue(KEY, "review", payload("b"))
+            store.enqueue(KEY, "review", payload("b"))
             pool.wake()
-            await wait_until(lambda: journal.counts()["done"] == 2)
+            await wait_until(lambda: store.counts()["done"] == 2)
 
     run(scenario())
     assert superseded_seen == [True]  # the first run could stop before publishing
@@ -490,7 +490,7 @@ def test_jobs_for_one_pr_never_run_at_the_same_time(journal: SqliteStore) -> Non
     assert b_start >= a_end
 
 
-def test_a_permanent_error_fails_the_job_without_retry(journal: SqliteStore) -> None:
+def test_a_permanent_error_fails_the_job_without_retry(store: SqliteStore) -> None:
     calls = 0
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -499,10 +499,10 @@ def test_a_permanent_error_fails_the_job_without_retry(journal: SqliteStore) -> 
         raise PermanentJobError("pull request 1 no longer exists")
 
     async def scenario() -> None:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        async with WorkerPool(journal, handler, poll_interval=0.01):
-            await wait_until(lambda: journal.counts()["failed"] == 1)
-        return journal.get(job_id)
+        job_id = store.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(store, handler, poll_interval=0.01):
+            await wait_until(lambda: store.counts()["failed"] == 1)
+        return store.get(job_id)
 
     job = run(scenario())
     assert calls == 1
@@ -510,7 +510,7 @@ def test_a_permanent_error_fails_the_job_without_retry(journal: SqliteStore) -> 
     assert job.last_error == "PermanentJobError: pull request 1 no longer exists"
 
 
-def test_retry_later_is_honoured_and_spends_no_attempt(journal: SqliteStore, clock: Clock) -> None:
+def test_retry_later_is_honoured_and_spends_no_attempt(store: SqliteStore, clock: Clock) -> None:
     calls: list[int] = []
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -519,10 +519,10 @@ def test_retry_later_is_honoured_and_spends_no_attempt(journal: SqliteStore, clo
             raise RetryLater(clock() + 100, "secondary rate limit")
 
     async def scenario() -> None:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        async with WorkerPool(journal, handler, poll_interval=0.01) as pool:
+        job_id = store.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(store, handler, poll_interval=0.01) as pool:
             await wait_until(lambda: len(calls) == 1 and pool.active == 0)
-            job = journal.get(job_id)
+            job = store.get(job_id)
             assert job is not None
             assert (job.state, job.attempts, job.deferrals) == (JobState.QUEUED, 0, 1)
             assert job.run_after == clock.now + 100
@@ -531,13 +531,13 @@ def test_retry_later_is_honoured_and_spends_no_attempt(journal: SqliteStore, clo
             assert len(calls) == 1  # not before retry_at
             clock.advance(100)
             pool.wake()
-            await wait_until(lambda: journal.counts()["done"] == 1)
+            await wait_until(lambda: store.counts()["done"] == 1)
 
     run(scenario())
     assert calls == [1, 1]
 
 
-def test_other_errors_are_retried_with_backoff(journal: SqliteStore, clock: Clock) -> None:
+def test_other_errors_are_retried_with_backoff(store: SqliteStore, clock: Clock) -> None:
     calls = 0
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -547,53 +547,53 @@ def test_other_errors_are_retried_with_backoff(journal: SqliteStore, clock: Cloc
             raise ValueError("boom")
 
     async def scenario() -> Job | None:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        async with WorkerPool(journal, handler, poll_interval=0.01) as pool:
+        job_id = store.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(store, handler, poll_interval=0.01) as pool:
             await wait_until(lambda: calls == 1 and pool.active == 0)
-            job = journal.get(job_id)
+            job = store.get(job_id)
             assert job is not None
             assert (job.state, job.run_after) == (JobState.QUEUED, clock.now + 5)
             assert job.last_error == "ValueError: boom"
             clock.advance(5)
-            await wait_until(lambda: journal.counts()["done"] == 1)
-        return journal.get(job_id)
+            await wait_until(lambda: store.counts()["done"] == 1)
+        return store.get(job_id)
 
     job = run(scenario())
     assert job is not None and job.attempts == 2
 
 
-def test_a_job_that_outlives_its_timeout_is_retried(journal: SqliteStore) -> None:
+def test_a_job_that_outlives_its_timeout_is_retried(store: SqliteStore) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         await asyncio.sleep(60)
 
     async def scenario() -> Job | None:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        async with WorkerPool(journal, handler, poll_interval=0.01, job_timeout=0.05):
-            await wait_until(lambda: journal.get(job_id).last_error is not None)  # type: ignore[union-attr]
-        return journal.get(job_id)
+        job_id = store.enqueue(KEY, "review", payload()).job_id
+        async with WorkerPool(store, handler, poll_interval=0.01, job_timeout=0.05):
+            await wait_until(lambda: store.get(job_id).last_error is not None)  # type: ignore[union-attr]
+        return store.get(job_id)
 
     job = run(scenario())
     assert job is not None and job.state is JobState.QUEUED
     assert job.last_error == "timed out after 0.05 s"
 
 
-def test_stop_lets_running_jobs_finish(journal: SqliteStore) -> None:
+def test_stop_lets_running_jobs_finish(store: SqliteStore) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         await asyncio.sleep(0.1)
 
     async def scenario() -> None:
-        journal.enqueue(KEY, "review", payload())
-        pool = WorkerPool(journal, handler, poll_interval=0.01)
+        store.enqueue(KEY, "review", payload())
+        pool = WorkerPool(store, handler, poll_interval=0.01)
         await pool.start()
         await wait_until(lambda: pool.active == 1)
         await pool.stop(timeout=5)
         assert pool.active == 0
 
     run(scenario())
-    assert journal.counts()["done"] == 1
+    assert store.counts()["done"] == 1
 
 
-def test_stop_hands_back_jobs_that_outlive_the_timeout(journal: SqliteStore) -> None:
+def test_stop_hands_back_jobs_that_outlive_the_timeout(store: SqliteStore) -> None:
     claimed_after_stop = False
 
     async def handler(job: Job, ctx: JobContext) -> None:
@@ -604,42 +604,42 @@ def test_stop_hands_back_jobs_that_outlive_the_timeout(journal: SqliteStore) -> 
         await asyncio.Event().wait()
 
     async def scenario() -> int:
-        job_id = journal.enqueue(KEY, "review", payload()).job_id
-        pool = WorkerPool(journal, handler, poll_interval=0.01)
+        job_id = store.enqueue(KEY, "review", payload()).job_id
+        pool = WorkerPool(store, handler, poll_interval=0.01)
         await pool.start()
-        await wait_until(lambda: journal.get(job_id).data == {"check_run_id": 7})  # type: ignore[union-attr]
+        await wait_until(lambda: store.get(job_id).data == {"check_run_id": 7})  # type: ignore[union-attr]
         await pool.stop(timeout=0.05)
-        journal.enqueue("octo/later#2", "review", payload())
+        store.enqueue("octo/later#2", "review", payload())
         pool.wake()
         await asyncio.sleep(0.05)
         return job_id
 
     job_id = run(scenario())
-    job = journal.get(job_id)
+    job = store.get(job_id)
     assert job is not None
     # Queued again, attempt refunded, check run kept for the next start.
     assert (job.state, job.attempts, job.data) == (JobState.QUEUED, 0, {"check_run_id": 7})
-    assert journal.counts()["running"] == 0
+    assert store.counts()["running"] == 0
     assert not claimed_after_stop
 
 
-def test_wake_skips_the_poll_wait(journal: SqliteStore) -> None:
+def test_wake_skips_the_poll_wait(store: SqliteStore) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         return None
 
     async def scenario() -> float:
-        async with WorkerPool(journal, handler, poll_interval=60) as pool:
+        async with WorkerPool(store, handler, poll_interval=60) as pool:
             await asyncio.sleep(0.05)  # both workers are idle now
             started = time.monotonic()
-            journal.enqueue(KEY, "review", payload())
+            store.enqueue(KEY, "review", payload())
             pool.wake()
-            await wait_until(lambda: journal.counts()["done"] == 1, timeout=5)
+            await wait_until(lambda: store.counts()["done"] == 1, timeout=5)
             return time.monotonic() - started
 
     assert run(scenario()) < 1.0
 
 
-def test_the_pool_waits_with_the_injected_sleep(journal: SqliteStore) -> None:
+def test_the_pool_waits_with_the_injected_sleep(store: SqliteStore) -> None:
     asked: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
@@ -651,20 +651,20 @@ def test_the_pool_waits_with_the_injected_sleep(journal: SqliteStore) -> None:
 
     async def scenario() -> None:
         pool = WorkerPool(
-            journal, handler, poll_interval=7, heartbeat_interval=13, sleep=fake_sleep
+            store, handler, poll_interval=7, heartbeat_interval=13, sleep=fake_sleep
         )
         async with pool:
             await wait_until(lambda: 7 in asked and 13 in asked)
-            journal.enqueue(KEY, "review", payload())  # no wake(): found by polling
-            await wait_until(lambda: journal.counts()["done"] == 1)
+            store.enqueue(KEY, "review", payload())  # no wake(): found by polling
+            await wait_until(lambda: store.counts()["done"] == 1)
 
     run(scenario())
     assert set(asked) == {7, 13}
 
 
-def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(journal: SqliteStore, clock: Clock) -> None:
-    ghost = journal.enqueue("o/ghost#1", "review", payload()).job_id
-    claim(journal, "other-host:999:0")  # a worker elsewhere that died
+def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(store: SqliteStore, clock: Clock) -> None:
+    ghost = store.enqueue("o/ghost#1", "review", payload()).job_id
+    claim(store, "other-host:999:0")  # a worker elsewhere that died
     clock.advance(400)
     mine: list[int] = []
     release = asyncio.Event()
@@ -675,9 +675,9 @@ def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(journal: SqliteStore, 
             await release.wait()
 
     async def scenario() -> None:
-        own = journal.enqueue("o/mine#2", "review", payload()).job_id
+        own = store.enqueue("o/mine#2", "review", payload()).job_id
         pool = WorkerPool(
-            journal,
+            store,
             handler,
             poll_interval=0.01,
             heartbeat_interval=0.01,
@@ -686,32 +686,32 @@ def test_the_pool_renews_heartbeats_and_sweeps_stale_jobs(journal: SqliteStore, 
         )
         async with pool:
             await wait_until(lambda: pool.active == 1)
-            claimed_at = journal.get(own).heartbeat  # type: ignore[union-attr]
+            claimed_at = store.get(own).heartbeat  # type: ignore[union-attr]
             clock.advance(350)  # our job is older than stale_after too: it is renewed first
-            await wait_until(lambda: journal.counts()["done"] == 1)  # the ghost's job
-            assert journal.get(own).heartbeat > claimed_at  # type: ignore[union-attr, operator]
-            assert journal.get(own).state is JobState.RUNNING  # type: ignore[union-attr]
+            await wait_until(lambda: store.counts()["done"] == 1)  # the ghost's job
+            assert store.get(own).heartbeat > claimed_at  # type: ignore[union-attr, operator]
+            assert store.get(own).state is JobState.RUNNING  # type: ignore[union-attr]
             release.set()
-            await wait_until(lambda: journal.counts()["done"] == 2)
+            await wait_until(lambda: store.counts()["done"] == 2)
 
     run(scenario())
     assert sorted(mine) == sorted(set(mine))  # each ran once
-    ghost_job = journal.get(ghost)
+    ghost_job = store.get(ghost)
     assert ghost_job is not None and ghost_job.attempts == 2
 
 
 def test_every_job_log_line_carries_the_delivery_and_the_pr(
-    journal: SqliteStore, caplog: pytest.LogCaptureFixture
+    store: SqliteStore, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def handler(job: Job, ctx: JobContext) -> None:
         if job.attempts == 1:
             raise ValueError("first try fails")
 
     async def scenario() -> None:
-        journal.enqueue(KEY, "review", payload(secret="do-not-log"), delivery_id="d-77")
-        journal.enqueue(KEY, "review", payload("b", secret="do-not-log"), delivery_id="d-78")
-        async with WorkerPool(journal, handler, poll_interval=0.01, recover_on_start=False):
-            await wait_until(lambda: journal.history(KEY)[-1].last_error is not None)
+        store.enqueue(KEY, "review", payload(secret="do-not-log"), delivery_id="d-77")
+        store.enqueue(KEY, "review", payload("b", secret="do-not-log"), delivery_id="d-78")
+        async with WorkerPool(store, handler, poll_interval=0.01, recover_on_start=False):
+            await wait_until(lambda: store.history(KEY)[-1].last_error is not None)
 
     with caplog.at_level(logging.DEBUG, logger="bot.runtime.queue"):
         run(scenario())
@@ -773,19 +773,19 @@ def test_a_job_killed_mid_run_resumes_with_the_check_run_it_started(path: Path) 
             opened.append(job.id)
             ctx.save_data(check_run_id=999)
 
-    with SqliteStore(path) as journal:
+    with SqliteStore(path) as store:
         # The acknowledged delivery survived the kill: a redelivery is recognised.
-        assert not journal.record_delivery(
+        assert not store.record_delivery(
             crash.DELIVERY_ID, "pull_request", "opened", outcome="run"
         )
-        assert journal.recover() == 1
+        assert store.recover() == 1
 
         async def scenario() -> None:
-            async with WorkerPool(journal, handler, poll_interval=0.01):
-                await wait_until(lambda: journal.counts()["done"] == 1)
+            async with WorkerPool(store, handler, poll_interval=0.01):
+                await wait_until(lambda: store.counts()["done"] == 1)
 
         run(scenario())
-        (job,) = journal.history(crash.KEY)
+        (job,) = store.history(crash.KEY)
     assert seen == [crash.CHECK_RUN_ID]
     assert opened == []  # the same check run is finished, no second one
     assert (job.state, job.attempts, job.data) == (
@@ -813,15 +813,15 @@ def test_recording_a_delivery_and_enqueueing_is_fast(
         for together in (False, True):
             with SqliteStore(
                 tmp_path / f"{synchronous}-{together}.sqlite3", synchronous=synchronous
-            ) as journal:
+            ) as store:
                 timings = []
                 for i in range(1000):
                     started = time.perf_counter()
-                    with journal.atomic() if together else contextlib.nullcontext():
-                        if journal.record_delivery(
+                    with store.atomic() if together else contextlib.nullcontext():
+                        if store.record_delivery(
                             f"d-{i}", "pull_request", "synchronize", outcome="run"
                         ):
-                            journal.enqueue(
+                            store.enqueue(
                                 f"o/r#{i % 100}", "review", payload(), delivery_id=f"d-{i}"
                             )
                     timings.append((time.perf_counter() - started) * 1000)
@@ -838,9 +838,9 @@ def test_recording_a_delivery_and_enqueueing_is_fast(
 
 def test_ledger_per_pr_survives_reopen(tmp_path):
     path = tmp_path / "j.sqlite3"
-    with SqliteStore(path) as journal:
-        assert journal.spent("o/r#1").tokens == 0
-        journal.add_spend(
+    with SqliteStore(path) as store:
+        assert store.spent("o/r#1").tokens == 0
+        store.add_spend(
             "o/r#1",
             model="gpt-4o-mini",
             prompt_tokens=900,
@@ -848,14 +848,14 @@ def test_ledger_per_pr_survives_reopen(tmp_path):
             cost_usd=0.0002,
             head_sha="a" * 40,
         )
-        journal.add_spend(
+        store.add_spend(
             "o/r#1", model="gpt-4o-mini", prompt_tokens=50, completion_tokens=10, cost_usd=0.00001
         )
-        journal.add_spend(
+        store.add_spend(
             "o/r#2", model="gpt-4o-mini", prompt_tokens=7, completion_tokens=3, cost_usd=0.0
         )
-    with SqliteStore(path) as journal:
-        spent = journal.spent("o/r#1")
+    with SqliteStore(path) as store:
+        spent = store.spent("o/r#1")
         assert (spent.prompt_tokens, spent.completion_tokens, spent.runs) == (950, 110, 2)
         assert spent.tokens == 1060 and abs(spent.cost_usd - 0.00021) < 1e-12
 
@@ -866,26 +866,26 @@ def test_without_autocheckpoint_the_pool_checkpoints_from_a_thread(
     """Commits on the web's event loop never checkpoint (an fsync with the loop
     blocked); the pool does it every CHECKPOINT_INTERVAL, off the loop."""
     monkeypatch.setattr(pool_module, "CHECKPOINT_INTERVAL", 0.02)
-    with SqliteStore(path, autocheckpoint=False) as journal:
-        assert journal._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+    with SqliteStore(path, autocheckpoint=False) as store:
+        assert store._conn().execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
         for n in range(50):
-            journal.record_delivery(f"d-{n}", "ping", None, outcome="ignore")
-        frames, done = journal.checkpoint()
+            store.record_delivery(f"d-{n}", "ping", None, outcome="ignore")
+        frames, done = store.checkpoint()
         assert frames > 0 and done == frames  # nobody reads: everything copied
         callers: list[str] = []
-        real = journal.checkpoint
+        real = store.checkpoint
 
         def spy() -> tuple[int, int]:
             callers.append(threading.current_thread().name)
             return real()
 
-        monkeypatch.setattr(journal, "checkpoint", spy)
+        monkeypatch.setattr(store, "checkpoint", spy)
 
         async def handler(job: Job, ctx: JobContext) -> None:
             pass
 
         async def scenario() -> None:
-            async with WorkerPool(journal, handler, poll_interval=0.01):
+            async with WorkerPool(store, handler, poll_interval=0.01):
                 await wait_until(lambda: len(callers) >= 2)
 
         run(scenario())
@@ -899,7 +899,7 @@ def test_a_version_2_journal_keeps_its_ledger_and_gains_caps(path: Path) -> None
     from bot.runtime.queue.sqlite_schema import _SCHEMA, _SCHEMA_2
     from bot.runtime.usage import UsageRow
 
-    conn = sqlite3.connect(path)  # the journal as docgen wrote it before installations counted
+    conn = sqlite3.connect(path)  # the store as docgen wrote it before installations counted
     for statement in [*_SCHEMA, *_SCHEMA_2]:
         conn.execute(statement)
     conn.execute(
@@ -909,9 +909,9 @@ def test_a_version_2_journal_keeps_its_ledger_and_gains_caps(path: Path) -> None
     conn.execute("PRAGMA user_version = 2")
     conn.commit()
     conn.close()
-    with SqliteStore(path, clock=lambda: 1750000000.0) as journal:
-        assert journal._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-        assert journal.usage() == [UsageRow(None, "octo/old", "2025-06", 40, 2, 0.5, 1)]
-        assert journal.spent("octo/old#3").tokens == 42
-        journal.reserve_tokens(5, 10, Caps(day=100))
-        assert journal.cap_used(5) == Used(10, 10)
+    with SqliteStore(path, clock=lambda: 1750000000.0) as store:
+        assert store._conn().execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert store.usage() == [UsageRow(None, "octo/old", "2025-06", 40, 2, 0.5, 1)]
+        assert store.spent("octo/old#3").tokens == 42
+        store.reserve_tokens(5, 10, Caps(day=100))
+        assert store.cap_used(5) == Used(10, 10)

@@ -289,12 +289,12 @@ def test_two_web_processes_in_redis_mode_only_enqueue(
             with httpx.Client() as client:
                 payload = pull.webhook_payload("synchronize" if n else "opened")
                 assert deliver(client, base, "pull_request", payload).status_code == 202
-        journal = RedisStore.from_url(redis_url, prefix=ns)
+        store = RedisStore.from_url(redis_url, prefix=ns)
         try:
             # Six pushes, one PR: one entry in arq's queue, whichever process took them.
-            assert journal.client.zcard(journal.queue_name) == 1
+            assert store.client.zcard(store.queue_name) == 1
         finally:
-            journal.close()
+            store.close()
         text = httpx.get(f"{base}/metrics", timeout=5).text
         assert 'docgen_webhook_deliveries_total{event="pull_request",outcome="queued"} 6.0' in text
         assert "docgen_job_results_total{" not in text  # no job ran in a web process

@@ -357,11 +357,11 @@ def test_an_app_job_against_the_real_server(
         assert client.post("/webhook", content=body, headers=headers).status_code == 202
         deadline = time.monotonic() + 560
         while time.monotonic() < deadline:
-            counts = runtime.journal.counts()
+            counts = runtime.store.counts()
             if not counts.get("queued") and not counts.get("running"):
                 break
             time.sleep(0.2)
-    runtime.journal.close()
+    runtime.store.close()
     llama.answers.settle()
     assert counts.get("done") == 1, counts
     [run] = fake_github.repo(f"{OWNER}/{REPO}").check_runs.values()

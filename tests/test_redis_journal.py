@@ -1,4 +1,4 @@
-"""The Redis journal and the job runner against a real Redis, in-process (no arq worker).
+"""The Redis store and the job runner against a real Redis, in-process (no arq worker).
 
 The process-level behaviour (web → Redis → ``docgen worker``, kill -9, two web
 processes) is in ``test_redis_e2e.py``.
@@ -34,45 +34,45 @@ WEEK = 7 * 24 * 3600
 
 
 @pytest.fixture
-def journal(redis_url, ns):
+def store(redis_url, ns):
     j = RedisStore.from_url(redis_url, prefix=ns, lease=2.0, max_attempts=2, rng=lambda: 0.5)
     yield j
     j.close()
 
 
-def enqueue(journal, key=KEY, delivery_id="d1", **payload):
-    return journal.enqueue(key, "review", {"number": 1, **payload}, delivery_id=delivery_id)
+def enqueue(store, key=KEY, delivery_id="d1", **payload):
+    return store.enqueue(key, "review", {"number": 1, **payload}, delivery_id=delivery_id)
 
 
-def test_a_delivery_is_recorded_once_and_kept_a_week(journal):
-    assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
-    assert not journal.record_delivery("d1", "pull_request", "opened", outcome="run")
-    assert journal.delivery_seen("d1") and not journal.delivery_seen("d2")
-    assert WEEK - 5 < journal.client.ttl(f"{journal.prefix}:delivery:d1") <= WEEK
+def test_a_delivery_is_recorded_once_and_kept_a_week(store):
+    assert store.record_delivery("d1", "pull_request", "opened", outcome="run")
+    assert not store.record_delivery("d1", "pull_request", "opened", outcome="run")
+    assert store.delivery_seen("d1") and not store.delivery_seen("d2")
+    assert WEEK - 5 < store.client.ttl(f"{store.prefix}:delivery:d1") <= WEEK
 
 
-def test_in_a_block_a_delivery_is_a_claim_until_its_job_is_written(journal):
-    key = f"{journal.prefix}:delivery:d1"
-    with journal.atomic():
-        assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
-        assert journal.client.ttl(key) <= DELIVERY_CLAIM  # a web process killed here: redeliverable
-        enqueue(journal)
-        assert journal.client.ttl(key) > WEEK - 5  # final, in the job's own transaction
-    with journal.atomic():  # an ignored event: final when the block ends
-        assert journal.record_delivery("d2", "ping", None, outcome="ignore")
-    assert journal.client.ttl(f"{journal.prefix}:delivery:d2") > WEEK - 5
+def test_in_a_block_a_delivery_is_a_claim_until_its_job_is_written(store):
+    key = f"{store.prefix}:delivery:d1"
+    with store.atomic():
+        assert store.record_delivery("d1", "pull_request", "opened", outcome="run")
+        assert store.client.ttl(key) <= DELIVERY_CLAIM  # a web process killed here: redeliverable
+        enqueue(store)
+        assert store.client.ttl(key) > WEEK - 5  # final, in the job's own transaction
+    with store.atomic():  # an ignored event: final when the block ends
+        assert store.record_delivery("d2", "ping", None, outcome="ignore")
+    assert store.client.ttl(f"{store.prefix}:delivery:d2") > WEEK - 5
 
 
-def test_a_failed_block_forgets_its_delivery(journal):
-    with pytest.raises(RuntimeError), journal.atomic():
-        assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+def test_a_failed_block_forgets_its_delivery(store):
+    with pytest.raises(RuntimeError), store.atomic():
+        assert store.record_delivery("d1", "pull_request", "opened", outcome="run")
         raise RuntimeError("crash between the two writes")
-    assert not journal.delivery_seen("d1")
-    assert journal.record_delivery("d1", "pull_request", "opened", outcome="run")
+    assert not store.delivery_seen("d1")
+    assert store.record_delivery("d1", "pull_request", "opened", outcome="run")
 
 
-def test_a_batch_records_and_enqueues_in_pipelines_with_one_by_one_results(journal):
-    assert journal.record_delivery("seen-before", "pull_request", "opened", outcome="run")
+def test_a_batch_records_and_enqueues_in_pipelines_with_one_by_one_results(store):
+    assert store.record_delivery("seen-before", "pull_request", "opened", outcome="run")
     items = [
         BatchItem("b1", "pull_request", "opened", "run", (KEY, "review", {"n": 1})),
         BatchItem("b2", "pull_request", "synchronize", "run", (KEY, "review", {"n": 2})),
@@ -82,32 +82,32 @@ def test_a_batch_records_and_enqueues_in_pipelines_with_one_by_one_results(journ
         BatchItem("o1", "pull_request", "opened", "run", ("octo/other#2", "review", {})),
     ]
     commands = []
-    real = journal.client.pipeline
+    real = store.client.pipeline
 
     def counting(*args, **kwargs):
         pipe = real(*args, **kwargs)
         commands.append(pipe)
         return pipe
 
-    journal.client.pipeline = counting
-    results = journal.record_batch(items)
-    journal.client.pipeline = real
+    store.client.pipeline = counting
+    results = store.record_batch(items)
+    store.client.pipeline = real
     assert len(commands) == 2  # claims, then scripts: two round trips for six deliveries
     b1, b2, again, ping, seen, other = results
     assert b1[0] and b2[0] and ping == (True, None) and other[0]
     assert again == (False, None) and seen == (False, None)
     assert b2[1].coalesced and not b1[1].coalesced and not other[1].coalesced
     for delivery in ("b1", "b2", "p1", "o1"):  # final: kept a week, not a 60 s claim
-        assert journal.client.ttl(f"{journal.prefix}:delivery:{delivery}") > WEEK - 5
-    queued = {j.payload.get("n") for j in (journal.get(b2[1].job_id), journal.get(b1[1].job_id))}
+        assert store.client.ttl(f"{store.prefix}:delivery:{delivery}") > WEEK - 5
+    queued = {j.payload.get("n") for j in (store.get(b2[1].job_id), store.get(b1[1].job_id))}
     assert queued == {1, 2}
-    assert journal.get(b1[1].job_id).state == JobState.SUPERSEDED
+    assert store.get(b1[1].job_id).state == JobState.SUPERSEDED
     # arq's queue: one entry for the PR (the newest head) and one for the other PR.
-    assert journal.client.zcard(journal.queue_name) == 2
+    assert store.client.zcard(store.queue_name) == 2
 
 
-def test_a_failing_script_fails_its_delivery_alone_and_gives_back_the_claim(journal):
-    real = journal._enqueue_call
+def test_a_failing_script_fails_its_delivery_alone_and_gives_back_the_claim(store):
+    real = store._enqueue_call
 
     def broken(key, kind, payload, delivery_id, pending):
         keys, args = real(key, kind, payload, delivery_id, pending)
@@ -115,8 +115,8 @@ def test_a_failing_script_fails_its_delivery_alone_and_gives_back_the_claim(jour
             args[9] = "not-a-number"  # the script's tonumber() fails on it
         return keys, args
 
-    journal._enqueue_call = broken
-    good, bad = journal.record_batch(
+    store._enqueue_call = broken
+    good, bad = store.record_batch(
         [
             BatchItem("good", "pull_request", "opened", "run", (KEY, "review", {})),
             BatchItem("bad", "pull_request", "opened", "run", ("octo/x#3", "review", {})),
@@ -124,143 +124,143 @@ def test_a_failing_script_fails_its_delivery_alone_and_gives_back_the_claim(jour
     )
     assert good[0] is True
     assert isinstance(bad, RedisError)
-    assert not journal.delivery_seen("bad")  # GitHub's redelivery will be taken as new
-    journal._enqueue_call = real
-    assert journal.record_batch(
+    assert not store.delivery_seen("bad")  # GitHub's redelivery will be taken as new
+    store._enqueue_call = real
+    assert store.record_batch(
         [BatchItem("bad", "pull_request", "opened", "run", ("octo/x#3", "review", {}))]
     )[0][0]
 
 
-def test_enqueue_writes_our_job_and_arqs(journal):
-    result = enqueue(journal, head_sha="a" * 40)
+def test_enqueue_writes_our_job_and_arqs(store):
+    result = enqueue(store, head_sha="a" * 40)
     assert (result.job_id, result.coalesced, result.behind) == (1, False, None)
-    job = journal.get(result.job_id)
+    job = store.get(result.job_id)
     assert job.state == JobState.QUEUED and job.key == KEY and job.attempts == 0
     assert job.payload == {"number": 1, "head_sha": "a" * 40} and job.delivery_id == "d1"
-    arq_id = journal.arq_job_id(result.job_id)
-    assert journal.client.zscore(journal.queue_name, arq_id) is not None
-    raw = journal.client.get(job_key_prefix + arq_id)
+    arq_id = store.arq_job_id(result.job_id)
+    assert store.client.zscore(store.queue_name, arq_id) is not None
+    raw = store.client.get(job_key_prefix + arq_id)
     definition = deserialize_job(raw.encode(), deserializer=json.loads)  # JSON, never pickle
     assert definition.function == JOB_FUNCTION and list(definition.args) == [result.job_id]
-    assert journal.counts() == {"queued": 1}
+    assert store.counts() == {"queued": 1}
 
 
-def arq_keys(journal, job_id):
+def arq_keys(store, job_id):
     """Which of arq's structures still hold job ``job_id``: queue, job, in-progress."""
-    arq_id = journal.arq_job_id(job_id)
+    arq_id = store.arq_job_id(job_id)
     return (
-        journal.client.zscore(journal.queue_name, arq_id) is not None,
-        journal.client.exists(job_key_prefix + arq_id) == 1,
-        journal.client.exists(in_progress_key_prefix + arq_id) == 1,
+        store.client.zscore(store.queue_name, arq_id) is not None,
+        store.client.exists(job_key_prefix + arq_id) == 1,
+        store.client.exists(in_progress_key_prefix + arq_id) == 1,
     )
 
 
-def test_pushes_while_no_worker_runs_leave_one_arq_entry_per_pr(journal):
-    ids = [enqueue(journal, delivery_id=f"d{i}", head=i).job_id for i in range(6)]
-    other = enqueue(journal, key="octo/demo#2", delivery_id="other").job_id
+def test_pushes_while_no_worker_runs_leave_one_arq_entry_per_pr(store):
+    ids = [enqueue(store, delivery_id=f"d{i}", head=i).job_id for i in range(6)]
+    other = enqueue(store, key="octo/demo#2", delivery_id="other").job_id
     newest = ids[-1]
-    queued = journal.client.zrange(journal.queue_name, 0, -1)
-    assert sorted(queued) == sorted([journal.arq_job_id(newest), journal.arq_job_id(other)])
-    assert journal.counts() == {"queued": 2}
+    queued = store.client.zrange(store.queue_name, 0, -1)
+    assert sorted(queued) == sorted([store.arq_job_id(newest), store.arq_job_id(other)])
+    assert store.counts() == {"queued": 2}
     for job_id in ids[:-1]:
-        assert journal.get(job_id).state == JobState.SUPERSEDED
-        queue, body, in_progress = arq_keys(journal, job_id)
+        assert store.get(job_id).state == JobState.SUPERSEDED
+        queue, body, in_progress = arq_keys(store, job_id)
         assert not queue and not body  # nothing left for a worker to pull
         assert in_progress  # the tombstone that makes a racing arq start give up ...
-        assert journal.client.pttl(in_progress_key_prefix + journal.arq_job_id(job_id)) <= 1000
+        assert store.client.pttl(in_progress_key_prefix + store.arq_job_id(job_id)) <= 1000
     time.sleep(1.1)  # ... for a moment only
-    assert not any(arq_keys(journal, ids[0]))
-    assert journal.get(newest).payload["head"] == 5
-    assert arq_keys(journal, newest) == (True, True, False)
+    assert not any(arq_keys(store, ids[0]))
+    assert store.get(newest).payload["head"] == 5
+    assert arq_keys(store, newest) == (True, True, False)
 
 
-def test_a_superseded_job_arq_has_started_stays_for_its_no_op_run(journal):
-    first = enqueue(journal).job_id
-    arq_id = journal.arq_job_id(first)
-    journal.client.set(in_progress_key_prefix + arq_id, "1", px=60_000)  # arq took it
-    second = enqueue(journal, delivery_id="d2")
-    assert second.coalesced and arq_keys(journal, first) == (True, True, True)
-    claim = journal.claim("w1", first, ref=arq_id)
+def test_a_superseded_job_arq_has_started_stays_for_its_no_op_run(store):
+    first = enqueue(store).job_id
+    arq_id = store.arq_job_id(first)
+    store.client.set(in_progress_key_prefix + arq_id, "1", px=60_000)  # arq took it
+    second = enqueue(store, delivery_id="d2")
+    assert second.coalesced and arq_keys(store, first) == (True, True, True)
+    claim = store.claim("w1", first, ref=arq_id)
     assert claim.lease is None and claim.reason == "already superseded"
 
 
-def test_a_deferred_job_superseded_in_the_queue_leaves_its_check_run_to_the_newer_one(journal):
-    first = enqueue(journal).job_id
-    lease = journal.claim("w1", first, ref=journal.arq_job_id(first)).lease
-    journal.save_data(lease, {"check_run_id": 7, "check_run_sha": "a"})
+def test_a_deferred_job_superseded_in_the_queue_leaves_its_check_run_to_the_newer_one(store):
+    first = enqueue(store).job_id
+    lease = store.claim("w1", first, ref=store.arq_job_id(first)).lease
+    store.save_data(lease, {"check_run_id": 7, "check_run_sha": "a"})
     # GitHub failed: deferred; arq's run ends, its in-progress key goes, the entry stays.
-    assert journal.fail(lease, Outcome.deferred("busy", 600)).state == JobState.QUEUED
-    journal.client.delete(in_progress_key_prefix + journal.arq_job_id(first))
-    second = enqueue(journal, delivery_id="d2").job_id
-    assert arq_keys(journal, first)[:2] == (False, False)
-    assert journal.counts() == {"queued": 1}
-    assert journal.superseded_data(second) == [{"check_run_id": 7, "check_run_sha": "a"}]
+    assert store.fail(lease, Outcome.deferred("busy", 600)).state == JobState.QUEUED
+    store.client.delete(in_progress_key_prefix + store.arq_job_id(first))
+    second = enqueue(store, delivery_id="d2").job_id
+    assert arq_keys(store, first)[:2] == (False, False)
+    assert store.counts() == {"queued": 1}
+    assert store.superseded_data(second) == [{"check_run_id": 7, "check_run_sha": "a"}]
 
 
-def test_superseded_data_follows_a_long_chain_in_one_round_trip(journal):
-    first = enqueue(journal).job_id
-    lease = journal.claim("w1", first).lease
-    journal.save_data(lease, {"check_run_id": 1, "check_run_sha": "a"})
-    journal.fail(lease, Outcome.failure("boom"))
-    last = [enqueue(journal, delivery_id=f"d{i}").job_id for i in range(120)][-1]
-    assert journal.superseded_data(first) == []  # the script is loaded from here on
+def test_superseded_data_follows_a_long_chain_in_one_round_trip(store):
+    first = enqueue(store).job_id
+    lease = store.claim("w1", first).lease
+    store.save_data(lease, {"check_run_id": 1, "check_run_sha": "a"})
+    store.fail(lease, Outcome.failure("boom"))
+    last = [enqueue(store, delivery_id=f"d{i}").job_id for i in range(120)][-1]
+    assert store.superseded_data(first) == []  # the script is loaded from here on
     calls = []
-    execute = journal.client.execute_command
-    journal.client.execute_command = lambda *a, **k: calls.append(a[0]) or execute(*a, **k)
+    execute = store.client.execute_command
+    store.client.execute_command = lambda *a, **k: calls.append(a[0]) or execute(*a, **k)
     try:
-        assert journal.superseded_data(last) == [{"check_run_id": 1, "check_run_sha": "a"}]
+        assert store.superseded_data(last) == [{"check_run_id": 1, "check_run_sha": "a"}]
     finally:
-        del journal.client.execute_command
+        del store.client.execute_command
     assert calls == ["EVALSHA"]
 
 
-def test_the_ack_path_is_two_round_trips(journal):
-    enqueue(journal, key="octo/demo#9", delivery_id="warm")  # scripts loaded once
+def test_the_ack_path_is_two_round_trips(store):
+    enqueue(store, key="octo/demo#9", delivery_id="warm")  # scripts loaded once
     calls = []
-    execute = journal.client.execute_command
-    journal.client.execute_command = lambda *a, **k: calls.append(a[0]) or execute(*a, **k)
-    journal.client.pipeline = None  # no WATCH/MULTI either
+    execute = store.client.execute_command
+    store.client.execute_command = lambda *a, **k: calls.append(a[0]) or execute(*a, **k)
+    store.client.pipeline = None  # no WATCH/MULTI either
     try:
         for delivery in ("d1", "d2"):  # the second one coalesces
-            with journal.atomic():
-                assert journal.record_delivery(delivery, "pull_request", "sync", outcome="run")
-                enqueue(journal, delivery_id=delivery)
+            with store.atomic():
+                assert store.record_delivery(delivery, "pull_request", "sync", outcome="run")
+                enqueue(store, delivery_id=delivery)
     finally:
-        del journal.client.execute_command, journal.client.pipeline
+        del store.client.execute_command, store.client.pipeline
     assert calls == ["SET", "EVALSHA"] * 2
-    assert journal.client.ttl(f"{journal.prefix}:delivery:d2") > WEEK - 5
+    assert store.client.ttl(f"{store.prefix}:delivery:d2") > WEEK - 5
 
 
-def test_a_dead_run_is_taken_over_after_one_lease_with_its_data(journal):
-    journal.lease = 0.3
-    job_id = enqueue(journal).job_id
-    dead = journal.claim("dead", job_id, ref="arq-1").lease
-    journal.client.set(in_progress_key_prefix + "arq-1", "1", px=60_000)
-    assert journal.renew(dead)
-    assert 0 < journal.client.pttl(in_progress_key_prefix + "arq-1") <= 300  # arq's, shortened
-    journal.save_data(dead, {"check_run_id": 99})
-    assert journal.claim("alive", job_id).retry_in == BUSY_POLL  # the lease still holds
+def test_a_dead_run_is_taken_over_after_one_lease_with_its_data(store):
+    store.lease = 0.3
+    job_id = enqueue(store).job_id
+    dead = store.claim("dead", job_id, ref="arq-1").lease
+    store.client.set(in_progress_key_prefix + "arq-1", "1", px=60_000)
+    assert store.renew(dead)
+    assert 0 < store.client.pttl(in_progress_key_prefix + "arq-1") <= 300  # arq's, shortened
+    store.save_data(dead, {"check_run_id": 99})
+    assert store.claim("alive", job_id).retry_in == BUSY_POLL  # the lease still holds
     time.sleep(0.4)  # no renewal: the worker was killed
-    alive = journal.claim("alive", job_id).lease
+    alive = store.claim("alive", job_id).lease
     assert alive.job.attempts == 2 and alive.job.data == {"check_run_id": 99}
-    assert "lost during attempt 1" in journal.get(job_id).last_error
+    assert "lost during attempt 1" in store.get(job_id).last_error
     # The dead run can change nothing any more.
-    assert journal.save_data(dead, {"check_run_id": 1}) is None
-    assert not journal.complete(dead)
-    assert not journal.renew(dead)
-    assert journal.complete(alive)
-    assert journal.client.get(f"{journal.prefix}:pr:{KEY}:lock") is None  # the PR is free
+    assert store.save_data(dead, {"check_run_id": 1}) is None
+    assert not store.complete(dead)
+    assert not store.renew(dead)
+    assert store.complete(alive)
+    assert store.client.get(f"{store.prefix}:pr:{KEY}:lock") is None  # the PR is free
 
 
-def test_a_dead_run_of_its_last_attempt_fails(journal):
-    journal.lease = 0.2
-    job_id = enqueue(journal).job_id
+def test_a_dead_run_of_its_last_attempt_fails(store):
+    store.lease = 0.2
+    job_id = enqueue(store).job_id
     for token in ("a", "b"):
-        assert journal.claim(token, job_id).lease is not None
+        assert store.claim(token, job_id).lease is not None
         time.sleep(0.3)
-    claim = journal.claim("c", job_id)
+    claim = store.claim("c", job_id)
     assert claim.lease is None and "gave up after 2 attempts" in claim.reason
-    assert journal.get(job_id).state == JobState.FAILED
+    assert store.get(job_id).state == JobState.FAILED
 
 
 def test_a_forgotten_installation_reaches_every_worker_and_redis_trouble_runs_the_job(
@@ -307,13 +307,13 @@ def test_redis_cache_round_trip_and_unreadable_entries(redis_url, ns):
 
 def test_redis_trouble_is_a_miss_and_an_unhealthy_journal(caplog):
     url = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
-    journal = RedisStore.from_url(url)
-    cache = RedisCache(journal.client)
+    store = RedisStore.from_url(url)
+    cache = RedisCache(store.client)
     assert cache.get("k") is None
     cache.put("k", DocParts(summary="Something."))
-    assert not journal.writable()
+    assert not store.writable()
     assert "docstring cache unavailable" in caplog.text
-    journal.close()
+    store.close()
 
 
 # ------------------------------------------------------------------ the job runner
@@ -338,15 +338,15 @@ def run(runner: ArqDriver, job_id: int) -> Retry | None:
     ids=["error-backs-off", "permanent-fails", "retry-later-defers"],
 )
 def test_the_runner_turns_handler_outcomes_into_arq_retries(
-    journal, error, state, retry_in, attempts
+    store, error, state, retry_in, attempts
 ):
-    job_id = enqueue(journal).job_id
+    job_id = enqueue(store).job_id
 
     async def handler(job, ctx):
         raise error()
 
-    retry = run(ArqDriver(journal, handler), job_id)
-    job = journal.get(job_id)
+    retry = run(ArqDriver(store, handler), job_id)
+    job = store.get(job_id)
     assert (job.state, job.attempts) == (state, attempts)
     if retry_in is None:
         assert retry is None
@@ -354,26 +354,26 @@ def test_the_runner_turns_handler_outcomes_into_arq_retries(
         assert retry is not None and retry.defer_score == pytest.approx(retry_in * 1000, abs=1500)
 
 
-def test_the_runner_defers_a_job_whose_pr_is_busy(journal):
-    first, second = enqueue(journal).job_id, enqueue(journal, key=KEY, delivery_id="d2").job_id
-    journal.client.set(f"{journal.prefix}:pr:{KEY}:lock", "someone-else", px=5000)
+def test_the_runner_defers_a_job_whose_pr_is_busy(store):
+    first, second = enqueue(store).job_id, enqueue(store, key=KEY, delivery_id="d2").job_id
+    store.client.set(f"{store.prefix}:pr:{KEY}:lock", "someone-else", px=5000)
     called = []
 
     async def handler(job, ctx):
         called.append(job.id)
 
-    retry = run(ArqDriver(journal, handler), second)
+    retry = run(ArqDriver(store, handler), second)
     assert retry is not None and retry.defer_score == BUSY_POLL * 1000 and not called
-    assert journal.get(second).attempts == 0 and journal.get(first).state == JobState.SUPERSEDED
+    assert store.get(second).attempts == 0 and store.get(first).state == JobState.SUPERSEDED
 
 
-def test_the_runner_stops_a_handler_whose_lease_was_taken(journal):
-    journal.lease = 0.3
-    job_id = enqueue(journal).job_id
+def test_the_runner_stops_a_handler_whose_lease_was_taken(store):
+    store.lease = 0.3
+    job_id = enqueue(store).job_id
     cancelled = []
 
     async def handler(job, ctx):
-        journal.client.set(f"{journal.prefix}:pr:{KEY}:lock", "thief", px=5000)
+        store.client.set(f"{store.prefix}:pr:{KEY}:lock", "thief", px=5000)
         try:
             await asyncio.sleep(10)
         except asyncio.CancelledError:
@@ -381,21 +381,21 @@ def test_the_runner_stops_a_handler_whose_lease_was_taken(journal):
             raise
 
     started = time.monotonic()
-    retry = run(ArqDriver(journal, handler), job_id)
+    retry = run(ArqDriver(store, handler), job_id)
     assert cancelled and time.monotonic() - started < 2
     assert retry is not None  # left in arq's queue for whoever owns it now
-    assert journal.get(job_id).state == JobState.RUNNING  # untouched: not ours to record
+    assert store.get(job_id).state == JobState.RUNNING  # untouched: not ours to record
 
 
-def test_a_handler_that_lost_its_job_stops_quietly(journal):
-    job_id = enqueue(journal).job_id
+def test_a_handler_that_lost_its_job_stops_quietly(store):
+    job_id = enqueue(store).job_id
 
     async def handler(job, ctx):
-        journal.client.delete(f"{journal.prefix}:pr:{KEY}:lock")
-        journal.client.set(f"{journal.prefix}:pr:{KEY}:lock", "thief")
+        store.client.delete(f"{store.prefix}:pr:{KEY}:lock")
+        store.client.set(f"{store.prefix}:pr:{KEY}:lock", "thief")
         with pytest.raises(JobLost):
             ctx.heartbeat()
         ctx.save_data(check_run_id=1)
 
-    assert run(ArqDriver(journal, handler), job_id) is not None
-    assert journal.get(job_id).data == {}
+    assert run(ArqDriver(store, handler), job_id) is not None
+    assert store.get(job_id).data == {}

@@ -278,7 +278,7 @@ def test_worker_jobs_run_in_a_tagged_scope(
         )
         assert deliver(client, payload_for(broken), "bad-2").status_code == 202
         wait(lambda: len(capture.jobs()) == 2 and capture.items("event"))
-    runtime.journal.close()
+    runtime.store.close()
 
     done, failed = capture.jobs()
     # The webhook itself is traced too (Starlette integration), without its body.

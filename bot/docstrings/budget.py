@@ -52,7 +52,7 @@ class Pool(Protocol):
 class InstallationQuota:
     """The installation's day and month caps as a :class:`Pool` (counters in ``store``).
 
-    Reserving is one write to the journal (SQLite or Redis) per model call attempt.
+    Reserving is one write to the store (SQLite or Redis) per model call attempt.
     A settle the store cannot record leaves the hold counted in full: the cap errs on
     the side of the one who pays.
     """

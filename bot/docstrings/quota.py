@@ -4,7 +4,7 @@ An org-wide installation means one admin pays for every repository and every for
 The per-PR budget (:class:`bot.docstrings.budget.TokenBudget`) bounds one pull request; the caps
 here bound the installation as a whole, across PRs, processes and restarts.
 
-The rule is pure (:func:`check`); the counters live in the journal — SQLite
+The rule is pure (:func:`check`); the counters live in the store — SQLite
 (:class:`bot.runtime.queue.sqlite_store.SqliteStore`) or Redis (:class:`bot.runtime.queue.redis_store.RedisStore`), both behind
 :class:`CapStore`.  A call *reserves* its worst case (prompt estimate + ``max_tokens``)
 against the day's and the month's counters before it is sent, and settles with the

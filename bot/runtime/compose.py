@@ -2,7 +2,7 @@
 
 The one place that knows there are two modes, and chooses once (:func:`mode_of`):
 
-* no ``REDIS_URL`` — :class:`SqliteMode`: one SQLite journal in ``DOCGEN_DATA_DIR``.
+* no ``REDIS_URL`` — :class:`SqliteMode`: one SQLite store in ``DOCGEN_DATA_DIR``.
   ``docgen serve`` is the whole App: the web app plus in-process workers
   (:class:`~bot.runtime.queue.pool.WorkerPool`); with several web processes the workers run in
   the supervisor (:class:`SqliteJobs`).
@@ -63,7 +63,7 @@ class Runtime:
 
     settings: Settings
     app: Starlette
-    journal: Store
+    store: Store
     pool: WorkerPool | None  # None: web only (the jobs run elsewhere)
     metrics: Metrics
     lock: Callable[[], None] = lambda: None  # before serving: become the jobs' one runner
@@ -98,20 +98,20 @@ def _redis_url(settings: Settings) -> str | None:
 
 
 def data_dir(settings: Settings) -> Path:
-    """``DOCGEN_DATA_DIR``: the SQLite journal and cache, and the metrics' files."""
+    """``DOCGEN_DATA_DIR``: the SQLite store and cache, and the metrics' files."""
     return settings.docgen_data_dir or DEFAULT_DATA_DIR
 
 
 # ------------------------------------------------------------------ the web side
 
 
-def job_gauges(journal: Store) -> Callable[[Metrics], None]:
+def job_gauges(store: Store) -> Callable[[Metrics], None]:
     """An ``on_collect`` hook: ``docgen_jobs`` from the store (arq's queue in Redis)."""
 
     def collect(m: Metrics) -> None:
         try:
-            counts = journal.counts()
-        except journal.errors as exc:
+            counts = store.counts()
+        except store.errors as exc:
             log.warning("could not read the queue length: %s", exc)
             return
         for state, count in counts.items():
@@ -140,13 +140,13 @@ Lifespan = Callable[[], contextlib.AbstractAsyncContextManager[None]]
 
 def web_app(
     settings: Settings,
-    journal: Store,
+    store: Store,
     metrics: Metrics,
     *,
     lifespan: Lifespan,
     wake: Callable[[], None] = lambda: None,
 ) -> Starlette:
-    """The webhook app over ``journal`` with the settings' secret and event options.
+    """The webhook app over ``store`` with the settings' secret and event options.
 
     An installation deleted or suspended is recorded in the store: the processes that
     run jobs read it there (:func:`bot.runtime.queue.runner.forgetting`).
@@ -156,7 +156,7 @@ def web_app(
     return create_app(
         Deps(
             webhook_secret=secret.get_secret_value(),
-            journal=journal,
+            store=store,
             metrics=metrics,
             app_id=settings.github_app_id,
             run_drafts=settings.docgen_run_drafts,
@@ -168,13 +168,13 @@ def web_app(
                 timeout=settings.docgen_body_timeout,
             ),
             wake=wake,
-            forget=journal.forget_installation,
+            forget=store.forget_installation,
             lifespan=lifespan,
         )
     )
 
 
-def _web_only_lifespan(journal: Store, started: str) -> Lifespan:
+def _web_only_lifespan(store: Store, started: str) -> Lifespan:
     @contextlib.asynccontextmanager
     async def lifespan() -> AsyncIterator[None]:
         freeze_startup()
@@ -182,7 +182,7 @@ def _web_only_lifespan(journal: Store, started: str) -> Lifespan:
         try:
             yield
         finally:
-            journal.close()
+            store.close()
             log.info("docgen stopped")
 
     return lifespan
@@ -233,14 +233,14 @@ def _mode(settings: Settings) -> Mode:
 
 
 class SqliteMode:
-    """One SQLite journal in ``DOCGEN_DATA_DIR``; the jobs run beside the web app."""
+    """One SQLite store in ``DOCGEN_DATA_DIR``; the jobs run beside the web app."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.data_dir = data_dir(settings)
 
     def open_store(self) -> SqliteStore:
-        """The journal, without WAL checkpoints on commit (the pool makes them)."""
+        """The store, without WAL checkpoints on commit (the pool makes them)."""
         try:
             self.data_dir.mkdir(parents=True, exist_ok=True)
             return SqliteStore.in_dir(self.data_dir, autocheckpoint=False)
@@ -249,13 +249,13 @@ class SqliteMode:
         except StoreError as exc:
             raise StartupError(str(exc)) from None
 
-    def pool(self, journal: SqliteStore, options: JobOptions) -> tuple[WorkerPool, JobSide]:
-        """The in-process workers over ``journal``, and their job side."""
-        metrics = store_metrics(journal)
+    def pool(self, store: SqliteStore, options: JobOptions) -> tuple[WorkerPool, JobSide]:
+        """The in-process workers over ``store``, and their job side."""
+        metrics = store_metrics(store)
         cache = SqliteCache(self.data_dir / "cache.sqlite3")
-        jobs = job_side(self.settings, journal, cache, metrics, options)
+        jobs = job_side(self.settings, store, cache, metrics, options)
         pool = WorkerPool(
-            journal,
+            store,
             jobs.handler,
             concurrency=self.settings.docgen_workers,
             poll_interval=options.poll_interval,
@@ -264,9 +264,9 @@ class SqliteMode:
         return pool, jobs
 
     def serve_runtime(self, options: JobOptions) -> Runtime:
-        """``docgen serve`` in one process: the web app and the workers, one journal."""
-        journal = self.open_store()
-        pool, jobs = self.pool(journal, options)
+        """``docgen serve`` in one process: the web app and the workers, one store."""
+        store = self.open_store()
+        pool, jobs = self.pool(store, options)
         workers, where = self.settings.docgen_workers, str(self.data_dir)
 
         @contextlib.asynccontextmanager
@@ -283,16 +283,16 @@ class SqliteMode:
                 log.info("docgen stopped")
 
         metrics = jobs.deps.metrics
-        app = web_app(self.settings, journal, metrics, lifespan=lifespan, wake=pool.wake)
-        return Runtime(self.settings, app, journal, pool, metrics, lock=_locker(journal))
+        app = web_app(self.settings, store, metrics, lifespan=lifespan, wake=pool.wake)
+        return Runtime(self.settings, app, store, pool, metrics, lock=_locker(store))
 
     def web_runtime(self) -> Runtime:
-        """A web process of ``serve --web-processes``: its own connection to the journal."""
-        journal = self.open_store()
-        lifespan = _web_only_lifespan(journal, "docgen web process started")
-        metrics = store_metrics(journal)
-        app = web_app(self.settings, journal, metrics, lifespan=lifespan)
-        return Runtime(self.settings, app, journal, None, metrics)
+        """A web process of ``serve --web-processes``: its own connection to the store."""
+        store = self.open_store()
+        lifespan = _web_only_lifespan(store, "docgen web process started")
+        metrics = store_metrics(store)
+        app = web_app(self.settings, store, metrics, lifespan=lifespan)
+        return Runtime(self.settings, app, store, None, metrics)
 
     def supervisor_jobs(self) -> SqliteJobs:
         return SqliteJobs(self)
@@ -301,7 +301,7 @@ class SqliteMode:
         raise StartupError(NO_REDIS)
 
     def open_ledger(self) -> Store:
-        """The journal ``docgen serve`` writes, for ``docgen usage``; never creates one."""
+        """The store ``docgen serve`` writes, for ``docgen usage``; never creates one."""
         path = self.data_dir / JOURNAL_FILENAME
         if not path.is_file():
             raise StartupError(
@@ -313,13 +313,13 @@ class SqliteMode:
             raise StartupError(f"cannot open {path}: {exc}") from None
 
 
-def _locker(journal: SqliteStore) -> Callable[[], None]:
+def _locker(store: SqliteStore) -> Callable[[], None]:
     def lock() -> None:
         """Fail before serving, with a one-line reason, not inside uvicorn's lifespan."""
         try:
-            journal.lock_workers()
+            store.lock_workers()
         except StoreError as exc:
-            journal.close()
+            store.close()
             raise StartupError(str(exc)) from None
 
     return lock
@@ -327,36 +327,36 @@ def _locker(journal: SqliteStore) -> Callable[[], None]:
 
 class SqliteJobs:
     """The workers of ``serve --web-processes`` in a thread of the supervisor: the one
-    process holding the journal's workers lock, so start-up recovery stays right."""
+    process holding the store's workers lock, so start-up recovery stays right."""
 
     def __init__(self, mode: SqliteMode) -> None:
         self.mode = mode
-        self.journal: SqliteStore | None = None
+        self.store: SqliteStore | None = None
         self.thread: JobThread | None = None
 
     def open(self) -> None:
-        self.journal = self.mode.open_store()
-        _locker(self.journal)()  # first: a refused second instance touches nothing
+        self.store = self.mode.open_store()
+        _locker(self.store)()  # first: a refused second instance touches nothing
 
     def start(self) -> None:
-        assert self.journal is not None
+        assert self.store is not None
         try:
-            pool, jobs = self.mode.pool(self.journal, JobOptions())
+            pool, jobs = self.mode.pool(self.store, JobOptions())
         except StartupError:
-            self.journal.close()
+            self.store.close()
             raise
         self.thread = JobThread(pool, closing=jobs.close, nice=self.mode.settings.docgen_jobs_nice)
         try:
             self.thread.start()
         except StoreError as exc:
-            self.journal.close()
+            self.store.close()
             raise StartupError(str(exc)) from None
 
     def stop(self) -> None:
         if self.thread is not None:
             self.thread.stop()
-        if self.journal is not None:
-            self.journal.close()
+        if self.store is not None:
+            self.store.close()
 
 
 class NoJobs:
@@ -402,13 +402,13 @@ class RedisMode:
 
     def web_runtime(self) -> Runtime:
         """The web app alone over the Redis store: verify, record, enqueue, answer."""
-        journal = self.open_store()
+        store = self.open_store()
         started = "docgen started (web only: docgen worker processes run the jobs from Redis)"
-        metrics = store_metrics(journal)
+        metrics = store_metrics(store)
         app = web_app(
-            self.settings, journal, metrics, lifespan=_web_only_lifespan(journal, started)
+            self.settings, store, metrics, lifespan=_web_only_lifespan(store, started)
         )
-        return Runtime(self.settings, app, journal, None, metrics)
+        return Runtime(self.settings, app, store, None, metrics)
 
     def supervisor_jobs(self) -> NoJobs:
         return NoJobs()
@@ -417,17 +417,17 @@ class RedisMode:
         """The arq worker of ``docgen worker``; call with its event loop set as current."""
         from bot.runtime.queue.arq_worker import make_worker
 
-        journal = self.open_store()
-        metrics = store_metrics(journal)
-        cache = RedisCache(journal.client, prefix=self.settings.docgen_redis_prefix)
+        store = self.open_store()
+        metrics = store_metrics(store)
+        cache = RedisCache(store.client, prefix=self.settings.docgen_redis_prefix)
         try:
-            jobs = job_side(self.settings, journal, cache, metrics, options)
+            jobs = job_side(self.settings, store, cache, metrics, options)
         except StartupError:
-            journal.close()
+            store.close()
             raise
-        startup, shutdown = _worker_hooks(self.settings, metrics, jobs, journal)
+        startup, shutdown = _worker_hooks(self.settings, metrics, jobs, store)
         return make_worker(
-            journal,
+            store,
             jobs.handler,
             redis_url=self.url,
             concurrency=self.settings.docgen_workers,
@@ -452,7 +452,7 @@ class RedisMode:
 
 
 def _worker_hooks(
-    settings: Settings, metrics: Metrics, jobs: JobSide, journal: Store
+    settings: Settings, metrics: Metrics, jobs: JobSide, store: Store
 ) -> tuple[Callable[[], None], Callable[[], object]]:
     """``docgen worker``'s start-up (serve ``/metrics``, say so) and shutdown (close all)."""
     port = settings.docgen_metrics_port
@@ -481,7 +481,7 @@ def _worker_hooks(
         for server in served:
             server.close()
         await jobs.close()
-        journal.close()
+        store.close()
 
     return startup, shutdown
 

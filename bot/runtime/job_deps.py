@@ -76,7 +76,7 @@ def job_side(
         provider=TimedProvider(provider, metrics),
         cache=cache,
         counter=counter,
-        journal=store,
+        store=store,
         metrics=metrics,
     )
     # Tokens are cached where jobs run: drop those of installations forgotten meanwhile.

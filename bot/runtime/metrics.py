@@ -92,7 +92,7 @@ _METRICS: dict[str, Callable[..., Any]] = {
         "docgen_github_rate_limit_remaining", "x-ratelimit-remaining last seen from GitHub"
     ),
     "suggestions": _counter("docgen_suggestions", "Docstring suggestions by action", "action"),
-    # From the journal's ledger at each scrape (usage_gauges): the same totals as
+    # From the store's ledger at each scrape (usage_gauges): the same totals as
     # `docgen usage`, this UTC month.  Labels: installation ids only (bounded by the
     # installations of the App) and a fixed kind.
     "installation_tokens": _gauge(
@@ -139,7 +139,7 @@ class Metrics:
             setattr(self, attribute, make(registry=self.registry))
 
     def on_collect(self, fn: Callable[[Metrics], None]) -> None:
-        """Run ``fn`` before each scrape (e.g. to read job counts from the journal)."""
+        """Run ``fn`` before each scrape (e.g. to read job counts from the store)."""
         self._collectors.append(fn)
 
     def record_usage(self, usage: Usage, cost_usd: float) -> None:
@@ -171,7 +171,7 @@ class Metrics:
 
 
 class UsageSource(Protocol):
-    """What :func:`usage_gauges` reads: either journal (SQLite or Redis)."""
+    """What :func:`usage_gauges` reads: either store (SQLite or Redis)."""
 
     clock: Callable[[], float]
 

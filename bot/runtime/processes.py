@@ -6,7 +6,7 @@ supervisor of web processes, arq's loop) and handles signals.
 ``docgen serve`` with several web processes (``DOCGEN_WEB_PROCESSES``, both modes):
 
 One Python process acknowledges about 1,100-1,200 deliveries a second on two shared
-cores (uvicorn on uvloop and httptools, group-committed journal writes); with 50
+cores (uvicorn on uvloop and httptools, group-committed store writes); with 50
 deliveries in flight each then waits ~45 ms behind the others, and the reviews it runs
 share its interpreter.  More processes answer more: this runs
 
@@ -14,14 +14,14 @@ share its interpreter.  More processes answer more: this runs
   gracefully), each running uvicorn on its own ``SO_REUSEPORT`` socket on the same
   port, so the kernel spreads connections over them by address hash.  Each verifies,
   records and enqueues (``bot.runtime.web.Recorder``: group commit, polite waits for the
-  write lock) through its own connection to the same SQLite journal, and answers.  No
+  write lock) through its own connection to the same SQLite store, and answers.  No
   job runs in them, so nothing competes with an acknowledgement.
 * the job workers in the supervising process, in a thread with its own event loop
-  (at nice ``DOCGEN_JOBS_NICE``): the one process holding the journal's workers lock
+  (at nice ``DOCGEN_JOBS_NICE``): the one process holding the store's workers lock
   (:meth:`SqliteStore.lock_workers`), so start-up recovery stays right.  They find new
-  jobs by polling the journal; an installation deleted or suspended is recorded in
-  the journal by whichever web process got the event and read here before each job.
-  They also checkpoint the journal's WAL (the web processes' commits never do).
+  jobs by polling the store; an installation deleted or suspended is recorded in
+  the store by whichever web process got the event and read here before each job.
+  They also checkpoint the store's WAL (the web processes' commits never do).
 * Prometheus metrics in multiprocess mode: every process writes its samples to files
   under ``DOCGEN_DATA_DIR/metrics/<supervisor pid>``; ``/metrics`` on any web process
   adds them up.
@@ -68,7 +68,7 @@ def serve(settings: Settings, host: str, port: int) -> None:
     """``docgen serve``: the web app (and, without REDIS_URL, the workers) until SIGTERM.
 
     Raises:
-        StartupError: settings, data directory, journal, Redis or port problems.
+        StartupError: settings, data directory, store, Redis or port problems.
     """
     import uvicorn
 
@@ -293,7 +293,7 @@ def serve_processes(settings: Settings, host: str, port: int, processes: int) ->
     """Run ``processes`` web processes and this process's job workers until SIGTERM.
 
     Raises:
-        StartupError: settings, data directory, journal or lock problems, before any
+        StartupError: settings, data directory, store or lock problems, before any
             process is started.
     """
     jobs = compose.supervisor_jobs(settings)

@@ -64,7 +64,7 @@ class ReviewDeps:
     provider: Provider
     cache: DocstringCache
     counter: TokenCounter
-    journal: Store
+    store: Store
     metrics: Metrics
     clock: Callable[[], float] = time.time
 
@@ -158,7 +158,7 @@ async def _review_within(
 
 
 async def _run(job: Job, ctx: JobContext, deps: ReviewDeps, api: PullRequestAPI) -> None:
-    """The job's work, and what to tell GitHub and the journal when it fails."""
+    """The job's work, and what to tell GitHub and the store when it fails."""
     p = job.payload
     try:
         if p.get("type") == "reply":
@@ -190,8 +190,8 @@ async def _run(job: Job, ctx: JobContext, deps: ReviewDeps, api: PullRequestAPI)
         # the check run, public on public repositories, says what happened.
         log.warning("attempt %d failed: %s: %s", job.attempts, type(exc).__name__, exc)
         failed = f"Attempt {job.attempts} stopped on an internal error"
-        if job.attempts >= deps.journal.max_attempts:
-            # The journal gives up after this attempt: say so where users look.
+        if job.attempts >= deps.store.max_attempts:
+            # The store gives up after this attempt: say so where users look.
             note = retry_note(failed, f"docgen gave up after {job.attempts} attempts", job)
             await _fail_check_run(ctx, api, note)
         else:
@@ -326,7 +326,7 @@ async def _run_pipeline(
         limits=FetchLimits(config.max_file_bytes, deps.settings.docgen_max_run_bytes),
     )
     changes = _only_wanted(fetched.changes, config, paths)
-    spent = deps.journal.spent(job.key)
+    spent = deps.store.spent(job.key)
     limit = pr_token_budget(deps.settings, config, fork=pull.is_fork)
     budget = TokenBudget(limit, spent=min(limit, spent.tokens), pool=pool)
     # A parse of the changed files, up to a byte cap: in a thread, off the loop that
@@ -357,7 +357,7 @@ def _record_spend(job: Job, deps: ReviewDeps, report: Report, head_sha: str) -> 
     if not report.usage.total:
         return
     p = job.payload
-    deps.journal.add_spend(
+    deps.store.add_spend(
         job.key,
         model=report.model,
         prompt_tokens=report.usage.prompt_tokens,
@@ -410,7 +410,7 @@ def _installation_quota(deps: ReviewDeps, installation_id: int) -> InstallationQ
     caps = Caps.from_settings(deps.settings)
     if not caps.active:
         return None
-    return InstallationQuota(deps.journal, installation_id, caps, deps.journal.clock)
+    return InstallationQuota(deps.store, installation_id, caps, deps.store.clock)
 
 
 async def _check_run_for(ctx: JobContext, api: PullRequestAPI, head_sha: str, job: Job) -> int:

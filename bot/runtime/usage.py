@@ -1,6 +1,6 @@
 """Where the money went: the ledger's totals per installation, repository and month.
 
-Both journals answer :meth:`usage` with :class:`UsageRow` values (SQLite sums its
+Both stores answer :meth:`usage` with :class:`UsageRow` values (SQLite sums its
 ledger rows, Redis keeps the sums per month); ``docgen usage`` prints them
 (:func:`table`, :func:`as_json`) and ``/metrics`` exports this month's per
 installation (:func:`per_installation`).  Months are UTC.
@@ -31,7 +31,7 @@ class UsageRow:
 
 
 class UsageSource(Protocol):
-    """Either journal, as ``docgen usage`` and ``/metrics`` read it."""
+    """Either store, as ``docgen usage`` and ``/metrics`` read it."""
 
     def usage(self, month: str | None = None) -> list[UsageRow]: ...
 

@@ -2,7 +2,7 @@
 
 The webhook handler only decides and records: it verifies the signature on the raw
 bytes, parses, routes (:mod:`bot.runtime.events`), writes the delivery and the job to the
-journal, wakes a worker and answers — in milliseconds.  All GitHub and LLM work
+store, wakes a worker and answers — in milliseconds.  All GitHub and LLM work
 happens after the response, in :mod:`bot.runtime.review_job`.
 
 Errors map to HTTP statuses here, once: 401 bad or missing signature, 400 malformed
@@ -41,7 +41,7 @@ from bot.runtime.queue.store import BatchItem, EnqueueResult, Recorded, Store, S
 
 log = logging.getLogger(__name__)
 
-BUSY_PATIENCE = 2.0  # seconds of polite retries for the journal's write lock
+BUSY_PATIENCE = 2.0  # seconds of polite retries for the store's write lock
 # Headers are logged with the delivery (GitHub's are short: a GUID, an event name);
 # a stranger's need not be long.
 EVENT_LOG_CHARS = 64
@@ -52,7 +52,7 @@ class Deps:
     """What the web process needs; built by ``docgen serve`` (or a test)."""
 
     webhook_secret: str
-    journal: Store
+    store: Store
     metrics: Metrics
     app_id: int | None = None
     run_drafts: bool = False
@@ -89,7 +89,7 @@ class _Delivery:
 
 
 def _batch_item(d: _Delivery) -> BatchItem:
-    """The delivery as the journal records it, with its job (key, kind, payload) if any."""
+    """The delivery as the store records it, with its job (key, kind, payload) if any."""
     job = None
     if isinstance(d.decision, events.Run | events.Reply):
         kind = "review" if isinstance(d.decision, events.Run) else "reply"
@@ -114,8 +114,8 @@ class Recorder:
     SQLite's way.
     """
 
-    def __init__(self, journal: Store) -> None:
-        self.journal = journal
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self._pending: list[_Delivery] = []
         self._flushing = False
         self._task: asyncio.Task[None] | None = None
@@ -157,11 +157,11 @@ class Recorder:
         delay = 0.0002
         while time.monotonic() < deadline:
             try:
-                return self._written(self.journal.record_batch(items, wait=False))
+                return self._written(self.store.record_batch(items, wait=False))
             except StoreBusy:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 0.002)
-        return self._written(self.journal.record_batch(items, wait=True))
+        return self._written(self.store.record_batch(items, wait=True))
 
     def _written(self, results: list[Recorded | Exception]) -> list[Recorded | Exception]:
         self.batches += 1
@@ -179,7 +179,7 @@ class Webhook:
 
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self.recorder = Recorder(deps.journal)
+        self.recorder = Recorder(deps.store)
         self.inflight = InFlight(deps.body_limits.in_flight_bytes)
 
     async def handle(self, request: Request) -> Response:
@@ -194,7 +194,7 @@ class Webhook:
             label = event_label(event, verified=facts.pop("verified", False))
             self.deps.metrics.deliveries.labels(label, outcome).inc()
             self.deps.metrics.ack_seconds.observe(time.perf_counter() - started)
-            # One line per delivery (the ack path's largest cost after the journal).
+            # One line per delivery (the ack path's largest cost after the store).
             log.info(
                 "webhook %s -> %s (%s)",
                 label,
@@ -271,7 +271,7 @@ class Webhook:
         )
         action = str(payload.get("action") or "")
         outcome = type(decision).__name__.lower()
-        # Invariant 6: the delivery and its job are in the journal, in one commit,
+        # Invariant 6: the delivery and its job are in the store, in one commit,
         # before we answer; a redelivery of the same id is acted on once (invariant 4).
         recorded, result = await self.recorder.record(
             decision, delivery_id, event, action, outcome
@@ -308,7 +308,7 @@ def create_app(deps: Deps) -> Starlette:
     webhook = Webhook(deps)
 
     async def healthz(request: Request) -> Response:
-        if deps.journal.writable():
+        if deps.store.writable():
             return JSONResponse({"status": "ok"})
         return JSONResponse({"status": "journal not writable"}, status_code=503)
 

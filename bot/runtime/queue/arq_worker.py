@@ -40,13 +40,13 @@ class ArqDriver:
 
     def __init__(
         self,
-        journal: RedisStore,
+        store: RedisStore,
         handler: Handler,
         *,
         job_timeout: float | None = 900.0,
         name: str | None = None,
     ) -> None:
-        self.journal = journal
+        self.store = store
         self.handler = handler
         self.job_timeout = job_timeout
         self.name = name or f"{socket.gethostname()}:{os.getpid()}"
@@ -58,29 +58,29 @@ class ArqDriver:
     async def run(self, job_id: int, arq_job_id: str | None = None) -> None:
         """Run job ``job_id`` once; raises arq's ``Retry`` when it must run again."""
         token = f"{self.name}:{uuid.uuid4().hex[:12]}"
-        claim = self.journal.claim(token, job_id, ref=arq_job_id)
+        claim = self.store.claim(token, job_id, ref=arq_job_id)
         if claim.retry_in is not None:
             raise Retry(defer=claim.retry_in)
         if claim.lease is None:
             log.info("job %d not run: %s", job_id, claim.reason, extra={"job_id": job_id})
             return
         runner = Runner(
-            self.journal,
+            self.store,
             self.handler,
             job_timeout=self.job_timeout,
-            renew_every=self.journal.lease / 3,
+            renew_every=self.store.lease / 3,
         )
         settled = await runner.run(claim.lease)
         if settled.lost or settled.unrecorded:
             # Not finished: finishing would take the job out of arq's queue under the
             # run that owns it now, or lose it while Redis is down.
-            raise Retry(defer=self.journal.lease)
+            raise Retry(defer=self.store.lease)
         if settled.again_in is not None:
             raise Retry(defer=settled.again_in)
 
 
 def make_worker(
-    journal: RedisStore,
+    store: RedisStore,
     handler: Handler,
     *,
     redis_url: str,
@@ -99,7 +99,7 @@ def make_worker(
     (either may be a coroutine function).  Create the worker with the event loop it
     will run on set as the current loop.
     """
-    runner = ArqDriver(journal, handler, job_timeout=job_timeout)
+    runner = ArqDriver(store, handler, job_timeout=job_timeout)
 
     async def startup(ctx: dict[str, Any]) -> None:
         if on_startup is not None and inspect.isawaitable(result := on_startup()):
@@ -119,7 +119,7 @@ def make_worker(
     )
     worker = Worker(
         functions=[function],
-        queue_name=journal.queue_name,
+        queue_name=store.queue_name,
         redis_settings=RedisSettings.from_dsn(redis_url),
         max_jobs=concurrency,
         poll_delay=poll_delay,
@@ -134,5 +134,5 @@ def make_worker(
     )
     # arq marks a started job in progress for its timeout + 10 s; a killed worker's job
     # would wait that long.  Start with our lease instead: the runner renews it.
-    worker.in_progress_timeout_s = journal.lease
+    worker.in_progress_timeout_s = store.lease
     return worker

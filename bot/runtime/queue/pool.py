@@ -9,7 +9,7 @@ checkpoints the WAL from a thread.
 
 **Stop.**  :meth:`WorkerPool.stop` stops claiming, waits for running jobs up to a
 timeout, then cancels the rest, which the runner requeues explicitly (attempt refunded,
-data kept): the journal never shows phantom ``running`` rows after a clean shutdown.
+data kept): the store never shows phantom ``running`` rows after a clean shutdown.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ CHECKPOINT_INTERVAL = 1.0  # s between WAL checkpoints when commits do not make 
 
 
 class WorkerPool:
-    """``concurrency`` asyncio tasks that claim jobs from the journal and run ``handler``.
+    """``concurrency`` asyncio tasks that claim jobs from the store and run ``handler``.
 
     Each claimed job runs through :class:`~bot.runtime.queue.runner.Runner` (outcomes, retries).
     While jobs run, the pool renews their heartbeats and requeues other workers' jobs
@@ -42,7 +42,7 @@ class WorkerPool:
 
     def __init__(
         self,
-        journal: SqliteStore,
+        store: SqliteStore,
         handler: Handler,
         *,
         concurrency: int = 2,
@@ -58,16 +58,16 @@ class WorkerPool:
     ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.journal = journal
+        self.store = store
         self.concurrency = concurrency
-        self._runner = Runner(journal, handler, job_timeout=job_timeout, sleep=sleep)
+        self._runner = Runner(store, handler, job_timeout=job_timeout, sleep=sleep)
         self._poll_interval = poll_interval
         self._job_timeout = job_timeout
         self._heartbeat_interval = heartbeat_interval
         self._stale_after = stale_after
         self._prune_interval = prune_interval
         self._recover_on_start = recover_on_start
-        self._clock = clock or journal.clock
+        self._clock = clock or store.clock
         self._sleep = sleep
         self._name = name or f"{socket.gethostname()}:{os.getpid()}"
         self._wake = asyncio.Event()
@@ -90,15 +90,15 @@ class WorkerPool:
         self._loop = asyncio.get_running_loop()
         self._stopping = False
         if self._recover_on_start:
-            self.journal.lock_workers()  # recover() is only right for the one such process
-            self.journal.recover()
-            self.journal.prune()
+            self.store.lock_workers()  # recover() is only right for the one such process
+            self.store.recover()
+            self.store.prune()
         self._workers = [
             asyncio.create_task(self._work(f"{self._name}:{i}"), name=f"docgen-worker-{i}")
             for i in range(self.concurrency)
         ]
         self._maintenance = asyncio.create_task(self._maintain(), name="docgen-jobs-maintenance")
-        if not self.journal.autocheckpoint:
+        if not self.store.autocheckpoint:
             self._checkpoints = asyncio.create_task(self._checkpoint(), name="docgen-checkpoint")
         log.info("%d job workers started", self.concurrency)
 
@@ -126,7 +126,7 @@ class WorkerPool:
                 log.error("job worker crashed", exc_info=task.exception())
         self._workers, self._maintenance = [], None
         if self._recover_on_start:
-            self.journal.unlock_workers()
+            self.store.unlock_workers()
         log.info("job workers stopped (%d jobs handed back)", len(pending))
 
     async def __aenter__(self) -> WorkerPool:
@@ -165,8 +165,8 @@ class WorkerPool:
     async def _work(self, worker_id: str) -> None:
         while not self._stopping:
             try:
-                lease = self.journal.claim(worker_id).lease
-            except self.journal.errors:
+                lease = self.store.claim(worker_id).lease
+            except self.store.errors:
                 log.exception("could not claim a job")
                 lease = None
             if lease is None:
@@ -185,13 +185,13 @@ class WorkerPool:
             try:
                 # Our own heartbeats first, so the sweep never takes a job from this pool.
                 for lease in list(self._running.values()):
-                    self.journal.renew(lease)
-                if self.journal.requeue_stale(self._stale_after):
+                    self.store.renew(lease)
+                if self.store.requeue_stale(self._stale_after):
                     self.wake()
                 if self._clock() - last_prune >= self._prune_interval:
                     last_prune = self._clock()
-                    self.journal.prune()
-            except self.journal.errors:
+                    self.store.prune()
+            except self.store.errors:
                 log.exception("job maintenance failed")
 
     async def _checkpoint(self) -> None:
@@ -199,8 +199,8 @@ class WorkerPool:
         while True:
             await asyncio.sleep(CHECKPOINT_INTERVAL)
             try:
-                await asyncio.to_thread(self.journal.checkpoint)
-            except self.journal.errors:
+                await asyncio.to_thread(self.store.checkpoint)
+            except self.store.errors:
                 log.exception("journal checkpoint failed")
 
 

@@ -111,7 +111,7 @@ def _job(fields: Mapping[str, str]) -> Job:
 
 
 class RedisStore(RedisIntake, RedisLedger):
-    """Deliveries, jobs and the token ledger in Redis; the web app's and the handler's journal.
+    """Deliveries, jobs and the token ledger in Redis; the web app's and the handler's store.
 
     Synchronous, like :class:`bot.runtime.queue.sqlite_store.SqliteStore`: each call is one round trip or a few
     (well under a millisecond on a local network), made straight from the event loop.

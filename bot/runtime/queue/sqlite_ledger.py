@@ -1,4 +1,4 @@
-"""The SQLite journal's token ledger and installation caps (invariant 3, ``docgen usage``).
+"""The SQLite store's token ledger and installation caps (invariant 3, ``docgen usage``).
 
 A mixin of :class:`bot.runtime.queue.sqlite_store.SqliteStore`: the same file, connections and
 write transactions (``atomic``), so a run's spend and a cap reservation are as durable

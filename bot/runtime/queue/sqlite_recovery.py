@@ -43,7 +43,7 @@ class SqliteRecovery:
         raise NotImplementedError
 
     def lock_workers(self) -> None:
-        """Become the one process that runs this journal's jobs (an ``flock``).
+        """Become the one process that runs this store's jobs (an ``flock``).
 
         :meth:`recover` assumes every ``running`` job is orphaned, which is only true
         when no other live process runs jobs from the same file (two ``docgen serve``
@@ -76,7 +76,7 @@ class SqliteRecovery:
     def recover(self, now: float | None = None) -> int:
         """At start-up: jobs left ``running`` by a dead process go back to the queue.
 
-        Only for a journal used by one process at a time (``docgen serve``): every
+        Only for a store used by one process at a time (``docgen serve``): every
         running job is assumed orphaned.  Returns how many jobs were requeued or failed.
         """
         now = self.clock() if now is None else now

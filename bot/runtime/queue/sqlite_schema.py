@@ -77,7 +77,7 @@ _SCHEMA_2 = [
 
 # Version 3: the ledger knows each run's installation and repository (``docgen usage``),
 # and the installations' cap counters (bot.docstrings.quota), one row per installation and period.
-# Idempotent: a journal whose version was set back must still open.
+# Idempotent: a store whose version was set back must still open.
 _SCHEMA_3 = [
     """CREATE TABLE IF NOT EXISTS cap_counters (
         installation_id INTEGER NOT NULL,

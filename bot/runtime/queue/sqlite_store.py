@@ -1,8 +1,8 @@
-"""The durable job journal in SQLite: the default :class:`~bot.runtime.queue.store.Store`.
+"""The durable job store in SQLite: the default :class:`~bot.runtime.queue.store.Store`.
 
 The web handler records a delivery and enqueues its job (:meth:`SqliteStore.record_batch`)
 before it answers (invariant 6); :class:`bot.runtime.queue.pool.WorkerPool` tasks claim jobs
-and run them.  Everything the journal knows is in one SQLite file in
+and run them.  Everything the store knows is in one SQLite file in
 ``DOCGEN_DATA_DIR``, so a restart resumes where the last process stopped.
 
 Decisions, in short:
@@ -137,7 +137,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
             self.close()
             raise
 
-    # What the runner and the web app catch from this store (a disk, a closed journal).
+    # What the runner and the web app catch from this store (a disk, a closed store).
     errors: tuple[type[BaseException], ...] = (sqlite3.Error, StoreError)
 
     @property
@@ -154,7 +154,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
 
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
-            raise StoreError("the journal is closed")
+            raise StoreError("the store is closed")
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
             conn = sqlite3.connect(
@@ -188,9 +188,9 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
 
         The web handler records a delivery and enqueues its job in one commit::
 
-            with journal.atomic():
-                if journal.record_delivery(...):
-                    journal.enqueue(...)
+            with store.atomic():
+                if store.record_delivery(...):
+                    store.enqueue(...)
 
         An exception that leaves the outermost block rolls everything back.
 
@@ -240,7 +240,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
         return int(row[1]), int(row[2])
 
     def close(self) -> None:
-        """Close every thread's connection; the journal cannot be used afterwards."""
+        """Close every thread's connection; the store cannot be used afterwards."""
         self.unlock_workers()
         self._closed = True
         with self._conns_lock:
@@ -458,7 +458,7 @@ class SqliteStore(SqliteLedger, SqliteRecovery):
         return job_from_row(row) if row is not None else None
 
     def history(self, key: str) -> list[Job]:
-        """Every job still in the journal for ``key``, oldest first."""
+        """Every job still in the store for ``key``, oldest first."""
         rows = self._conn().execute("SELECT * FROM jobs WHERE key = ? ORDER BY id", (key,))
         return [job_from_row(row) for row in rows]
 

@@ -32,7 +32,7 @@ Spend = Totals
 
 
 class StoreError(Exception):
-    """The journal cannot be used (closed, or written by a newer docgen)."""
+    """The store cannot be used (closed, or written by a newer docgen)."""
 
 
 class StoreBusy(StoreError):
