@@ -17,7 +17,7 @@ client (the App's slug, cached after).
   (a POST, but no mutation), shown with the number of files it read.
 * **LLM**: ``tests/fake_openai.py`` on a loopback port (zero latency, valid structured
   answers, real token counts), reached through the real OpenAI provider.
-* **docgen**: ``bot.runtime.compose.build`` — the app, the SQLite journal and the in-process
+* **docgen**: ``bot.runtime.compose.build`` — the app, the SQLite store and the in-process
   worker, exactly as ``docgen serve`` wires them; the delivery is posted to
   ``/webhook`` signed.  Each run gets a fresh data dir (cold docstring cache).
 
@@ -207,7 +207,7 @@ def run_once(
         # the app's event loop, or its connections complain once that loop is gone.
         client.portal.call(provider.client.close)
         metrics = client.get("/metrics").text
-    runtime.journal.close()
+    runtime.store.close()
     if run is None:
         raise SystemExit(f"no completed check run after {timeout:.0f} s")
     return {
