@@ -15,6 +15,7 @@ import pytest
 from bot.cli.sample import HEAD, make_sample_repo
 from bot.docstrings import quota
 from bot.docstrings.proof import same_code
+from bot.runtime.queue.store import RunSpend
 from tests import redis_helpers
 from tests.factories import GREET_BASE, GREET_HEAD
 from tests.factories import call_cli as call
@@ -266,11 +267,13 @@ M6, M7 = (time.strftime("%Y-%m", time.gmtime(t)) for t in (JUNE, JULY))
 def _spend(store, key, inst, prompt, completion, cost):
     store.add_spend(
         key,
-        model="gpt-4o-mini",
-        prompt_tokens=prompt,
-        completion_tokens=completion,
-        cost_usd=cost,
-        installation_id=inst,
+        RunSpend(
+            model="gpt-4o-mini",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+            installation_id=inst,
+        ),
     )
 
 

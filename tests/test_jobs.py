@@ -30,6 +30,7 @@ from bot.runtime.queue.store import (
     Lease,
     PermanentJobError,
     RetryLater,
+    RunSpend,
     StoreBusy,
     StoreError,
 )
@@ -842,17 +843,25 @@ def test_ledger_per_pr_survives_reopen(tmp_path):
         assert store.spent("o/r#1").tokens == 0
         store.add_spend(
             "o/r#1",
-            model="gpt-4o-mini",
-            prompt_tokens=900,
-            completion_tokens=100,
-            cost_usd=0.0002,
-            head_sha="a" * 40,
+            RunSpend(
+                model="gpt-4o-mini",
+                prompt_tokens=900,
+                completion_tokens=100,
+                cost_usd=0.0002,
+                head_sha="a" * 40,
+            ),
         )
         store.add_spend(
-            "o/r#1", model="gpt-4o-mini", prompt_tokens=50, completion_tokens=10, cost_usd=0.00001
+            "o/r#1",
+            RunSpend(
+                model="gpt-4o-mini", prompt_tokens=50, completion_tokens=10, cost_usd=0.00001,
+            ),
         )
         store.add_spend(
-            "o/r#2", model="gpt-4o-mini", prompt_tokens=7, completion_tokens=3, cost_usd=0.0
+            "o/r#2",
+            RunSpend(
+                model="gpt-4o-mini", prompt_tokens=7, completion_tokens=3, cost_usd=0.0,
+            ),
         )
     with SqliteStore(path) as store:
         spent = store.spent("o/r#1")

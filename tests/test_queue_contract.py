@@ -27,6 +27,7 @@ from bot.runtime.queue.store import (
     Lease,
     PermanentJobError,
     RetryLater,
+    RunSpend,
     Store,
 )
 from tests import redis_helpers
@@ -399,11 +400,13 @@ def test_the_ledger_adds_up_across_runs(store: Store) -> None:
     for tokens in (100, 50):
         store.add_spend(
             KEY,
-            model="gpt-4o-mini",
-            prompt_tokens=tokens,
-            completion_tokens=10,
-            cost_usd=0.01,
-            installation_id=42,
+            RunSpend(
+                model="gpt-4o-mini",
+                prompt_tokens=tokens,
+                completion_tokens=10,
+                cost_usd=0.01,
+                installation_id=42,
+            ),
         )
     spent = store.spent(KEY)
     assert (spent.prompt_tokens, spent.completion_tokens, spent.runs) == (150, 20, 2)

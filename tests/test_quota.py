@@ -24,6 +24,7 @@ from bot.docstrings.quota import CapHit, Caps, Periods, Used
 from bot.runtime.metrics import Metrics, usage_gauges
 from bot.runtime.queue.redis_store import RedisStore
 from bot.runtime.queue.sqlite_store import SqliteStore
+from bot.runtime.queue.store import RunSpend
 from bot.runtime.usage import UsageRow
 from tests import redis_helpers
 from tests.factories import Clock
@@ -252,11 +253,13 @@ def test_usage_sums_per_installation_repository_and_month(opener) -> None:
     def spend(key: str, inst: int | None, prompt: int, completion: int, cost: float) -> None:
         store.add_spend(
             key,
-            model="gpt-4o-mini",
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost_usd=cost,
-            installation_id=inst,
+            RunSpend(
+                model="gpt-4o-mini",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                installation_id=inst,
+            ),
         )
 
     spend("octo/a#1", 1, 100, 10, 0.25)
@@ -304,11 +307,13 @@ def test_metrics_carry_this_months_totals_per_installation(opener) -> None:
     def spend(key: str, inst: int, prompt: int, completion: int, cost: float) -> None:
         store.add_spend(
             key,
-            model="gpt-4o-mini",
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost_usd=cost,
-            installation_id=inst,
+            RunSpend(
+                model="gpt-4o-mini",
+                prompt_tokens=prompt,
+                completion_tokens=completion,
+                cost_usd=cost,
+                installation_id=inst,
+            ),
         )
 
     spend("octo/a#1", 7, 100, 10, 0.5)

@@ -50,7 +50,7 @@ from bot.runtime.github.payloads import ReviewComment
 from bot.runtime.github.pulls import PullInfo
 from bot.runtime.metrics import Metrics
 from bot.runtime.queue.runner import JobContext
-from bot.runtime.queue.store import Job, PermanentJobError, RetryLater, Store
+from bot.runtime.queue.store import Job, PermanentJobError, RetryLater, RunSpend, Store
 
 log = logging.getLogger(__name__)
 
@@ -359,14 +359,16 @@ def _record_spend(job: Job, deps: ReviewDeps, report: Report, head_sha: str) -> 
     p = job.payload
     deps.store.add_spend(
         job.key,
-        model=report.model,
-        prompt_tokens=report.usage.prompt_tokens,
-        completion_tokens=report.usage.completion_tokens,
-        cost_usd=report.cost_usd,
-        job_id=job.id,
-        head_sha=head_sha,
-        installation_id=int(p["installation_id"]),
-        repo=f"{p['owner']}/{p['repo']}",
+        RunSpend(
+            model=report.model,
+            prompt_tokens=report.usage.prompt_tokens,
+            completion_tokens=report.usage.completion_tokens,
+            cost_usd=report.cost_usd,
+            job_id=job.id,
+            head_sha=head_sha,
+            installation_id=int(p["installation_id"]),
+            repo=f"{p['owner']}/{p['repo']}",
+        ),
     )
     deps.metrics.record_usage(report.usage, report.cost_usd)
 

@@ -14,7 +14,7 @@ import redis
 from redis.client import Pipeline
 
 from bot.docstrings import quota
-from bot.runtime.queue.store import Spend
+from bot.runtime.queue.store import RunSpend, Spend
 from bot.runtime.usage import UsageRow, sort_rows
 
 LEDGER_RETENTION = 90 * 24 * 3600  # a PR's spend, kept this long after its last run
@@ -38,35 +38,23 @@ class RedisLedger:
     def _ledger_key(self, key: str) -> str:
         return f"{self.prefix}:ledger:{key}"
 
-    def add_spend(
-        self,
-        key: str,
-        *,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float,
-        job_id: int | None = None,
-        head_sha: str | None = None,
-        installation_id: int | None = None,
-        repo: str | None = None,
-    ) -> None:
+    def add_spend(self, key: str, spend: RunSpend) -> None:
         """Add what one run of ``key`` (a PR) spent to the PR's totals, and to its
         installation's and repository's totals of the month (``docgen usage``)."""
         ledger = self._ledger_key(key)
         month = quota.Periods.at(self.clock()).month
         monthly = self._usage_key(month)
-        inst = "" if installation_id is None else str(installation_id)
-        field = f"{inst}|{repo or key.partition('#')[0]}"
+        inst = "" if spend.installation_id is None else str(spend.installation_id)
+        field = f"{inst}|{spend.repo or key.partition('#')[0]}"
         with self.client.pipeline(transaction=True) as pipe:
-            pipe.hincrby(ledger, "prompt_tokens", prompt_tokens)
-            pipe.hincrby(ledger, "completion_tokens", completion_tokens)
-            pipe.hincrbyfloat(ledger, "cost_usd", cost_usd)
+            pipe.hincrby(ledger, "prompt_tokens", spend.prompt_tokens)
+            pipe.hincrby(ledger, "completion_tokens", spend.completion_tokens)
+            pipe.hincrbyfloat(ledger, "cost_usd", spend.cost_usd)
             pipe.hincrby(ledger, "runs", 1)
             pipe.expire(ledger, LEDGER_RETENTION)
-            pipe.hincrby(monthly, f"{field}|prompt_tokens", prompt_tokens)
-            pipe.hincrby(monthly, f"{field}|completion_tokens", completion_tokens)
-            pipe.hincrbyfloat(monthly, f"{field}|cost_usd", cost_usd)
+            pipe.hincrby(monthly, f"{field}|prompt_tokens", spend.prompt_tokens)
+            pipe.hincrby(monthly, f"{field}|completion_tokens", spend.completion_tokens)
+            pipe.hincrbyfloat(monthly, f"{field}|cost_usd", spend.cost_usd)
             pipe.hincrby(monthly, f"{field}|runs", 1)
             pipe.expire(monthly, USAGE_RETENTION)
             pipe.zadd(self._usage_months_key, {month: quota.month_bounds(month)[0]})

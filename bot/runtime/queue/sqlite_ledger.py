@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 
 from bot.docstrings import quota
-from bot.runtime.queue.store import Spend
+from bot.runtime.queue.store import RunSpend, Spend
 from bot.runtime.usage import UsageRow, sort_rows
 
 
@@ -27,22 +27,10 @@ class SqliteLedger:
     def atomic(self, *, wait: bool = True) -> contextlib.AbstractContextManager[sqlite3.Connection]:
         raise NotImplementedError
 
-    def add_spend(
-        self,
-        key: str,
-        *,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float,
-        job_id: int | None = None,
-        head_sha: str | None = None,
-        installation_id: int | None = None,
-        repo: str | None = None,
-    ) -> None:
+    def add_spend(self, key: str, spend: RunSpend) -> None:
         """Record what one run of ``key`` (a PR) spent on the LLM.
 
-        ``repo`` defaults to the ``owner/name`` part of the key.
+        ``spend.repo`` defaults to the ``owner/name`` part of the key.
         """
         with self.atomic() as conn:
             conn.execute(
@@ -51,15 +39,15 @@ class SqliteLedger:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     key,
-                    job_id,
-                    head_sha,
-                    model,
-                    prompt_tokens,
-                    completion_tokens,
-                    cost_usd,
+                    spend.job_id,
+                    spend.head_sha,
+                    spend.model,
+                    spend.prompt_tokens,
+                    spend.completion_tokens,
+                    spend.cost_usd,
                     self.clock(),
-                    installation_id,
-                    repo or key.partition("#")[0],
+                    spend.installation_id,
+                    spend.repo or key.partition("#")[0],
                 ),
             )
 

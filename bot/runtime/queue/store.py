@@ -60,6 +60,23 @@ class JobLost(Exception):
 
 
 @dataclass(frozen=True)
+class RunSpend:
+    """What one run of a PR spent on the LLM, as the ledger records it.
+
+    ``repo`` defaults to the ``owner/name`` part of the PR's key.
+    """
+
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+    job_id: int | None = None
+    head_sha: str | None = None
+    installation_id: int | None = None
+    repo: str | None = None
+
+
+@dataclass(frozen=True)
 class Job:
     id: int
     key: str
@@ -188,19 +205,7 @@ class Store(Protocol):
     def last_forgotten(self) -> str: ...
 
     # --- the ledger and the installations' caps
-    def add_spend(
-        self,
-        key: str,
-        *,
-        model: str,
-        prompt_tokens: int,
-        completion_tokens: int,
-        cost_usd: float,
-        job_id: int | None = None,
-        head_sha: str | None = None,
-        installation_id: int | None = None,
-        repo: str | None = None,
-    ) -> None: ...
+    def add_spend(self, key: str, spend: RunSpend) -> None: ...
 
     def spent(self, key: str) -> Spend: ...
 
