@@ -8,6 +8,7 @@ from typing import Any
 
 from bot import cli
 from bot.docstrings.models import Decision, Param, Target
+from bot.runtime.queue.store import RunSpend
 
 
 def make_target(**overrides: Any) -> Target:
@@ -160,3 +161,19 @@ class Clock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+def record_spend(
+    store: Any, key: str, inst: int | None, prompt: int, completion: int, cost: float
+) -> None:
+    """Add one gpt-4o-mini run's spend for ``key`` (a PR) of installation ``inst`` to ``store``."""
+    store.add_spend(
+        key,
+        RunSpend(
+            model="gpt-4o-mini",
+            prompt_tokens=prompt,
+            completion_tokens=completion,
+            cost_usd=cost,
+            installation_id=inst,
+        ),
+    )

@@ -15,9 +15,8 @@ import pytest
 from bot.cli.sample import HEAD, make_sample_repo
 from bot.docstrings import quota
 from bot.docstrings.proof import same_code
-from bot.runtime.queue.store import RunSpend
 from tests import redis_helpers
-from tests.factories import GREET_BASE, GREET_HEAD
+from tests.factories import GREET_BASE, GREET_HEAD, record_spend
 from tests.factories import call_cli as call
 
 redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
@@ -264,28 +263,16 @@ JUNE, JULY = _THIS_MONTH - 20 * 86400, _THIS_MONTH + 3600  # "June" is last mont
 M6, M7 = (time.strftime("%Y-%m", time.gmtime(t)) for t in (JUNE, JULY))
 
 
-def _spend(store, key, inst, prompt, completion, cost):
-    store.add_spend(
-        key,
-        RunSpend(
-            model="gpt-4o-mini",
-            prompt_tokens=prompt,
-            completion_tokens=completion,
-            cost_usd=cost,
-            installation_id=inst,
-        ),
-    )
-
 
 def _ledger(store_of):
     clock = {"now": JUNE}
     store = store_of(lambda: clock["now"])
-    _spend(store, "octo/a#1", 11, 1000, 200, 0.5)
-    _spend(store, "octo/a#2", 11, 500, 100, 0.25)
-    _spend(store, "octo/b#1", 11, 10, 5, 0.01)
-    _spend(store, "acme/x#4", 22, 70, 30, 1.0)
+    record_spend(store, "octo/a#1", 11, 1000, 200, 0.5)
+    record_spend(store, "octo/a#2", 11, 500, 100, 0.25)
+    record_spend(store, "octo/b#1", 11, 10, 5, 0.01)
+    record_spend(store, "acme/x#4", 22, 70, 30, 1.0)
     clock["now"] = JULY
-    _spend(store, "octo/a#1", 11, 1, 1, 0.0)
+    record_spend(store, "octo/a#1", 11, 1, 1, 0.0)
     store.close()
 
 

@@ -24,10 +24,9 @@ from bot.docstrings.quota import CapHit, Caps, Periods, Used
 from bot.runtime.metrics import Metrics, usage_gauges
 from bot.runtime.queue.redis_store import RedisStore
 from bot.runtime.queue.sqlite_store import SqliteStore
-from bot.runtime.queue.store import RunSpend
 from bot.runtime.usage import UsageRow
 from tests import redis_helpers
-from tests.factories import Clock
+from tests.factories import Clock, record_spend
 
 redis_url, ns = redis_helpers.redis_url, redis_helpers.ns  # fixtures
 
@@ -250,25 +249,13 @@ def test_usage_sums_per_installation_repository_and_month(opener) -> None:
     clock = Clock(calendar.timegm((2025, 5, 31, 23, 0, 0)))
     store = opener(clock)
 
-    def spend(key: str, inst: int | None, prompt: int, completion: int, cost: float) -> None:
-        store.add_spend(
-            key,
-            RunSpend(
-                model="gpt-4o-mini",
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cost_usd=cost,
-                installation_id=inst,
-            ),
-        )
-
-    spend("octo/a#1", 1, 100, 10, 0.25)
-    spend("octo/a#2", 1, 200, 20, 0.5)
-    spend("octo/b#1", 1, 1, 1, 0.0)
-    spend("other/c#9", 2, 5, 5, 1.0)
+    record_spend(store, "octo/a#1", 1, 100, 10, 0.25)
+    record_spend(store, "octo/a#2", 1, 200, 20, 0.5)
+    record_spend(store, "octo/b#1", 1, 1, 1, 0.0)
+    record_spend(store, "other/c#9", 2, 5, 5, 1.0)
     clock.now += 7200  # June
-    spend("octo/a#1", 1, 1000, 100, 2.0)
-    spend("legacy/x#3", None, 7, 3, 0.0)
+    record_spend(store, "octo/a#1", 1, 1000, 100, 2.0)
+    record_spend(store, "legacy/x#3", None, 7, 3, 0.0)
 
     may = [
         UsageRow(1, "octo/a", "2025-05", 300, 30, 0.75, 2),
@@ -304,21 +291,9 @@ def test_metrics_carry_this_months_totals_per_installation(opener) -> None:
     clock = Clock(calendar.timegm((2025, 6, 10, 12, 0, 0)))
     store = opener(clock)
 
-    def spend(key: str, inst: int, prompt: int, completion: int, cost: float) -> None:
-        store.add_spend(
-            key,
-            RunSpend(
-                model="gpt-4o-mini",
-                prompt_tokens=prompt,
-                completion_tokens=completion,
-                cost_usd=cost,
-                installation_id=inst,
-            ),
-        )
-
-    spend("octo/a#1", 7, 100, 10, 0.5)
-    spend("octo/b#1", 7, 1, 1, 0.25)
-    spend("x/y#1", 8, 5, 5, 1.0)
+    record_spend(store, "octo/a#1", 7, 100, 10, 0.5)
+    record_spend(store, "octo/b#1", 7, 1, 1, 0.25)
+    record_spend(store, "x/y#1", 8, 5, 5, 1.0)
     metrics = Metrics()
     metrics.on_collect(usage_gauges(store))
     text = metrics.render().decode()
@@ -328,7 +303,7 @@ def test_metrics_carry_this_months_totals_per_installation(opener) -> None:
     assert 'docgen_installation_cost_usd{installation="8"} 1.0' in text
 
     clock.now = calendar.timegm((2025, 7, 1, 8, 0, 0))  # a new month: only its own spend
-    spend("x/y#2", 8, 3, 0, 0.125)
+    record_spend(store, "x/y#2", 8, 3, 0, 0.125)
     text = metrics.render().decode()
     assert 'docgen_installation_tokens{installation="7",kind="prompt"} 0.0' in text
     assert 'docgen_installation_tokens{installation="8",kind="prompt"} 3.0' in text
