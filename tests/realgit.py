@@ -13,12 +13,17 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-_ENV = {
+# Who commits in a throw-away repository, and no system config: git works the same on
+# every machine (tests that run git with their own environment add this to it).
+GIT_IDENTITY = {
     "GIT_AUTHOR_NAME": "t",
     "GIT_AUTHOR_EMAIL": "t@example.com",
     "GIT_COMMITTER_NAME": "t",
     "GIT_COMMITTER_EMAIL": "t@example.com",
     "GIT_CONFIG_NOSYSTEM": "1",
+}
+_ENV = {
+    **GIT_IDENTITY,
     "HOME": "/nonexistent",
     "PATH": "/usr/bin:/bin:/usr/local/bin",
 }

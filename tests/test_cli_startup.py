@@ -18,15 +18,9 @@ import pytest
 from bot.cli.sample import make_sample_repo
 from bot.docstrings import localgit
 from bot.docstrings.tokens import TokenCounter, load_encoding
+from tests.realgit import GIT_IDENTITY
 
 ROOT = Path(__file__).resolve().parents[1]
-_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 _OFFLINE = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "AZURE_OPENAI_ENDPOINT", "DOCGEN_PROVIDER")
 
 
@@ -87,7 +81,7 @@ def test_a_lazy_counter_refuses_an_unknown_encoding_up_front():
 def _repo(root: Path, files: dict[str, str], changed: dict[str, str]) -> Path:
     def git(*args: str) -> None:
         subprocess.run(
-            ["git", *args], cwd=root, env={**os.environ, **_GIT_ENV}, check=True, capture_output=True
+            ["git", *args], cwd=root, env={**os.environ, **GIT_IDENTITY}, check=True, capture_output=True
         )
 
     root.mkdir()

@@ -18,14 +18,8 @@ import pytest
 
 from bot.cli.parser import build_parser
 from bot.cli.review import review
+from tests.realgit import GIT_IDENTITY
 
-_GIT_ENV = {
-    "GIT_AUTHOR_NAME": "t",
-    "GIT_AUTHOR_EMAIL": "t@example.com",
-    "GIT_COMMITTER_NAME": "t",
-    "GIT_COMMITTER_EMAIL": "t@example.com",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 BODY = "def price_of(item, rate):\n    return item.cost * rate\n"
 
 
@@ -38,7 +32,7 @@ def offline(monkeypatch, tmp_path):
 
 def _repo(root: Path, name: str, data: bytes) -> Path:
     def git(*args: str) -> None:
-        env = {**os.environ, **_GIT_ENV}
+        env = {**os.environ, **GIT_IDENTITY}
         subprocess.run(["git", *args], cwd=root, env=env, check=True, capture_output=True)
 
     root.mkdir()
